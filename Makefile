@@ -1,0 +1,25 @@
+# tunefleet: `make run` runs the service here, `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/tunefleet up
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check shared services cluster tests bench
+	$(BIN)/ruff format --check shared services cluster tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .tunefleet

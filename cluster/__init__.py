@@ -1,0 +1,1 @@
+"""The embedded local stack (Redis, Ray, Serve, driver) and the `tunefleet` CLI."""

@@ -1,0 +1,16 @@
+"""The Serve application of tunefleet: the gateway with a handle to the predictor."""
+
+from __future__ import annotations
+
+from ray.serve import Application
+
+from services.gateway.deployment import Gateway
+from services.predictor.deployment import Predictor
+from shared.settings import Settings
+
+APP_NAME = "tunefleet"
+
+
+def build_application(settings: Settings) -> Application:
+    """Gateway (HTTP ingress at /) bound to a predictor deployment."""
+    return Gateway.bind(settings, Predictor.bind(settings))

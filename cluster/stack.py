@@ -1,0 +1,95 @@
+"""`tunefleet up`: Redis, Ray, Serve and a driver on this machine, in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from types import FrameType
+
+import ray
+from ray import serve
+
+from cluster.redis_server import RedisServer
+from cluster.serve_app import APP_NAME, build_application
+from shared.settings import Settings
+
+log = logging.getLogger("tunefleet")
+DRIVER_STOP_TIMEOUT_S = 20.0
+WATCH_INTERVAL_S = 0.5
+
+
+def up(settings: Settings) -> None:
+    """Run the whole stack until SIGINT or SIGTERM, then stop every part of it."""
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    with ExitStack() as parts:
+        redis_url = settings.redis_url
+        if redis_url is None:
+            server = RedisServer(settings.home / "redis", settings.redis_port)
+            redis_url = server.start()
+            parts.callback(server.stop)
+            log.info("Redis: %s (append-only files in %s)", redis_url, server.data_dir)
+        settings = settings.model_copy(update={"redis_url": redis_url})
+        settings.storage_root.mkdir(parents=True, exist_ok=True)
+
+        # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
+        ray.init(
+            address=settings.ray_address or "local",
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
+        parts.callback(ray.shutdown)
+        serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+        parts.callback(serve.shutdown)
+        serve.run(build_application(settings), name=APP_NAME, route_prefix="/")
+
+        driver_env = {
+            **os.environ,
+            "TUNEFLEET_REDIS_URL": redis_url,
+            "TUNEFLEET_STORAGE": str(settings.storage_root),
+            "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        }
+        driver = _start_driver(driver_env)
+        parts.callback(lambda: _stop(driver))
+        log.info(
+            "tunefleet is up: http://%s:%d (API docs at /docs), storage %s. Ctrl-C stops it.",
+            settings.http_host,
+            settings.http_port,
+            settings.storage_root,
+        )
+        while not stopping:
+            if driver.poll() is not None:
+                log.warning("driver exited with code %s; starting a new one", driver.returncode)
+                driver = _start_driver(driver_env)
+            time.sleep(WATCH_INTERVAL_S)
+        log.info("stopping tunefleet")
+
+
+def _start_driver(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Its own session: Ctrl-C reaches `up` only, which then stops the driver in order.
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.driver"], env=env, start_new_session=True
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(DRIVER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

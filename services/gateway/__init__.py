@@ -1,0 +1,1 @@
+"""The gateway: HTTP in (FastAPI on Ray Serve), Redis and storage out."""

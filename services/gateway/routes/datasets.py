@@ -1,0 +1,58 @@
+"""/datasets: upload a CSV to tune on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+
+from services.gateway.deps import ServicesDep
+from shared.data import DEFAULT_TARGET, DatasetSummary
+from shared.errors import InvalidInputError, PayloadTooLargeError
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        }
+    },
+)
+async def upload_dataset(
+    request: Request,
+    services: ServicesDep,
+    target: Annotated[str, Query(min_length=1, max_length=256)] = DEFAULT_TARGET,
+) -> DatasetSummary:
+    """Upload a CSV (multipart field ``file``, or a raw text/csv body) with a header row.
+
+    Answers the dataset id to use as ``{"dataset": {"upload": id}}`` and a summary.
+    """
+    limit = services.settings.max_upload_bytes
+    if int(request.headers.get("content-length") or 0) > limit:
+        raise PayloadTooLargeError(f"the upload is larger than the limit of {limit} bytes")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError('send the CSV file in the multipart field "file"')
+        content = await upload.read(limit + 1)
+    else:
+        content = await request.body()
+    if len(content) > limit:
+        raise PayloadTooLargeError(f"the upload is larger than the limit of {limit} bytes")
+    return services.datasets.save(content, target)

@@ -1,0 +1,1 @@
+"""The predictor: loads registered checkpoints and answers predictions."""

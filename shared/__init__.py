@@ -1,0 +1,1 @@
+"""Code that more than one tunefleet service uses. Imports no service."""

@@ -1,0 +1,28 @@
+"""TunefleetError and its subclasses. No HTTP here: the gateway maps them once."""
+
+from __future__ import annotations
+
+
+class TunefleetError(Exception):
+    """Base of every error tunefleet raises on purpose; the message is for a person."""
+
+
+class NotFoundError(TunefleetError):
+    """Raised when a job, dataset or model id names nothing that exists."""
+
+
+class ConflictError(TunefleetError):
+    """Raised when a request is valid but the thing is in the wrong state for it,
+    such as predicting with a job that has no model (yet)."""
+
+
+class InvalidInputError(TunefleetError):
+    """Raised when user input is well-formed but cannot be used; says what to fix."""
+
+
+class DatasetError(InvalidInputError):
+    """Raised when a dataset cannot be used for training: names the column or value."""
+
+
+class PayloadTooLargeError(TunefleetError):
+    """Raised when a request or upload is larger than the configured limit."""

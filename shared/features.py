@@ -1,0 +1,71 @@
+"""Turning predict instances into a feature matrix, with errors that name the culprit."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from shared.errors import InvalidInputError
+
+
+def instances_to_matrix(instances: Sequence[Any], feature_names: Sequence[str]) -> np.ndarray:
+    """Rows as ``{feature: value}`` objects or lists in feature order -> float matrix.
+
+    Raises InvalidInputError naming the instance (by index) and the feature.
+    """
+    if not instances:
+        raise InvalidInputError('"instances" is empty; send at least one row')
+    matrix = np.empty((len(instances), len(feature_names)), dtype=np.float64)
+    for index, instance in enumerate(instances):
+        if isinstance(instance, dict):
+            values = _by_name(index, instance, feature_names)
+        elif isinstance(instance, list):
+            if len(instance) != len(feature_names):
+                raise InvalidInputError(
+                    f"instance {index} has {len(instance)} values; the model takes "
+                    f"{len(feature_names)} features in this order: {_names(feature_names)}"
+                )
+            values = instance
+        else:
+            raise InvalidInputError(
+                f"instance {index} must be an object of feature values or a list in "
+                "feature order"
+            )
+        for column, (name, value) in enumerate(zip(feature_names, values, strict=True)):
+            matrix[index, column] = _number(index, name, value)
+    return matrix
+
+
+def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str]) -> list[Any]:
+    missing = [name for name in feature_names if name not in instance]
+    extra = sorted(set(instance) - set(feature_names))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing features {_names(missing)}")
+        if extra:
+            parts.append(f"unknown features {_names(extra)}")
+        raise InvalidInputError(
+            f"instance {index}: {' and '.join(parts)}; the model takes: {_names(feature_names)}"
+        )
+    return [instance[name] for name in feature_names]
+
+
+def _number(index: int, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(
+            f"instance {index}, feature {name!r}: {value!r} is not a number"
+        )
+    if not math.isfinite(value):
+        raise InvalidInputError(
+            f"instance {index}, feature {name!r}: {value!r} is not a finite number"
+        )
+    return float(value)
+
+
+def _names(names: Sequence[str], shown: int = 12) -> str:
+    quoted = ", ".join(repr(n) for n in names[:shown])
+    return quoted + (f", ... ({len(names)} in all)" if len(names) > shown else "")

@@ -1,0 +1,80 @@
+"""The one settings object of tunefleet, read from TUNEFLEET_* variables at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a tunefleet process may be configured with.
+
+    Every field is read from the environment with the prefix ``TUNEFLEET_``
+    (``TUNEFLEET_REDIS_URL``, ``TUNEFLEET_STORAGE``, ...).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TUNEFLEET_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".tunefleet"),
+        description="Folder of the embedded stack: its Redis data and, by default, storage.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use; unset, `tunefleet up` starts an embedded redis-server.",
+    )
+    redis_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the embedded redis-server; 0 picks a free one.",
+    )
+    storage: Path | None = Field(
+        default=None,
+        description="Root for experiments and uploaded datasets; default <home>/storage.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        validation_alias="RAY_ADDRESS",
+        description="Ray cluster to use (Ray's own variable); unset, `tunefleet up` starts one.",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where the CLI finds the gateway.",
+    )
+    max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_instances: int = Field(default=1024, gt=0, description="Rows in one predict request.")
+    max_epochs: int = Field(default=1000, gt=0)
+    max_trials: int = Field(default=10_000, gt=0)
+    max_models_per_replica: int = Field(default=8, gt=0)
+    driver_poll_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("home", "storage")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Ray Tune needs an absolute storage path, and workers run in other folders.
+        return value.expanduser().resolve() if value is not None else None
+
+    @property
+    def storage_root(self) -> Path:
+        """The storage root: experiments/ and datasets/ live below it."""
+        return self.storage if self.storage is not None else self.home / "storage"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.storage_root / "experiments"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.storage_root / "datasets"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,168 @@
+"""The training loop of one trial: the seed's workflow without its slow parts.
+
+Tune-independent: the driver adapts it to Tune by passing a ``report`` function.
+Batches are index slices of tensors that live in memory (no DataLoader, no
+per-sample Python); class-balanced sampling draws indices with the seed's
+inverse-class-frequency weights; validation runs in a few large batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.data import PreparedData
+from shared.model import MLP, ModelBundle
+
+EVAL_BATCH_ROWS = 65_536
+# metrics, and the checkpoint payload to save with them (None: no checkpoint this epoch)
+ReportFn = Callable[[dict[str, float], dict[str, Any] | None], None]
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of a job shares: the data, and how to judge an epoch."""
+
+    data: PreparedData
+    metric: str
+    mode: str
+    seed: int
+    balance: bool = True
+
+
+def train_trial(
+    config: dict[str, Any],
+    plan: TrialPlan,
+    report: ReportFn,
+    resume_from: dict[str, Any] | None = None,
+    device: str = "cpu",
+) -> None:
+    """Train one configuration for ``config["epochs"]`` epochs, reporting each epoch.
+
+    A checkpoint goes with an epoch that improves the trial's best metric, and with
+    the last epoch. ``resume_from`` is a checkpoint payload to continue from.
+    """
+    torch.manual_seed(plan.seed)
+    generator = torch.Generator().manual_seed(plan.seed)
+    data = plan.data
+    architecture = {
+        "n_features": len(data.feature_names),
+        "n_classes": len(data.classes),
+        "hidden_units": int(config["hidden_units"]),
+        "hidden_layers": int(config.get("hidden_layers", 1)),
+        "dropout": float(config["dropout"]),
+    }
+    model = MLP(**architecture).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=float(config["lr"]), weight_decay=float(config["weight_decay"])
+    )
+    first_epoch, best_value = 1, None
+    if resume_from is not None:
+        model.load_state_dict(resume_from["state_dict"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        first_epoch = int(resume_from["epoch"]) + 1
+        best_value = resume_from.get("best_value")
+
+    x_train = torch.from_numpy(data.x_train).to(device)
+    y_train = torch.from_numpy(data.y_train).to(device)
+    x_val = torch.from_numpy(data.x_val).to(device)
+    y_val = torch.from_numpy(data.y_val).to(device)
+    sample_weights = _balanced_weights(data.y_train, len(data.classes)) if plan.balance else None
+    bundle = ModelBundle(
+        model=model,
+        architecture=architecture,
+        feature_names=data.feature_names,
+        classes=data.classes,
+        scale=torch.from_numpy(data.scale),
+        offset=torch.from_numpy(data.offset),
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    epochs = int(config["epochs"])
+    batch_size = int(config["batch_size"])
+
+    for epoch in range(first_epoch, epochs + 1):
+        order = _epoch_order(len(y_train), sample_weights, generator).to(device)
+        training_loss, training_accuracy = _train_epoch(
+            model, optimizer, loss_fn, x_train, y_train, order, batch_size
+        )
+        val_loss, val_accuracy = evaluate(model, x_val, y_val)
+        metrics = {
+            "training_loss": training_loss,
+            "training_accuracy": training_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+        }
+        value = metrics[plan.metric]
+        improved = best_value is None or (
+            value > best_value if plan.mode == "max" else value < best_value
+        )
+        if improved:
+            best_value = value
+        payload = None
+        if improved or epoch == epochs:
+            payload = bundle.payload(
+                optimizer=optimizer.state_dict(), epoch=epoch, best_value=best_value
+            )
+        report(metrics, payload)
+
+
+def _balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """The seed's WeightedRandomSampler weights: 1 / (rows of the row's class)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return torch.from_numpy(1.0 / counts[labels])
+
+
+def _epoch_order(
+    n_rows: int, sample_weights: torch.Tensor | None, generator: torch.Generator
+) -> torch.Tensor:
+    """Row indices for one epoch: a balanced draw with replacement, else a shuffle."""
+    if sample_weights is None:
+        return torch.randperm(n_rows, generator=generator)
+    return torch.multinomial(sample_weights, n_rows, replacement=True, generator=generator)
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    order: torch.Tensor,
+    batch_size: int,
+) -> tuple[float, float]:
+    model.train()
+    # Full batches only (the seed's drop_last), but at least one batch on tiny data.
+    n_batches = max(1, len(order) // batch_size)
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    seen = 0
+    for start in range(0, n_batches * batch_size, batch_size):
+        rows = order[start : start + batch_size]
+        x_batch, y_batch = x[rows], y[rows]
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x_batch)
+        loss = loss_fn(logits, y_batch)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(rows)
+        correct += (logits.detach().argmax(dim=1) == y_batch).sum()
+        seen += len(rows)
+    return float(loss_sum) / seen, float(correct) / seen
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy as a fraction) of a model on scaled rows."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, len(y), EVAL_BATCH_ROWS):
+        logits = model(x[start : start + EVAL_BATCH_ROWS])
+        labels = y[start : start + EVAL_BATCH_ROWS]
+        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == labels).sum())
+    return loss_sum / len(y), correct / len(y)

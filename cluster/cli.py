@@ -89,15 +89,17 @@ def _progress_line(job: dict[str, Any]) -> str:
 
 
 def _print_jobs(jobs: list[dict[str, Any]]) -> None:
-    table = Table("id", "name", "state", "trials", "best")
+    table = Table("name", "state", "trials", "best")
+    # Ids are what a person copies into the next command: never wrapped or cut.
+    table.add_column("id", no_wrap=True, min_width=32)
     for job in jobs:
         best = job.get("best")
         table.add_row(
-            job["id"],
             job.get("name") or "",
             job["state"],
             f"{job['trials_done']}/{job['trials_total']}",
             f"{best['metric']} {best['value']:.4f}" if best else "",
+            job["id"],
         )
     console.print(table)
 

@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.data import DatasetStore, load_frame, prepare
+from shared.errors import DatasetError, NotFoundError
+from shared.spec import DatasetSpec
+
+
+def csv_bytes(rows: list[str]) -> bytes:
+    return ("\n".join(rows) + "\n").encode()
+
+
+GOOD_CSV = csv_bytes(
+    ["a,b,species"] + [f"{i},{i % 7},{['x', 'y', 'z'][i % 3]}" for i in range(60)]
+)
+
+
+def test_builtin_digits_is_split_stratified_and_scaled_on_training_rows() -> None:
+    spec = DatasetSpec(builtin="digits")
+    data = prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+    total = len(data.y_train) + len(data.y_val) + len(data.y_test)
+    assert total == 1797 and len(data.feature_names) == 64 and data.classes == list(range(10))
+    assert len(data.y_test) == pytest.approx(0.2 * total, abs=2)
+    assert len(data.y_val) == pytest.approx(0.2 * total, abs=2)
+    # MinMax fitted on the training split: training rows span [0, 1] exactly.
+    assert data.x_train.min() == pytest.approx(0.0) and data.x_train.max() == pytest.approx(1.0)
+    # Stratified: every class keeps its share in each split.
+    for part in (data.y_train, data.y_val, data.y_test):
+        shares = np.bincount(part, minlength=10) / len(part)
+        assert shares.min() > 0.08
+
+
+def test_upload_is_kept_and_summarised(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path)
+    summary = store.save(GOOD_CSV, target="species")
+    assert summary.rows == 60 and summary.columns == ["a", "b"]
+    assert summary.classes == ["x", "y", "z"] and summary.class_counts == {"x": 20, "y": 20, "z": 20}
+    frame = store.load(summary.id)
+    data = prepare(frame, DatasetSpec(upload=summary.id), "species")
+    assert data.classes == ["x", "y", "z"]
+    assert store.save(GOOD_CSV, target="species").id == summary.id  # content-addressed
+
+
+@pytest.mark.parametrize(
+    ("content", "target", "words"),
+    [
+        (b"", "target", "empty"),
+        (b"a,b,target\n", "target", "no rows"),
+        (GOOD_CSV, "label", "target column 'label' is not in the dataset"),
+        (csv_bytes(["a,name,target", "1,x,0", "2,y,1"]), "target", "these are not: name"),
+        (csv_bytes(["a,b,target", "1,,0", "2,3,1"]), "target", "missing (NaN)"),
+        (csv_bytes(["a,b,target", "1,inf,0", "2,3,1"]), "target", "infinite"),
+        (csv_bytes(["a,target", "1,0", "2,0"]), "target", "one class only"),
+    ],
+)
+def test_unusable_uploads_say_what_to_fix(
+    tmp_path: Path, content: bytes, target: str, words: str
+) -> None:
+    with pytest.raises(DatasetError) as caught:
+        DatasetStore(tmp_path).save(content, target=target)
+    assert words in str(caught.value)
+
+
+def test_a_class_too_small_to_split_is_explained(tmp_path: Path) -> None:
+    rows = ["a,target"] + [f"{i},{i % 2}" for i in range(40)] + ["99,2"]
+    store = DatasetStore(tmp_path)
+    summary = store.save(csv_bytes(rows))
+    with pytest.raises(DatasetError, match="every class needs enough rows"):
+        prepare(store.load(summary.id), DatasetSpec(upload=summary.id), "target")
+
+
+def test_unknown_upload_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="upload it with POST /datasets"):
+        DatasetStore(tmp_path).load("ab" * 16)

@@ -1,0 +1,93 @@
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from shared.data import DatasetStore, PreparedData, load_frame, prepare
+from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.spec import DatasetSpec
+from shared.training import TrialPlan, evaluate, train_trial
+
+CONFIG = {"lr": 0.01, "batch_size": 16, "dropout": 0.1, "hidden_units": 32, "weight_decay": 0.0}
+
+
+@pytest.fixture(scope="module")
+def iris() -> PreparedData:
+    spec = DatasetSpec(builtin="iris")
+    return prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+
+
+def run(
+    data: PreparedData,
+    epochs: int,
+    resume_from: dict | None = None,
+    config: dict[str, Any] | None = None,
+    **plan: Any,
+) -> list[tuple[dict[str, float], dict | None]]:
+    reports: list[tuple[dict[str, float], dict | None]] = []
+    plan_args = {"metric": "val_accuracy", "mode": "max", "seed": 7, **plan}
+    train_trial(
+        {**CONFIG, **(config or {}), "epochs": epochs},
+        TrialPlan(data=data, **plan_args),
+        lambda metrics, payload: reports.append((metrics, payload)),
+        resume_from=resume_from,
+    )
+    return reports
+
+
+def test_trial_reports_the_seed_metrics_every_epoch_and_learns(iris: PreparedData) -> None:
+    reports = run(iris, epochs=30)
+    assert len(reports) == 30
+    for metrics, _ in reports:
+        assert set(metrics) == {"training_accuracy", "val_accuracy", "training_loss", "val_loss"}
+        assert 0.0 <= metrics["val_accuracy"] <= 1.0 and 0.0 <= metrics["training_accuracy"] <= 1.0
+    assert max(m["val_accuracy"] for m, _ in reports) >= 0.9
+    assert reports[-1][0]["val_loss"] < reports[0][0]["val_loss"]
+
+
+def test_checkpoints_come_with_improvements_and_the_last_epoch(iris: PreparedData) -> None:
+    reports = run(iris, epochs=12)
+    best = -1.0
+    for epoch, (metrics, payload) in enumerate(reports, start=1):
+        improved = metrics["val_accuracy"] > best
+        best = max(best, metrics["val_accuracy"])
+        assert (payload is not None) == (improved or epoch == 12)
+
+
+def test_checkpoint_predicts_on_its_own_after_a_safe_load(
+    iris: PreparedData, tmp_path: Path
+) -> None:
+    metrics, payload = run(iris, epochs=20)[-1]
+    assert payload is not None
+    torch.save(payload, tmp_path / CHECKPOINT_FILE)
+    bundle = ModelBundle.load(tmp_path)  # torch.load(weights_only=True) inside
+    assert bundle.feature_names == iris.feature_names and bundle.classes == [0, 1, 2]
+    # Raw (unscaled) rows in, the same answers as the scaled validation split.
+    raw_val = (iris.x_val - iris.offset) / iris.scale
+    labels, probabilities = bundle.predict(raw_val)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = float(np.mean(np.array(labels) == iris.y_val))
+    assert accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-6)
+    _, direct = evaluate(bundle.model, torch.from_numpy(iris.x_val), torch.from_numpy(iris.y_val))
+    assert direct == pytest.approx(accuracy)
+
+
+def test_resume_continues_after_the_checkpointed_epoch(iris: PreparedData) -> None:
+    first = run(iris, epochs=4)
+    payload = first[-1][1]
+    assert payload is not None and payload["epoch"] == 4
+    rest = run(iris, epochs=6, resume_from=payload)
+    assert len(rest) == 2  # epochs 5 and 6 only
+
+
+def test_same_seed_same_metrics(iris: PreparedData) -> None:
+    a = [m for m, _ in run(iris, epochs=3)]
+    b = [m for m, _ in run(iris, epochs=3)]
+    assert a == b
+
+
+def test_batch_larger_than_the_data_still_trains(iris: PreparedData) -> None:
+    reports = run(iris, epochs=2, config={"batch_size": 4096}, balance=False)
+    assert len(reports) == 2 and reports[-1][0]["training_loss"] > 0

@@ -38,7 +38,9 @@ def up() -> None:
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Job spec, JSON or YAML.")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Job spec, JSON or YAML.")
+    ],
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
     url: UrlOption = None,
 ) -> None:

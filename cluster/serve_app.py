@@ -13,4 +13,5 @@ APP_NAME = "tunefleet"
 
 def build_application(settings: Settings) -> Application:
     """Gateway (HTTP ingress at /) bound to a predictor deployment."""
-    return Gateway.bind(settings, Predictor.bind(settings))
+    # serve.deployment's decorators are untyped: mypy cannot see .bind on them.
+    return Gateway.bind(settings, Predictor.bind(settings))  # type: ignore[attr-defined]

@@ -79,9 +79,7 @@ class DatasetStore:
         summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
         _write_atomically(self._root / f"{dataset_id}.csv", content)
-        _write_atomically(
-            self._root / f"{dataset_id}.json", summary.model_dump_json().encode()
-        )
+        _write_atomically(self._root / f"{dataset_id}.json", summary.model_dump_json().encode())
         return summary
 
     def summary(self, dataset_id: str) -> DatasetSummary:
@@ -180,13 +178,16 @@ def _features_and_labels(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         raise DatasetError("the dataset has no feature columns besides the target")
-    non_numeric = [str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+    non_numeric = [
+        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
+    ]
     if non_numeric:
         raise DatasetError(
             f"feature columns must be numeric; these are not: {', '.join(non_numeric[:20])}"
         )
     values = features.to_numpy(dtype=np.float64)
-    bad_columns = [str(c) for c, ok in zip(features.columns, np.isfinite(values).all(axis=0)) if not ok]
+    finite = np.isfinite(values).all(axis=0)
+    bad_columns = [str(c) for c, ok in zip(features.columns, finite, strict=True) if not ok]
     if bad_columns:
         raise DatasetError(
             "feature columns hold missing (NaN) or infinite values: "

@@ -31,8 +31,7 @@ def instances_to_matrix(instances: Sequence[Any], feature_names: Sequence[str]) 
             values = instance
         else:
             raise InvalidInputError(
-                f"instance {index} must be an object of feature values or a list in "
-                "feature order"
+                f"instance {index} must be an object of feature values or a list in feature order"
             )
         for column, (name, value) in enumerate(zip(feature_names, values, strict=True)):
             matrix[index, column] = _number(index, name, value)
@@ -56,9 +55,7 @@ def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str])
 
 def _number(index: int, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(
-            f"instance {index}, feature {name!r}: {value!r} is not a number"
-        )
+        raise InvalidInputError(f"instance {index}, feature {name!r}: {value!r} is not a number")
     if not math.isfinite(value):
         raise InvalidInputError(
             f"instance {index}, feature {name!r}: {value!r} is not a finite number"

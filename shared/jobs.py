@@ -22,6 +22,8 @@ from shared.spec import JobSpec
 from shared.status import JobStatus
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+# redis-py types hash mappings as invariant in their key type; our fields are str -> str.
+Fields = dict[Any, Any]
 
 
 class BestTrial(BaseModel):
@@ -82,7 +84,7 @@ class JobStore:
         """Record a job and queue it, atomically; return its id."""
         job_id = new_job_id()
         now = time.time()
-        record = {
+        record: Fields = {
             "id": job_id,
             "spec": spec.model_dump_json(),
             "state": JobStatus.QUEUED.value,
@@ -100,7 +102,7 @@ class JobStore:
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""
-        raw = self._redis.hgetall(keys.job(job_id))
+        raw: Fields = self._redis.hgetall(keys.job(job_id))
         if not raw:
             raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
         return _view(raw)
@@ -108,9 +110,9 @@ class JobStore:
     def exists(self, job_id: str) -> bool:
         return bool(self._redis.exists(keys.job(job_id)))
 
-    def list(self, limit: int = 100) -> list[JobView]:
+    def recent(self, limit: int = 100) -> list[JobView]:
         """The newest jobs first."""
-        ids = self._redis.zrevrange(keys.JOBS, 0, limit - 1)
+        ids: list[str] = self._redis.zrevrange(keys.JOBS, 0, limit - 1)  # type: ignore[assignment]
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))
@@ -120,7 +122,7 @@ class JobStore:
     def trials(self, job_id: str) -> list[TrialRow]:
         """Every trial of the job that has started, in trial id order."""
         self.get(job_id)
-        raw = self._redis.hgetall(keys.job_trials(job_id))
+        raw: Fields = self._redis.hgetall(keys.job_trials(job_id))
         return [TrialRow.model_validate_json(raw[trial_id]) for trial_id in sorted(raw)]
 
     def queue_depth(self) -> int:
@@ -137,7 +139,14 @@ class JobStore:
         The id moves to the processing list in the same command, so no other driver
         can be handed it.
         """
-        job_id = self._redis.blmove(keys.QUEUE, keys.PROCESSING, timeout_s, "RIGHT", "LEFT")
+        # BLMOVE takes fractional seconds; redis-py's annotation says int.
+        job_id: str | None = self._redis.blmove(  # type: ignore[assignment]
+            keys.QUEUE,
+            keys.PROCESSING,
+            timeout_s,  # type: ignore[arg-type]
+            "RIGHT",
+            "LEFT",
+        )
         if job_id is None:
             return None
         with self._redis.pipeline(transaction=True) as pipe:
@@ -155,7 +164,7 @@ class JobStore:
 
     def record_progress(self, job_id: str, trials_done: int, best: BestTrial | None) -> None:
         """Store how many trials have ended and the best trial so far."""
-        mapping = {"trials_done": str(trials_done)}
+        mapping: Fields = {"trials_done": str(trials_done)}
         if best is not None:
             mapping["best"] = best.model_dump_json()
         self._redis.hset(keys.job(job_id), mapping=mapping)
@@ -172,7 +181,7 @@ class JobStore:
         """Mark the job failed with a reason a user can act on, and acknowledge it."""
         self._finish(job_id, JobStatus.FAILED, {"error": reason})
 
-    def _finish(self, job_id: str, state: JobStatus, fields: dict[str, str]) -> None:
+    def _finish(self, job_id: str, state: JobStatus, fields: Fields) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.job(job_id),
@@ -182,7 +191,7 @@ class JobStore:
             pipe.execute()
 
 
-def _view(raw: dict[str, str]) -> JobView:
+def _view(raw: Fields) -> JobView:
     spec = JobSpec.model_validate_json(raw["spec"])
     return JobView(
         id=raw["id"],

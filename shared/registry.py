@@ -53,8 +53,8 @@ class ModelRegistry:
             raise NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
         return record
 
-    def list(self, limit: int = 100) -> list[ModelRecord]:
+    def recent(self, limit: int = 100) -> list[ModelRecord]:
         """The newest models first."""
-        ids = self._redis.zrevrange(keys.MODELS, 0, limit - 1)
+        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, limit - 1)  # type: ignore[assignment]
         raws = self._redis.mget([keys.model(i) for i in ids]) if ids else []
         return [ModelRecord.model_validate_json(raw) for raw in raws if raw]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -47,11 +47,15 @@ def _domain_kind(value: Any) -> str | None:
 
 
 def _domain(value_type: Any) -> Any:
-    """A parameter's type: a constant, a grid or a choice of ``value_type``."""
+    """A parameter's type: a constant, a grid or a choice of ``value_type``.
+
+    Built by a function (not a generic alias) so that the value's constraints reach
+    the members of a grid or choice too.
+    """
     return Annotated[
         Annotated[value_type, Tag("constant")]
-        | Annotated[Grid[value_type], Tag("grid")]  # type: ignore[valid-type]
-        | Annotated[Choice[value_type], Tag("choice")],  # type: ignore[valid-type]
+        | Annotated[Grid[value_type], Tag("grid")]
+        | Annotated[Choice[value_type], Tag("choice")],
         Discriminator(
             _domain_kind,
             custom_error_type="invalid_domain",
@@ -60,13 +64,21 @@ def _domain(value_type: Any) -> Any:
     ]
 
 
-LearningRate = _domain(Annotated[float, Field(gt=0, le=10)])
-# BatchNorm cannot train on a batch of one row, hence at least 2.
-BatchSize = _domain(Annotated[int, Field(ge=2, le=65_536)])
-Dropout = _domain(Annotated[float, Field(ge=0, lt=1)])
-HiddenUnits = _domain(Annotated[int, Field(ge=1, le=8192)])
-WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
-Epochs = _domain(Annotated[int, Field(ge=1, le=MAX_EPOCHS)])
+if TYPE_CHECKING:  # mypy cannot read types built at run time
+    LearningRate: TypeAlias = Any
+    BatchSize: TypeAlias = Any
+    Dropout: TypeAlias = Any
+    HiddenUnits: TypeAlias = Any
+    WeightDecay: TypeAlias = Any
+    Epochs: TypeAlias = Any
+else:
+    LearningRate = _domain(Annotated[float, Field(gt=0, le=10)])
+    # BatchNorm cannot train on a batch of one row, hence at least 2.
+    BatchSize = _domain(Annotated[int, Field(ge=2, le=65_536)])
+    Dropout = _domain(Annotated[float, Field(ge=0, lt=1)])
+    HiddenUnits = _domain(Annotated[int, Field(ge=1, le=8192)])
+    WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
+    Epochs = _domain(Annotated[int, Field(ge=1, le=MAX_EPOCHS)])
 
 
 class SearchSpace(_Strict):
@@ -101,7 +113,7 @@ class DatasetSpec(_Strict):
         default=None,
         min_length=1,
         max_length=256,
-        description="Column holding the classes; default: the upload's, else \"target\".",
+        description='Column holding the classes; default: the upload\'s, else "target".',
     )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)

@@ -50,7 +50,7 @@ def train_trial(
     torch.manual_seed(plan.seed)
     generator = torch.Generator().manual_seed(plan.seed)
     data = plan.data
-    architecture = {
+    architecture: dict[str, Any] = {
         "n_features": len(data.feature_names),
         "n_classes": len(data.classes),
         "hidden_units": int(config["hidden_units"]),

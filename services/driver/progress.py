@@ -23,7 +23,9 @@ class ProgressToRedis(Callback):
         self._best: BestTrial | None = None
         self._ended: set[str] = set()
 
-    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
         self._store.record_trial(self._job_id, _row(trial, "RUNNING"))
 
     def on_trial_result(

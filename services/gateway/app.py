@@ -52,7 +52,5 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
 
 
 async def _tunefleet_error(request: Request, exc: Exception) -> JSONResponse:
-    status = next(
-        (code for kind, code in _STATUS_OF_ERROR.items() if isinstance(exc, kind)), 500
-    )
+    status = next((code for kind, code in _STATUS_OF_ERROR.items() if isinstance(exc, kind)), 500)
     return JSONResponse(status_code=status, content={"detail": str(exc)})

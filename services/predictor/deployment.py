@@ -35,4 +35,4 @@ class Predictor:
         return {"predictions": labels, "probabilities": probabilities.tolist()}
 
     def check_health(self) -> None:
-        self._registry.list(limit=1)
+        self._registry.recent(limit=1)

@@ -103,7 +103,10 @@ def test_served_predictions_equal_the_checkpoint_offline(
     [
         (lambda row: row.pop("pixel_3_4"), "missing features 'pixel_3_4'"),
         (lambda row: row.update(colour=1.0), "unknown features 'colour'"),
-        (lambda row: row.update(pixel_0_1="bright"), "feature 'pixel_0_1': 'bright' is not a number"),
+        (
+            lambda row: row.update(pixel_0_1="bright"),
+            "feature 'pixel_0_1': 'bright' is not a number",
+        ),
     ],
 )
 def test_predict_with_bad_features_gets_422_saying_which(
@@ -167,7 +170,5 @@ def test_raw_csv_body_upload_and_bad_csv(stack: Stack) -> None:
     body = "a,b,target\n" + "".join(f"{i},{i * 2},{i % 3}\n" for i in range(30))
     answer = stack.http.post("/datasets", content=body, headers={"content-type": "text/csv"})
     assert answer.status_code == 201 and answer.json()["classes"] == [0, 1, 2]
-    bad = stack.http.post(
-        "/datasets", content="a,b\nx,1\n", headers={"content-type": "text/csv"}
-    )
+    bad = stack.http.post("/datasets", content="a,b\nx,1\n", headers={"content-type": "text/csv"})
     assert bad.status_code == 422 and "target column 'target'" in bad.json()["detail"]

@@ -12,9 +12,7 @@ def csv_bytes(rows: list[str]) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-GOOD_CSV = csv_bytes(
-    ["a,b,species"] + [f"{i},{i % 7},{['x', 'y', 'z'][i % 3]}" for i in range(60)]
-)
+GOOD_CSV = csv_bytes(["a,b,species"] + [f"{i},{i % 7},{['x', 'y', 'z'][i % 3]}" for i in range(60)])
 
 
 def test_builtin_digits_is_split_stratified_and_scaled_on_training_rows() -> None:
@@ -36,7 +34,11 @@ def test_upload_is_kept_and_summarised(tmp_path: Path) -> None:
     store = DatasetStore(tmp_path)
     summary = store.save(GOOD_CSV, target="species")
     assert summary.rows == 60 and summary.columns == ["a", "b"]
-    assert summary.classes == ["x", "y", "z"] and summary.class_counts == {"x": 20, "y": 20, "z": 20}
+    assert summary.classes == ["x", "y", "z"] and summary.class_counts == {
+        "x": 20,
+        "y": 20,
+        "z": 20,
+    }
     frame = store.load(summary.id)
     data = prepare(frame, DatasetSpec(upload=summary.id), "species")
     assert data.classes == ["x", "y", "z"]

@@ -11,7 +11,11 @@ from shared.status import JobStatus
 
 def spec(name: str = "job") -> JobSpec:
     return JobSpec.model_validate(
-        {"name": name, "dataset": {"builtin": "iris"}, "search_space": {"lr": {"grid": [0.1, 0.01]}}}
+        {
+            "name": name,
+            "dataset": {"builtin": "iris"},
+            "search_space": {"lr": {"grid": [0.1, 0.01]}},
+        }
     )
 
 
@@ -27,7 +31,7 @@ def test_enqueued_job_is_recorded_and_queued(store: JobStore) -> None:
     assert job.name == "first"
     assert job.trials_total == 2 and job.trials_done == 0
     assert store.queue_depth() == 1
-    assert [j.id for j in store.list()] == [job_id]
+    assert [j.id for j in store.recent()] == [job_id]
 
 
 def test_claims_are_first_in_first_out(store: JobStore) -> None:

@@ -83,14 +83,14 @@ def test_unknown_builtin_and_bad_upload_id_are_rejected() -> None:
 
 
 def test_splits_must_leave_rows_to_train_on() -> None:
-    (loc, msg), *_ = errors_of(
+    (_loc, msg), *_ = errors_of(
         {"dataset": {"builtin": "iris", "validation_fraction": 0.5, "test_fraction": 0.45}}
     )
     assert "at least 10%" in msg
 
 
 def test_too_many_trials_is_refused() -> None:
-    (loc, msg), *_ = errors_of(
+    (_loc, msg), *_ = errors_of(
         {
             "dataset": {"builtin": "iris"},
             "search_space": {"lr": {"grid": [0.1] * 101}, "hidden_units": {"grid": [2] * 100}},

@@ -37,7 +37,7 @@ def list_jobs(
     services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[JobView]:
     """The newest jobs first."""
-    return services.jobs.list(limit)
+    return services.jobs.recent(limit)
 
 
 @router.get("/{job_id}")
@@ -50,7 +50,7 @@ def get_job(job_id: JobId, services: ServicesDep) -> JobView:
 def get_trials(
     job_id: JobId,
     services: ServicesDep,
-    format: Literal["json", "csv"] = "json",  # noqa: A002 - the query parameter's name
+    format: Literal["json", "csv"] = "json",
 ) -> list[TrialRow] | Response:
     """One row per trial: config, last metrics, iterations, state (JSON or CSV)."""
     rows = services.jobs.trials(job_id)

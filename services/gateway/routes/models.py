@@ -35,7 +35,7 @@ class PredictResponse(BaseModel):
 @router.get("")
 def list_models(services: ServicesDep) -> list[ModelRecord]:
     """The newest models first."""
-    return services.registry.list()
+    return services.registry.recent()
 
 
 @router.get("/{model_id}")

@@ -1,8 +1,8 @@
 """Datasets: where they come from, what makes one usable, and how it is split and scaled.
 
-A dataset is a table with numeric feature columns and one target column holding the
-class of each row. Built-in datasets ship with scikit-learn; uploaded ones are CSV
-files kept under the storage root by content hash.
+A dataset is a table with numeric feature columns and one target column: the class of
+each row (classification) or a number (regression). Built-in datasets ship with
+scikit-learn; uploaded ones are CSV files kept under the storage root by content hash.
 """
 
 from __future__ import annotations
@@ -18,20 +18,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from shared.errors import DatasetError, NotFoundError
-from shared.spec import DatasetSpec
+from shared.spec import DatasetSpec, Task
 
 DEFAULT_TARGET = "target"
+# A numeric target with more distinct values than this, or any fractional value, is
+# taken as a regression target when the spec does not say.
+MAX_INFERRED_CLASSES = 20
 _BUILTIN_LOADERS = {
     "breast_cancer": sk_datasets.load_breast_cancer,
     "digits": sk_datasets.load_digits,
     "wine": sk_datasets.load_wine,
     "iris": sk_datasets.load_iris,
+    "diabetes": sk_datasets.load_diabetes,
 }
 
 
@@ -42,20 +46,25 @@ class DatasetSummary(BaseModel):
     rows: int
     columns: list[str]
     target: str
-    classes: list[Any]
-    class_counts: dict[str, int]
+    task: Task
+    classes: list[Any] = Field(description="Class labels (classification); empty otherwise.")
+    class_counts: dict[str, int] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PreparedData:
     """A dataset split, scaled and encoded, ready for training.
 
-    Classes are encoded as their index in ``classes``; features are scaled as
-    ``x * scale + offset`` with parameters fitted on the training split only.
+    Features are scaled as ``x * scale + offset`` with parameters fitted on the
+    training split only. Classification: targets are class indices into ``classes``.
+    Regression: targets are standardised, ``(y - target_mean) / target_std``.
     """
 
+    task: Task
     feature_names: list[str]
     classes: list[Any]
+    target_mean: float
+    target_std: float
     scale: np.ndarray
     offset: np.ndarray
     x_train: np.ndarray
@@ -125,37 +134,74 @@ def target_of(spec: DatasetSpec, store: DatasetStore) -> str:
     return DEFAULT_TARGET
 
 
-def summarize(frame: pd.DataFrame, target: str, dataset_id: str) -> DatasetSummary:
+def summarize(
+    frame: pd.DataFrame, target: str, dataset_id: str, task: Task | None = None
+) -> DatasetSummary:
     """Check that a table can be trained on and describe it."""
     features, labels = _features_and_labels(frame, target)
-    counts = labels.value_counts().sort_index()
+    task = task or infer_task(labels)
+    _check_target(labels, target, task)
+    counts = labels.value_counts().sort_index() if task == "classification" else None
     return DatasetSummary(
         id=dataset_id,
         rows=len(frame),
         columns=list(features.columns),
         target=target,
-        classes=[_plain(c) for c in counts.index],
-        class_counts={str(_plain(c)): int(n) for c, n in counts.items()},
+        task=task,
+        classes=[_plain(c) for c in counts.index] if counts is not None else [],
+        class_counts={str(_plain(c)): int(n) for c, n in counts.items()}
+        if counts is not None
+        else {},
     )
 
 
-def prepare(frame: pd.DataFrame, spec: DatasetSpec, target: str) -> PreparedData:
-    """Split (stratified), encode classes and fit the scaler on the training split."""
+def infer_task(labels: pd.Series) -> Task:
+    """Regression for a numeric target with fractions or many values, else classification."""
+    if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
+        return "classification"
+    values = labels.to_numpy(dtype=np.float64)
+    fractional = bool(np.any(values != np.round(values)))
+    return (
+        "regression" if fractional or labels.nunique() > MAX_INFERRED_CLASSES else "classification"
+    )
+
+
+def prepare(
+    frame: pd.DataFrame, spec: DatasetSpec, target: str, task: Task | None = None
+) -> PreparedData:
+    """Split (stratified for classes), encode the target, fit the scaler on training rows."""
     features, labels = _features_and_labels(frame, target)
-    classes = sorted(labels.unique().tolist())
-    codes = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+    task = task or infer_task(labels)
+    _check_target(labels, target, task)
     x = features.to_numpy(dtype=np.float32)
-    x_rest, x_test, y_rest, y_test = _split(x, codes, spec.test_fraction, spec)
+    classes: list[Any] = []
+    if task == "classification":
+        classes = sorted(labels.unique().tolist())
+        y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
+    else:
+        y = labels.to_numpy(dtype=np.float32)
+    stratify = spec.stratify and task == "classification"
+    x_rest, x_test, y_rest, y_test = _split(x, y, spec.test_fraction, spec.seed, stratify)
     validation_share = spec.validation_fraction / (1.0 - spec.test_fraction)
-    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, validation_share, spec)
+    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, validation_share, spec.seed, stratify)
     scale, offset = _fit_scaler(spec.scaler, x_train)
+    target_mean, target_std = 0.0, 1.0
+    if task == "regression":
+        target_mean, target_std = float(y_train.mean()), float(y_train.std()) or 1.0
+        y_train, y_val, y_test = (
+            ((part - target_mean) / target_std).astype(np.float32)
+            for part in (y_train, y_val, y_test)
+        )
 
     def scaled(values: np.ndarray) -> np.ndarray:
         return (values * scale + offset).astype(np.float32)
 
     return PreparedData(
+        task=task,
         feature_names=list(features.columns),
         classes=[_plain(c) for c in classes],
+        target_mean=target_mean,
+        target_std=target_std,
         scale=scale,
         offset=offset,
         x_train=scaled(x_train),
@@ -195,21 +241,30 @@ def _features_and_labels(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame
         )
     if labels.isna().any():
         raise DatasetError(f"target column {target!r} has {int(labels.isna().sum())} empty rows")
-    if labels.nunique() < 2:
-        raise DatasetError(f"target column {target!r} holds one class only; need at least two")
     return features, labels
 
 
+def _check_target(labels: pd.Series, target: str, task: Task) -> None:
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(labels):
+            raise DatasetError(
+                f"target column {target!r} is not numeric, so it cannot be a regression "
+                'target; use "task": "classification"'
+            )
+        if not np.isfinite(labels.to_numpy(dtype=np.float64)).all():
+            raise DatasetError(f"target column {target!r} holds infinite values")
+        if labels.nunique() < 2:
+            raise DatasetError(f"target column {target!r} holds one value only")
+    elif labels.nunique() < 2:
+        raise DatasetError(f"target column {target!r} holds one class only; need at least two")
+
+
 def _split(
-    x: np.ndarray, y: np.ndarray, fraction: float, spec: DatasetSpec
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     try:
         parts = train_test_split(
-            x,
-            y,
-            test_size=fraction,
-            stratify=y if spec.stratify else None,
-            random_state=spec.seed,
+            x, y, test_size=fraction, stratify=y if stratify else None, random_state=seed
         )
     except ValueError as exc:
         raise DatasetError(

@@ -43,6 +43,7 @@ class TrialRow(BaseModel):
     config: dict[str, Any]
     metrics: dict[str, float] = Field(default_factory=dict)
     iterations: int = 0
+    device: str | None = Field(default=None, description="Where it trained: cpu or cuda:N.")
     error: str | None = None
 
 
@@ -56,6 +57,9 @@ class JobView(BaseModel):
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    task: str | None = Field(default=None, description="classification or regression.")
+    metric: str | None = Field(default=None, description="The metric the job optimises.")
+    mode: str | None = None
     trials_total: int
     trials_done: int = 0
     best: BestTrial | None = None
@@ -158,6 +162,10 @@ class JobStore:
             pipe.execute()
         return str(job_id)
 
+    def record_objective(self, job_id: str, task: str, metric: str, mode: str) -> None:
+        """Store the task and metric a running job settled on."""
+        self._redis.hset(keys.job(job_id), mapping={"task": task, "metric": metric, "mode": mode})
+
     def record_trial(self, job_id: str, row: TrialRow) -> None:
         """Store the latest state and metrics of one trial."""
         self._redis.hset(keys.job_trials(job_id), row.trial_id, row.model_dump_json())
@@ -201,6 +209,9 @@ def _view(raw: Fields) -> JobView:
         submitted_at=float(raw["submitted_at"]),
         started_at=float(raw["started_at"]) if "started_at" in raw else None,
         finished_at=float(raw["finished_at"]) if "finished_at" in raw else None,
+        task=raw.get("task"),
+        metric=raw.get("metric"),
+        mode=raw.get("mode"),
         trials_total=int(raw["trials_total"]),
         trials_done=int(raw.get("trials_done", 0)),
         best=BestTrial.model_validate_json(raw["best"]) if "best" in raw else None,

@@ -15,12 +15,15 @@ CHECKPOINT_FORMAT = 1
 
 
 class MLP(nn.Module):
-    """The seed's classifier: (Linear -> BatchNorm -> ReLU -> Dropout) x layers -> Linear."""
+    """The seed's network: (Linear -> BatchNorm -> ReLU -> Dropout) x layers -> Linear.
+
+    ``n_outputs`` is the number of classes, or 1 for regression.
+    """
 
     def __init__(
         self,
         n_features: int,
-        n_classes: int,
+        n_outputs: int,
         hidden_units: int,
         hidden_layers: int = 1,
         dropout: float = 0.0,
@@ -36,7 +39,7 @@ class MLP(nn.Module):
                 nn.Dropout(p=dropout),
             ]
             width = hidden_units
-        layers.append(nn.Linear(width, n_classes))
+        layers.append(nn.Linear(width, n_outputs))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,14 +48,18 @@ class MLP(nn.Module):
 
 @dataclass
 class ModelBundle:
-    """A trained network with everything prediction needs: features, classes, scaler."""
+    """A trained network with everything prediction needs: features, classes or the
+    target's scale, and the fitted feature scaler."""
 
     model: MLP
     architecture: dict[str, Any]
+    task: str
     feature_names: list[str]
     classes: list[Any]
     scale: torch.Tensor
     offset: torch.Tensor
+    target_mean: float = 0.0
+    target_std: float = 1.0
 
     def payload(self, **extra: Any) -> dict[str, Any]:
         """The checkpoint's content: tensors and plain values only, so that it loads
@@ -61,6 +68,9 @@ class ModelBundle:
             "format": CHECKPOINT_FORMAT,
             "state_dict": self.model.state_dict(),
             "architecture": dict(self.architecture),
+            "task": self.task,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
             "feature_names": list(self.feature_names),
             "classes": list(self.classes),
             "scale": self.scale,
@@ -77,10 +87,13 @@ class ModelBundle:
         return cls(
             model=model,
             architecture=architecture,
+            task=payload["task"],
             feature_names=list(payload["feature_names"]),
             classes=list(payload["classes"]),
             scale=payload["scale"],
             offset=payload["offset"],
+            target_mean=float(payload["target_mean"]),
+            target_std=float(payload["target_std"]),
         )
 
     @classmethod
@@ -91,13 +104,20 @@ class ModelBundle:
         return cls.from_payload(payload)
 
     @torch.no_grad()
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities for raw (unscaled) rows in feature order."""
+    def _outputs(self, features: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(features, dtype=torch.float32) * self.scale + self.offset
-        return torch.softmax(self.model(x), dim=1).numpy()
+        return self.model(x)
 
-    def predict(self, features: np.ndarray) -> tuple[list[Any], np.ndarray]:
-        """(labels, probabilities) for raw rows; labels are the dataset's own."""
-        probabilities = self.predict_proba(features)
+    def predict(self, features: np.ndarray) -> tuple[list[Any], np.ndarray | None]:
+        """Predictions for raw (unscaled) rows in feature order, and class probabilities.
+
+        Classification: the dataset's own labels and an (n, classes) array.
+        Regression: values in the target's units, and None.
+        """
+        outputs = self._outputs(features)
+        if self.task == "regression":
+            values = outputs[:, 0] * self.target_std + self.target_mean
+            return values.tolist(), None
+        probabilities = torch.softmax(outputs, dim=1).numpy()
         labels = [self.classes[i] for i in probabilities.argmax(axis=1)]
         return labels, probabilities

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared import keys
 from shared.errors import NotFoundError
@@ -17,13 +17,15 @@ class ModelRecord(BaseModel):
     id: str
     job_id: str
     checkpoint_uri: str
+    task: str
+    target: str
     config: dict[str, Any]
     metric: str
     mode: str
     validation_value: float
     test_metrics: dict[str, float]
     feature_names: list[str]
-    classes: list[Any]
+    classes: list[Any] = Field(description="Class labels; empty for regression.")
     created_at: float
 
 

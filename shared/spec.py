@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.errors import InvalidInputError
 
 T = TypeVar("T")
 
-BUILTIN_DATASETS = ("breast_cancer", "digits", "wine", "iris")
+BUILTIN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
 MAX_TRIALS = 10_000
 MAX_EPOCHS = 1_000
 
-Metric = Literal["val_accuracy", "val_loss", "training_accuracy", "training_loss"]
+Task = Literal["classification", "regression"]
+METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
+    "classification": ("val_accuracy", "val_loss", "training_accuracy", "training_loss"),
+    "regression": ("val_loss", "val_rmse", "val_r2", "training_loss", "training_rmse"),
+}
+Metric = Literal[
+    "val_accuracy",
+    "val_loss",
+    "training_accuracy",
+    "training_loss",
+    "val_rmse",
+    "val_r2",
+    "training_rmse",
+]
 
 
 class _Strict(BaseModel):
@@ -32,34 +56,92 @@ class Choice(_Strict, Generic[T]):
     choice: list[T] = Field(min_length=1, max_length=1000)
 
 
+class Uniform(_Strict, Generic[T]):
+    """A value drawn uniformly from ``[lo, hi)``: ``{"uniform": [lo, hi]}``."""
+
+    uniform: tuple[T, T]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform[T]:
+        _check_order(*self.uniform)
+        return self
+
+
+class QUniform(_Strict, Generic[T]):
+    """Uniform, rounded to a multiple of ``q``: ``{"quniform": [lo, hi, q]}``."""
+
+    quniform: tuple[T, T, Annotated[float, Field(gt=0)]]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QUniform[T]:
+        _check_order(self.quniform[0], self.quniform[1])
+        return self
+
+
+class LogUniform(_Strict, Generic[T]):
+    """A value drawn uniformly on a log scale: ``{"loguniform": [lo, hi]}``, lo > 0."""
+
+    loguniform: tuple[T, T]
+
+    @model_validator(mode="after")
+    def _ordered_and_positive(self) -> LogUniform[T]:
+        lo, hi = self.loguniform
+        if float(lo) <= 0:  # type: ignore[arg-type]
+            raise ValueError(f"loguniform bounds must be above 0, got lower bound {lo}")
+        _check_order(lo, hi)
+        return self
+
+
+class RandInt(_Strict, Generic[T]):
+    """An integer drawn from ``[lo, hi)`` (hi excluded, as in Tune): ``{"randint": [lo, hi]}``."""
+
+    randint: tuple[T, T]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RandInt[T]:
+        _check_order(*self.randint)
+        return self
+
+
+def _check_order(lo: Any, hi: Any) -> None:
+    if not lo < hi:
+        raise ValueError(f"the lower bound ({lo}) must be below the upper bound ({hi})")
+
+
+SAMPLED = (Choice, Uniform, QUniform, LogUniform, RandInt)
+_DOMAIN_KEYS: dict[str, Any] = {
+    "grid": Grid,
+    "choice": Choice,
+    "uniform": Uniform,
+    "quniform": QUniform,
+    "loguniform": LogUniform,
+    "randint": RandInt,
+}
+
+
 def _domain_kind(value: Any) -> str | None:
-    if isinstance(value, Grid):
-        return "grid"
-    if isinstance(value, Choice):
-        return "choice"
-    if isinstance(value, dict):
-        if "grid" in value:
-            return "grid"
-        if "choice" in value:
-            return "choice"
-        return None
-    return "constant"
+    for key, kind in _DOMAIN_KEYS.items():
+        if isinstance(value, kind) or (isinstance(value, dict) and key in value):
+            return key
+    return None if isinstance(value, dict) else "constant"
 
 
 def _domain(value_type: Any) -> Any:
-    """A parameter's type: a constant, a grid or a choice of ``value_type``.
+    """A parameter's type: a constant, or one of the domains over ``value_type``.
 
     Built by a function (not a generic alias) so that the value's constraints reach
-    the members of a grid or choice too.
+    every member of a grid or choice and both bounds of a range too.
     """
+    members = [Annotated[value_type, Tag("constant")]] + [
+        Annotated[kind[value_type], Tag(key)] for key, kind in _DOMAIN_KEYS.items()
+    ]
+    keys = ", ".join(f'{{"{key}": ...}}' for key in _DOMAIN_KEYS)
     return Annotated[
-        Annotated[value_type, Tag("constant")]
-        | Annotated[Grid[value_type], Tag("grid")]
-        | Annotated[Choice[value_type], Tag("choice")],
+        Union[tuple(members)],  # noqa: UP007 - built from a list at run time
         Discriminator(
             _domain_kind,
             custom_error_type="invalid_domain",
-            custom_error_message='expected a value, {"grid": [...]} or {"choice": [...]}',
+            custom_error_message=f"expected a value or one of {keys}",
         ),
     ]
 
@@ -69,6 +151,7 @@ if TYPE_CHECKING:  # mypy cannot read types built at run time
     BatchSize: TypeAlias = Any
     Dropout: TypeAlias = Any
     HiddenUnits: TypeAlias = Any
+    HiddenLayers: TypeAlias = Any
     WeightDecay: TypeAlias = Any
     Epochs: TypeAlias = Any
 else:
@@ -77,33 +160,56 @@ else:
     BatchSize = _domain(Annotated[int, Field(ge=2, le=65_536)])
     Dropout = _domain(Annotated[float, Field(ge=0, lt=1)])
     HiddenUnits = _domain(Annotated[int, Field(ge=1, le=8192)])
+    HiddenLayers = _domain(Annotated[int, Field(ge=1, le=16)])
     WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
     Epochs = _domain(Annotated[int, Field(ge=1, le=MAX_EPOCHS)])
 
 
 class SearchSpace(_Strict):
-    """The tuned parameters, each a constant, a grid or a choice. Defaults are constants."""
+    """The tuned parameters, each a constant or a domain. Defaults are constants."""
 
     lr: LearningRate = 1e-3
     batch_size: BatchSize = 64
     dropout: Dropout = 0.3
     hidden_units: HiddenUnits = 100
+    hidden_layers: HiddenLayers = Field(
+        default=1, description="Hidden layers of hidden_units each; the seed's net has one."
+    )
     weight_decay: WeightDecay = 0.0
     epochs: Epochs = 10
 
     def domains(self) -> dict[str, Any]:
-        """Parameter name -> constant, Grid or Choice."""
+        """Parameter name -> constant or domain."""
         return {name: getattr(self, name) for name in type(self).model_fields}
 
     def grid_size(self) -> int:
         """How many configurations the grid dimensions make together."""
         return math.prod(len(d.grid) for d in self.domains().values() if isinstance(d, Grid))
 
+    def named(self, *kinds: type) -> list[str]:
+        """The parameters whose domain is one of ``kinds``."""
+        return [name for name, d in self.domains().items() if isinstance(d, kinds)]
+
+    def most_epochs(self) -> int:
+        """The most epochs any trial can run."""
+        epochs = self.epochs
+        if isinstance(epochs, Grid):
+            return max(epochs.grid)
+        if isinstance(epochs, Choice):
+            return max(epochs.choice)
+        if isinstance(epochs, RandInt):
+            return int(epochs.randint[1]) - 1
+        if isinstance(epochs, Uniform | LogUniform):
+            return int(max(epochs.uniform if isinstance(epochs, Uniform) else epochs.loguniform))
+        if isinstance(epochs, QUniform):
+            return int(epochs.quniform[1])
+        return int(epochs)
+
 
 class DatasetSpec(_Strict):
     """Where the data comes from and how it is split, scaled and sampled."""
 
-    builtin: Literal["breast_cancer", "digits", "wine", "iris"] | None = None
+    builtin: Literal["breast_cancer", "digits", "wine", "iris", "diabetes"] | None = None
     upload: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{16,64}$",
@@ -113,13 +219,15 @@ class DatasetSpec(_Strict):
         default=None,
         min_length=1,
         max_length=256,
-        description='Column holding the classes; default: the upload\'s, else "target".',
+        description='Column to predict; default: the upload\'s, else "target".',
     )
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
-    stratify: bool = True
+    stratify: bool = Field(default=True, description="Stratify splits by class.")
     scaler: Literal["minmax", "standard", "none"] = "minmax"
-    balance: Literal["weighted_sampler", "none"] = "weighted_sampler"
+    balance: Literal["weighted_sampler", "none"] = Field(
+        default="weighted_sampler", description="Class-balanced sampling (classification)."
+    )
     seed: int = Field(default=21, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
@@ -139,15 +247,39 @@ class DatasetSpec(_Strict):
 
 
 class SearchSettings(_Strict):
-    """How configurations are drawn from the search space."""
+    """How configurations are drawn from the search space (Tune's own searchers).
 
+    ``grid`` tries listed values only; ``random`` also samples the ranges and choices
+    (grid dimensions combine with sampling, as in Tune); ``optuna`` is TPE through
+    Tune's OptunaSearch. Unset, it is ``random`` when the space samples, else ``grid``.
+    """
+
+    algorithm: Literal["grid", "random", "optuna"] | None = None
     num_samples: int = Field(
         default=1,
         ge=1,
         le=MAX_TRIALS,
-        description="Trials per grid point; choices are drawn anew for each.",
+        description="grid/random: trials per grid point; optuna: trials in all.",
     )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+
+class SchedulerSpec(_Strict):
+    """Early stopping with Tune's schedulers; epochs are the time unit."""
+
+    type: Literal["fifo", "asha", "hyperband", "median"] = "fifo"
+    grace_period: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_EPOCHS,
+        description="Epochs every trial runs before it may be stopped (asha, median).",
+    )
+    reduction_factor: float = Field(
+        default=3, gt=1, le=100, description="Share of trials kept per rung is 1/this."
+    )
+    max_epochs: int | None = Field(
+        default=None, ge=1, le=MAX_EPOCHS, description="Default: the most epochs of the space."
+    )
 
 
 class Resources(_Strict):
@@ -162,19 +294,58 @@ class JobSpec(_Strict):
 
     name: str | None = Field(default=None, max_length=200)
     dataset: DatasetSpec
+    task: Task | None = Field(
+        default=None,
+        description="Default: from the metric if it says, else from the target column.",
+    )
     search_space: SearchSpace = Field(default_factory=SearchSpace)
     search: SearchSettings = Field(default_factory=SearchSettings)
-    metric: Metric = "val_accuracy"
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    metric: Metric | None = Field(
+        default=None, description="Default: val_accuracy (classification), val_loss (regression)."
+    )
     mode: Literal["max", "min"] | None = Field(
-        default=None, description="Default: min for a loss, max for an accuracy."
+        default=None, description="Default: min for a loss or rmse, max for accuracy or r2."
     )
     resources: Resources = Field(default_factory=Resources)
     max_concurrent_trials: int | None = Field(default=None, ge=1, le=10_000)
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Stop starting and running trials after this.",
+    )
+
+    @field_validator("search", "scheduler", mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any, info: ValidationInfo) -> Any:
+        """Accept ``"search": "optuna"`` for ``{"algorithm": "optuna"}``, and likewise."""
+        if isinstance(value, str):
+            return {"algorithm" if info.field_name == "search" else "type": value}
+        return value
 
     @model_validator(mode="after")
-    def _resolve_mode_and_size(self) -> JobSpec:
-        if self.mode is None:
-            self.mode = "min" if self.metric.endswith("loss") else "max"
+    def _consistent(self) -> JobSpec:
+        space = self.search_space
+        sampled, gridded = space.named(*SAMPLED), space.named(Grid)
+        if self.search.algorithm is None:
+            self.search.algorithm = "random" if sampled else "grid"
+        if self.search.algorithm == "grid" and sampled:
+            raise ValueError(
+                f"search 'grid' tries listed values only, but {', '.join(sampled)} "
+                "is sampled; use search 'random' or 'optuna', or a grid"
+            )
+        if self.search.algorithm == "optuna" and gridded:
+            raise ValueError(
+                f"search 'optuna' cannot take a grid ({', '.join(gridded)}); "
+                'use {"choice": [...]} for those parameters'
+            )
+        if self.metric is not None:
+            implied = _task_of_metric(self.metric)
+            if self.task is not None and implied not in (None, self.task):
+                raise ValueError(f"metric {self.metric} is not a {self.task} metric")
+            self.task = self.task or implied
+        self._check_scheduler(space.most_epochs())
         if self.trial_count() > MAX_TRIALS:
             raise ValueError(
                 f"the search asks for {self.trial_count()} trials (grid points x "
@@ -182,11 +353,45 @@ class JobSpec(_Strict):
             )
         return self
 
-    @property
-    def resolved_mode(self) -> Literal["max", "min"]:
-        """The mode after defaulting (never None once validated)."""
-        return self.mode or "max"
+    def _check_scheduler(self, most_epochs: int) -> None:
+        scheduler = self.scheduler
+        if scheduler.type == "fifo":
+            return
+        if scheduler.grace_period > most_epochs:
+            raise ValueError(
+                f"scheduler.grace_period ({scheduler.grace_period}) must be at most the "
+                f"epochs a trial runs ({most_epochs})"
+            )
+        if scheduler.max_epochs is not None and not (
+            scheduler.grace_period <= scheduler.max_epochs <= most_epochs
+        ):
+            raise ValueError(
+                f"scheduler.max_epochs ({scheduler.max_epochs}) must lie between "
+                f"grace_period ({scheduler.grace_period}) and the most epochs a trial "
+                f"runs ({most_epochs})"
+            )
+
+    def objective(self, task: Task) -> tuple[str, Literal["max", "min"]]:
+        """(metric, mode) for the job once its task is known. InvalidInputError if the
+        metric does not belong to that task."""
+        metric = self.metric or ("val_accuracy" if task == "classification" else "val_loss")
+        if metric not in METRICS_OF_TASK[task]:
+            raise InvalidInputError(
+                f"metric {metric} does not apply to {task}; use one of "
+                f"{', '.join(METRICS_OF_TASK[task])}"
+            )
+        mode = self.mode or ("max" if metric.endswith(("accuracy", "r2")) else "min")
+        return metric, mode
 
     def trial_count(self) -> int:
         """How many trials the job will run."""
+        if self.search.algorithm == "optuna":
+            return self.search.num_samples
         return self.search_space.grid_size() * self.search.num_samples
+
+
+def _task_of_metric(metric: str) -> Task | None:
+    owners = [task for task, metrics in METRICS_OF_TASK.items() if metric in metrics]
+    if len(owners) != 1:
+        return None
+    return "regression" if owners[0] == "regression" else "classification"

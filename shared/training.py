@@ -8,6 +8,7 @@ inverse-class-frequency weights; validation runs in a few large batches.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from shared.model import MLP, ModelBundle
 
 EVAL_BATCH_ROWS = 65_536
 # metrics, and the checkpoint payload to save with them (None: no checkpoint this epoch)
-ReportFn = Callable[[dict[str, float], dict[str, Any] | None], None]
+ReportFn = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class TrialPlan:
     mode: str
     seed: int
     balance: bool = True
+    # Schedulers that pause trials resume them from their latest checkpoint.
+    checkpoint_every_epoch: bool = False
 
 
 def train_trial(
@@ -45,14 +48,16 @@ def train_trial(
     """Train one configuration for ``config["epochs"]`` epochs, reporting each epoch.
 
     A checkpoint goes with an epoch that improves the trial's best metric, and with
-    the last epoch. ``resume_from`` is a checkpoint payload to continue from.
+    the last epoch (with every epoch if the plan says so). ``resume_from`` is a
+    checkpoint payload to continue from.
     """
     torch.manual_seed(plan.seed)
     generator = torch.Generator().manual_seed(plan.seed)
     data = plan.data
+    regression = data.task == "regression"
     architecture: dict[str, Any] = {
         "n_features": len(data.feature_names),
-        "n_classes": len(data.classes),
+        "n_outputs": 1 if regression else len(data.classes),
         "hidden_units": int(config["hidden_units"]),
         "hidden_layers": int(config.get("hidden_layers", 1)),
         "dropout": float(config["dropout"]),
@@ -72,30 +77,30 @@ def train_trial(
     y_train = torch.from_numpy(data.y_train).to(device)
     x_val = torch.from_numpy(data.x_val).to(device)
     y_val = torch.from_numpy(data.y_val).to(device)
-    sample_weights = _balanced_weights(data.y_train, len(data.classes)) if plan.balance else None
+    sample_weights = None
+    if plan.balance and not regression:
+        sample_weights = _balanced_weights(data.y_train, len(data.classes))
     bundle = ModelBundle(
         model=model,
         architecture=architecture,
+        task=data.task,
         feature_names=data.feature_names,
         classes=data.classes,
         scale=torch.from_numpy(data.scale),
         offset=torch.from_numpy(data.offset),
+        target_mean=data.target_mean,
+        target_std=data.target_std,
     )
-    loss_fn = nn.CrossEntropyLoss()
     epochs = int(config["epochs"])
     batch_size = int(config["batch_size"])
 
     for epoch in range(first_epoch, epochs + 1):
         order = _epoch_order(len(y_train), sample_weights, generator).to(device)
-        training_loss, training_accuracy = _train_epoch(
-            model, optimizer, loss_fn, x_train, y_train, order, batch_size
-        )
-        val_loss, val_accuracy = evaluate(model, x_val, y_val)
-        metrics = {
-            "training_loss": training_loss,
-            "training_accuracy": training_accuracy,
-            "val_loss": val_loss,
-            "val_accuracy": val_accuracy,
+        training = _train_epoch(model, optimizer, x_train, y_train, order, batch_size, data)
+        validation = evaluate(model, x_val, y_val, data)
+        metrics: dict[str, Any] = {
+            **{f"training_{k}": v for k, v in training.items()},
+            **{f"val_{k}": v for k, v in validation.items()},
         }
         value = metrics[plan.metric]
         improved = best_value is None or (
@@ -104,11 +109,11 @@ def train_trial(
         if improved:
             best_value = value
         payload = None
-        if improved or epoch == epochs:
+        if improved or epoch == epochs or plan.checkpoint_every_epoch:
             payload = bundle.payload(
                 optimizer=optimizer.state_dict(), epoch=epoch, best_value=best_value
             )
-        report(metrics, payload)
+        report({**metrics, "device": device}, payload)
 
 
 def _balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -129,13 +134,14 @@ def _epoch_order(
 def _train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     order: torch.Tensor,
     batch_size: int,
-) -> tuple[float, float]:
+    data: PreparedData,
+) -> dict[str, float]:
     model.train()
+    regression = data.task == "regression"
     # Full batches only (the seed's drop_last), but at least one batch on tiny data.
     n_batches = max(1, len(order) // batch_size)
     loss_sum = torch.zeros((), device=x.device)
@@ -145,24 +151,42 @@ def _train_epoch(
         rows = order[start : start + batch_size]
         x_batch, y_batch = x[rows], y[rows]
         optimizer.zero_grad(set_to_none=True)
-        logits = model(x_batch)
-        loss = loss_fn(logits, y_batch)
+        outputs = model(x_batch)
+        if regression:
+            loss = nn.functional.mse_loss(outputs[:, 0], y_batch)
+        else:
+            loss = nn.functional.cross_entropy(outputs, y_batch)
+            correct += (outputs.detach().argmax(dim=1) == y_batch).sum()
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(rows)
-        correct += (logits.detach().argmax(dim=1) == y_batch).sum()
         seen += len(rows)
-    return float(loss_sum) / seen, float(correct) / seen
+    mean_loss = float(loss_sum) / seen
+    if regression:
+        mse = mean_loss * data.target_std**2
+        return {"loss": mse, "rmse": math.sqrt(mse)}
+    return {"loss": mean_loss, "accuracy": float(correct) / seen}
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy as a fraction) of a model on scaled rows."""
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, data: PreparedData
+) -> dict[str, float]:
+    """A model's metrics on scaled rows, without prefix.
+
+    Classification: ``loss`` (mean cross-entropy) and ``accuracy`` (a fraction).
+    Regression: ``loss`` (MSE), ``rmse`` (both in the target's units) and ``r2``.
+    """
     model.eval()
-    loss_sum, correct = 0.0, 0
-    for start in range(0, len(y), EVAL_BATCH_ROWS):
-        logits = model(x[start : start + EVAL_BATCH_ROWS])
-        labels = y[start : start + EVAL_BATCH_ROWS]
-        loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == labels).sum())
-    return loss_sum / len(y), correct / len(y)
+    outputs = torch.cat(
+        [model(x[start : start + EVAL_BATCH_ROWS]) for start in range(0, len(y), EVAL_BATCH_ROWS)]
+    )
+    if data.task == "regression":
+        errors = outputs[:, 0] - y
+        squared = float((errors**2).sum())
+        total = float(((y - y.mean()) ** 2).sum())
+        mse = squared / len(y) * data.target_std**2
+        return {"loss": mse, "rmse": math.sqrt(mse), "r2": 1.0 - squared / total if total else 0.0}
+    loss = float(nn.functional.cross_entropy(outputs, y))
+    accuracy = float((outputs.argmax(dim=1) == y).float().mean())
+    return {"loss": loss, "accuracy": accuracy}

@@ -9,7 +9,15 @@ from ray.tune.experiment import Trial
 
 from shared.jobs import BestTrial, JobStore, TrialRow
 
-METRIC_NAMES = ("training_loss", "training_accuracy", "val_loss", "val_accuracy")
+METRIC_NAMES = (
+    "training_loss",
+    "training_accuracy",
+    "training_rmse",
+    "val_loss",
+    "val_accuracy",
+    "val_rmse",
+    "val_r2",
+)
 
 
 class ProgressToRedis(Callback):
@@ -38,7 +46,7 @@ class ProgressToRedis(Callback):
                 trial_id=trial.trial_id,
                 metric=self._metric,
                 value=float(value),
-                config=_config(trial),
+                config=dict(trial.config),
             )
             self._store.record_progress(self._job_id, len(self._ended), self._best)
 
@@ -71,10 +79,6 @@ def trial_error(trial: Trial) -> str:
     return lines[-1] if lines else str(text)
 
 
-def _config(trial: Trial) -> dict[str, Any]:
-    return {k: v for k, v in trial.config.items() if not k.startswith("_")}
-
-
 def _row(
     trial: Trial, state: str, result: dict | None = None, error: str | None = None
 ) -> TrialRow:
@@ -82,8 +86,9 @@ def _row(
     return TrialRow(
         trial_id=trial.trial_id,
         state=state,
-        config=_config(trial),
+        config=dict(trial.config),
         metrics={m: float(last[m]) for m in METRIC_NAMES if m in last},
         iterations=int(last.get("training_iteration", 0) or 0),
+        device=last.get("device"),
         error=error,
     )

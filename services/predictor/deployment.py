@@ -31,8 +31,11 @@ class Predictor:
 
     async def predict(self, matrix: np.ndarray) -> dict[str, Any]:
         bundle = await self.get_model(serve.get_multiplexed_model_id())
-        labels, probabilities = bundle.predict(matrix)
-        return {"predictions": labels, "probabilities": probabilities.tolist()}
+        predictions, probabilities = bundle.predict(matrix)
+        return {
+            "predictions": predictions,
+            "probabilities": probabilities.tolist() if probabilities is not None else None,
+        }
 
     def check_health(self) -> None:
         self._registry.recent(limit=1)

@@ -34,6 +34,7 @@ def test_upload_is_kept_and_summarised(tmp_path: Path) -> None:
     store = DatasetStore(tmp_path)
     summary = store.save(GOOD_CSV, target="species")
     assert summary.rows == 60 and summary.columns == ["a", "b"]
+    assert summary.task == "classification"
     assert summary.classes == ["x", "y", "z"] and summary.class_counts == {
         "x": 20,
         "y": 20,
@@ -76,3 +77,18 @@ def test_a_class_too_small_to_split_is_explained(tmp_path: Path) -> None:
 def test_unknown_upload_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="upload it with POST /datasets"):
         DatasetStore(tmp_path).load("ab" * 16)
+
+
+def test_numeric_target_with_many_values_is_regression() -> None:
+    spec = DatasetSpec(builtin="diabetes")
+    data = prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+    assert data.task == "regression" and data.classes == []
+    # Standardised on the training split; the test split keeps the same transform.
+    assert abs(float(data.y_train.mean())) < 1e-5 and abs(float(data.y_train.std()) - 1) < 1e-4
+    assert data.target_std > 1  # diabetes progression spans hundreds of units
+
+
+def test_upload_summary_says_regression(tmp_path: Path) -> None:
+    rows = ["x,price"] + [f"{i},{i * 1.5 + 0.25}" for i in range(50)]
+    summary = DatasetStore(tmp_path).save(csv_bytes(rows), target="price")
+    assert summary.task == "regression" and summary.classes == [] and summary.class_counts == {}

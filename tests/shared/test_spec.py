@@ -3,7 +3,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from shared.spec import Choice, Grid, JobSpec
+from shared.errors import InvalidInputError
+from shared.spec import Choice, Grid, JobSpec, LogUniform, RandInt
 from tests.conftest import EXAMPLES
 
 
@@ -33,11 +34,19 @@ def test_quick_example_is_small() -> None:
     assert spec.dataset.builtin == "digits"
 
 
-def test_defaults_and_mode_follow_the_metric() -> None:
-    spec = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "metric": "val_loss"})
-    assert spec.mode == "min"
-    assert spec.trial_count() == 1
-    assert JobSpec.model_validate({"dataset": {"builtin": "iris"}}).mode == "max"
+def test_metric_and_mode_follow_the_task() -> None:
+    spec = JobSpec.model_validate({"dataset": {"builtin": "iris"}})
+    assert spec.trial_count() == 1 and spec.task is None
+    assert spec.objective("classification") == ("val_accuracy", "max")
+    assert spec.objective("regression") == ("val_loss", "min")
+    by_loss = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "metric": "val_loss"})
+    assert by_loss.objective("classification") == ("val_loss", "min")
+    by_r2 = JobSpec.model_validate({"dataset": {"builtin": "diabetes"}, "metric": "val_r2"})
+    assert by_r2.task == "regression" and by_r2.objective("regression") == ("val_r2", "max")
+    with pytest.raises(InvalidInputError, match="does not apply to classification"):
+        JobSpec.model_validate({"dataset": {"builtin": "iris"}, "metric": "val_rmse"}).objective(
+            "classification"
+        )
 
 
 def test_choice_and_grid_combine_with_num_samples() -> None:
@@ -61,7 +70,13 @@ def test_choice_and_grid_combine_with_num_samples() -> None:
         ({"batch_size": 1}, "search_space.batch_size", "greater than or equal to 2"),
         ({"batch_size": {"choice": [8.5]}}, "search_space.batch_size", "integer"),
         ({"hidden_units": {"grid": []}}, "search_space.hidden_units.grid", "at least 1"),
-        ({"epochs": {"range": [1, 5]}}, "search_space.epochs", '{"grid": [...]}'),
+        ({"epochs": {"range": [1, 5]}}, "search_space.epochs", '{"randint": ...}'),
+        ({"lr": {"loguniform": [0, 0.1]}}, "search_space.lr.loguniform", "greater than 0"),
+        ({"lr": {"uniform": [0.1, 0.01]}}, "search_space.lr.uniform", "must be below"),
+        ({"dropout": {"uniform": [0.1, 1.0]}}, "search_space.dropout.uniform", "less than 1"),
+        ({"hidden_layers": 0}, "search_space.hidden_layers", "greater than or equal to 1"),
+        ({"batch_size": {"randint": [64, 8]}}, "search_space.batch_size.randint", "must be below"),
+        ({"lr": {"quniform": [0.1, 0.5, 0]}}, "search_space.lr.quniform", "greater than 0"),
         ({"momentum": 0.9}, "search_space.momentum", "Extra inputs"),
     ],
 )
@@ -102,3 +117,87 @@ def test_too_many_trials_is_refused() -> None:
 def test_spec_round_trips_through_json() -> None:
     spec = JobSpec.model_validate(json.loads((EXAMPLES / "seed-grid.json").read_text()))
     assert JobSpec.model_validate_json(spec.model_dump_json()) == spec
+
+
+SAMPLED_SPACE = {
+    "lr": {"loguniform": [1e-4, 1e-1]},
+    "batch_size": {"randint": [8, 65]},
+    "dropout": {"uniform": [0.0, 0.5]},
+    "hidden_units": {"quniform": [16, 128, 16]},
+}
+
+
+def test_sampled_space_defaults_to_random_search() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": SAMPLED_SPACE,
+            "search": {"num_samples": 5},
+        }
+    )
+    assert spec.search.algorithm == "random" and spec.trial_count() == 5
+    assert isinstance(spec.search_space.lr, LogUniform)
+    assert isinstance(spec.search_space.batch_size, RandInt)
+
+
+def test_grid_search_refuses_sampled_parameters_and_optuna_refuses_grids() -> None:
+    ((_, msg),) = errors_of(
+        {"dataset": {"builtin": "iris"}, "search_space": SAMPLED_SPACE, "search": "grid"}
+    )
+    assert "search 'grid' tries listed values only" in msg and "lr" in msg
+    ((_loc, msg),) = errors_of(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {"lr": {"grid": [0.1]}},
+            "search": "optuna",
+        }
+    )
+    assert "cannot take a grid (lr)" in msg
+
+
+def test_optuna_trial_count_is_num_samples() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": SAMPLED_SPACE,
+            "search": {"algorithm": "optuna", "num_samples": 7, "seed": 3},
+        }
+    )
+    assert spec.trial_count() == 7
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "words"),
+    [
+        ({"type": "asha", "grace_period": 11}, "grace_period (11) must be at most the epochs"),
+        ({"type": "median", "grace_period": 20}, "grace_period (20)"),
+        ({"type": "asha", "grace_period": 4, "max_epochs": 3}, "max_epochs (3) must lie between"),
+        ({"type": "hyperband", "max_epochs": 50}, "max_epochs (50)"),
+        ({"type": "asha", "reduction_factor": 1}, "greater than 1"),
+        ({"type": "pbt"}, "'fifo', 'asha', 'hyperband' or 'median'"),
+    ],
+)
+def test_scheduler_knobs_are_checked_against_epochs(scheduler: dict, words: str) -> None:
+    errors = errors_of(
+        {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 10}, "scheduler": scheduler}
+    )
+    assert any(words in msg for _, msg in errors), errors
+
+
+def test_scheduler_by_name_and_epochs_domain_bound() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {"epochs": {"choice": [4, 12]}},
+            "scheduler": "asha",
+            "time_budget_s": 30,
+        }
+    )
+    assert spec.scheduler.type == "asha" and spec.search_space.most_epochs() == 12
+
+
+def test_metric_of_the_other_task_is_refused_when_task_is_given() -> None:
+    ((_loc, msg),) = errors_of(
+        {"dataset": {"builtin": "diabetes"}, "task": "regression", "metric": "val_accuracy"}
+    )
+    assert "val_accuracy is not a regression metric" in msg

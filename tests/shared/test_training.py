@@ -41,7 +41,10 @@ def test_trial_reports_the_seed_metrics_every_epoch_and_learns(iris: PreparedDat
     reports = run(iris, epochs=30)
     assert len(reports) == 30
     for metrics, _ in reports:
-        assert set(metrics) == {"training_accuracy", "val_accuracy", "training_loss", "val_loss"}
+        assert set(metrics) == {
+            "training_accuracy", "val_accuracy", "training_loss", "val_loss", "device",
+        }  # fmt: skip
+        assert metrics["device"] == "cpu"
         assert 0.0 <= metrics["val_accuracy"] <= 1.0 and 0.0 <= metrics["training_accuracy"] <= 1.0
     assert max(m["val_accuracy"] for m, _ in reports) >= 0.9
     assert reports[-1][0]["val_loss"] < reports[0][0]["val_loss"]
@@ -67,11 +70,14 @@ def test_checkpoint_predicts_on_its_own_after_a_safe_load(
     # Raw (unscaled) rows in, the same answers as the scaled validation split.
     raw_val = (iris.x_val - iris.offset) / iris.scale
     labels, probabilities = bundle.predict(raw_val)
+    assert probabilities is not None
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     accuracy = float(np.mean(np.array(labels) == iris.y_val))
     assert accuracy == pytest.approx(metrics["val_accuracy"], abs=1e-6)
-    _, direct = evaluate(bundle.model, torch.from_numpy(iris.x_val), torch.from_numpy(iris.y_val))
-    assert direct == pytest.approx(accuracy)
+    direct = evaluate(
+        bundle.model, torch.from_numpy(iris.x_val), torch.from_numpy(iris.y_val), iris
+    )
+    assert direct["accuracy"] == pytest.approx(accuracy)
 
 
 def test_resume_continues_after_the_checkpointed_epoch(iris: PreparedData) -> None:
@@ -91,3 +97,37 @@ def test_same_seed_same_metrics(iris: PreparedData) -> None:
 def test_batch_larger_than_the_data_still_trains(iris: PreparedData) -> None:
     reports = run(iris, epochs=2, config={"batch_size": 4096}, balance=False)
     assert len(reports) == 2 and reports[-1][0]["training_loss"] > 0
+
+
+def test_deeper_network_trains() -> None:
+    spec = DatasetSpec(builtin="wine")
+    wine = prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+    reports = run(wine, epochs=15, config={"hidden_layers": 3})
+    assert max(m["val_accuracy"] for m, _ in reports) >= 0.85
+    payload = reports[-1][1]
+    assert payload is not None and payload["architecture"]["hidden_layers"] == 3
+
+
+def test_regression_reports_rmse_and_r2_and_predicts_in_target_units(tmp_path: Path) -> None:
+    spec = DatasetSpec(builtin="diabetes")
+    diabetes = prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+    reports = run(
+        diabetes,
+        epochs=40,
+        config={"lr": 0.01, "hidden_units": 32, "dropout": 0.0, "batch_size": 32},
+        metric="val_r2",
+    )
+    last = reports[-1][0]
+    assert {"training_loss", "training_rmse", "val_loss", "val_rmse", "val_r2"} <= set(last)
+    assert max(m["val_r2"] for m, _ in reports) > 0.3
+    assert last["val_rmse"] == pytest.approx(last["val_loss"] ** 0.5)
+
+    payload = next(p for _, p in reversed(reports) if p is not None)
+    torch.save(payload, tmp_path / CHECKPOINT_FILE)
+    bundle = ModelBundle.load(tmp_path)
+    raw_val = (diabetes.x_val - diabetes.offset) / diabetes.scale
+    values, probabilities = bundle.predict(raw_val)
+    assert probabilities is None
+    truth = diabetes.y_val * diabetes.target_std + diabetes.target_mean
+    rmse = float(np.sqrt(np.mean((np.array(values) - truth) ** 2)))
+    assert 25 < rmse < 80  # in the target's units (disease progression, ~25..346)

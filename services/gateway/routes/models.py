@@ -27,8 +27,10 @@ class PredictRequest(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    predictions: list[Any]
-    probabilities: list[list[float]]
+    predictions: list[Any] = Field(description="Class labels, or values for regression.")
+    probabilities: list[list[float]] | None = Field(
+        description="Per class, in the order of model.classes; null for regression."
+    )
     model: ModelRecord
 
 
@@ -47,7 +49,7 @@ def get_model(model_id: ModelId, services: ServicesDep) -> ModelRecord:
 async def predict(
     model_id: ModelId, request: PredictRequest, services: ServicesDep
 ) -> PredictResponse:
-    """Predict classes and class probabilities with a job's best model."""
+    """Predict with a job's best model: classes and their probabilities, or values."""
     record = _model(model_id, services)
     limit = services.settings.max_instances
     if len(request.instances) > limit:

@@ -1,0 +1,83 @@
+"""A job spec's search space, searcher and scheduler, in Ray Tune's own terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    TrialScheduler,
+)
+from ray.tune.search import Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.search_algorithm import SearchAlgorithm
+
+from shared.spec import (
+    Choice,
+    Grid,
+    JobSpec,
+    LogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+)
+
+EPOCH = "training_iteration"
+
+
+def tune_config(spec: JobSpec) -> dict[str, Any]:
+    """The param_space for tune.run: each parameter as a constant or a Tune domain."""
+    return {name: _domain(value) for name, value in spec.search_space.domains().items()}
+
+
+def _domain(value: Any) -> Any:
+    if isinstance(value, Grid):
+        return tune.grid_search(list(value.grid))
+    if isinstance(value, Choice):
+        return tune.choice(list(value.choice))
+    if isinstance(value, Uniform):
+        return tune.uniform(*value.uniform)
+    if isinstance(value, QUniform):
+        return tune.quniform(*value.quniform)
+    if isinstance(value, LogUniform):
+        return tune.loguniform(*value.loguniform)
+    if isinstance(value, RandInt):
+        return tune.randint(*value.randint)
+    return value
+
+
+def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
+    """Tune's searcher for the spec, seeded so the same spec draws the same configs."""
+    if spec.search.algorithm == "optuna":
+        return OptunaSearch(seed=seed)
+    return BasicVariantGenerator(random_state=seed)
+
+
+def scheduler(spec: JobSpec) -> TrialScheduler:
+    """Tune's trial scheduler for the spec; epochs are its unit of time."""
+    chosen = spec.scheduler
+    max_epochs = chosen.max_epochs or spec.search_space.most_epochs()
+    if chosen.type == "asha":
+        return ASHAScheduler(
+            time_attr=EPOCH,
+            max_t=max_epochs,
+            grace_period=chosen.grace_period,
+            reduction_factor=chosen.reduction_factor,
+        )
+    if chosen.type == "hyperband":
+        return HyperBandScheduler(
+            time_attr=EPOCH, max_t=max_epochs, reduction_factor=chosen.reduction_factor
+        )
+    if chosen.type == "median":
+        return MedianStoppingRule(time_attr=EPOCH, grace_period=chosen.grace_period)
+    return FIFOScheduler()
+
+
+def pauses_trials(spec: JobSpec) -> bool:
+    """HyperBand pauses trials and resumes them from their latest checkpoint."""
+    return spec.scheduler.type == "hyperband"

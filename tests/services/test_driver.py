@@ -1,0 +1,156 @@
+"""The driver's engine on a real local Ray: every searcher and scheduler, regression, GPUs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import redis
+
+from services.driver.runner import run_job
+from services.driver.worker import Driver
+from shared.jobs import JobStore, JobView, TrialRow
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from shared.spec import JobSpec
+
+TINY = {"hidden_units": 16, "batch_size": 16, "epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray whose node declares one logical GPU (there is no CUDA here)."""
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_path: Path) -> Any:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path, storage=tmp_path / "storage")
+    jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
+
+    def run(spec: dict[str, Any]) -> tuple[JobView, list[TrialRow]]:
+        job_id = jobs.enqueue(JobSpec.model_validate(spec))
+        assert jobs.claim(timeout_s=1) == job_id
+        Driver(settings, jobs, registry).run_one(job_id)
+        return jobs.get(job_id), jobs.trials(job_id)
+
+    run.registry = registry  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize(
+    ("search", "space"),
+    [
+        ("grid", {"lr": {"grid": [0.01, 0.05]}}),
+        ("random", {"lr": {"loguniform": [0.005, 0.1]}, "dropout": {"uniform": [0, 0.3]}}),
+        ("optuna", {"lr": {"loguniform": [0.005, 0.1]}, "hidden_units": {"choice": [8, 16]}}),
+    ],
+)
+def test_each_searcher_runs_a_tiny_job(engine: Any, search: str, space: dict) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {**TINY, **space},
+            "search": {"algorithm": search, "num_samples": 2 if search != "grid" else 1, "seed": 5},
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert len(trials) == job.trials_total == 2
+    assert all(t.state == "TERMINATED" and t.iterations == 3 for t in trials)
+    assert job.task == "classification" and job.metric == "val_accuracy"
+    assert engine.registry.get(job.id).test_metrics["test_accuracy"] > 0.3
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "hyperband", "median"])
+def test_each_scheduler_runs_a_tiny_job(engine: Any, scheduler: str) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {**TINY, "epochs": 4, "lr": {"grid": [0.001, 0.01, 0.05, 0.1]}},
+            "scheduler": {"type": scheduler, "grace_period": 1, "reduction_factor": 2},
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert len(trials) == 4 and job.trials_done == 4
+    assert all(1 <= t.iterations <= 4 for t in trials)
+
+
+def test_asha_stops_trials_early(engine: Any) -> None:
+    space = {
+        "hidden_units": 8,
+        "batch_size": 32,
+        "epochs": 9,
+        "lr": {"grid": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]},
+    }
+    spec = {"dataset": {"builtin": "wine"}, "search_space": space}
+    fifo_job, fifo = engine(spec)
+    asha_job, asha = engine(
+        {**spec, "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 3}}
+    )
+    assert fifo_job.state == asha_job.state == "succeeded"
+    assert sum(t.iterations for t in fifo) == 8 * 9
+    assert sum(t.iterations for t in asha) < 8 * 9
+    assert any(t.iterations < 9 for t in asha)
+
+
+def test_same_seed_same_configs_and_metrics(engine: Any) -> None:
+    spec = {
+        "dataset": {"builtin": "iris"},
+        "search_space": {
+            **TINY,
+            "lr": {"loguniform": [0.001, 0.1]},
+            "dropout": {"uniform": [0, 0.5]},
+        },
+        "search": {"algorithm": "random", "num_samples": 3, "seed": 11},
+    }
+    _, first = engine(spec)
+    _, second = engine(spec)
+    assert [t.config for t in first] == [t.config for t in second]
+    assert [t.metrics for t in first] == [t.metrics for t in second]
+    assert len({t.config["lr"] for t in first}) == 3
+
+
+def test_regression_on_diabetes_reaches_positive_r2(engine: Any) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "diabetes"},
+            "search_space": {"lr": 0.01, "hidden_units": 32, "dropout": 0.0, "epochs": 40},
+            "metric": "val_r2",
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert job.task == "regression" and job.metric == "val_r2" and job.mode == "max"
+    assert job.test_metrics is not None and job.test_metrics["test_r2"] > 0
+    assert {"val_rmse", "val_r2", "val_loss"} <= set(trials[0].metrics)
+    model = engine.registry.get(job.id)
+    assert model.task == "regression" and model.classes == []
+
+
+def test_gpu_trial_lands_on_the_gpu_node_and_falls_back_to_cpu(engine: Any) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {**TINY, "lr": {"grid": [0.01, 0.02]}},
+            "resources": {"cpu": 1, "gpu": 0.5},
+        }
+    )
+    assert job.state == "succeeded", job.error
+    # Scheduled only because the node declares a GPU; no CUDA here, so it trained on the CPU.
+    assert [t.device for t in trials] == ["cpu", "cpu"]
+
+
+def test_time_budget_ends_the_job_with_what_finished(engine: Any) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {"hidden_units": 64, "batch_size": 8, "epochs": 200, "lr": 0.001},
+            "time_budget_s": 8,
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert 1 <= trials[0].iterations < 200

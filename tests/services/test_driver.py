@@ -10,7 +10,6 @@ import pytest
 import ray
 import redis
 
-from services.driver.runner import run_job
 from services.driver.worker import Driver
 from shared.jobs import JobStore, JobView, TrialRow
 from shared.registry import ModelRegistry

@@ -1,0 +1,81 @@
+"""Per-trial overhead: 40 trivial trials through our driver against plain tune.run.
+
+usage: python -m bench.trial_overhead [trials]
+Ours: a job of N one-epoch trials on iris (a grid of N learning rates), run by the
+driver exactly as a queued job is (Redis progress, checkpoints, best-model scoring).
+Plain: tune.run over N trials of a function that reports once, default settings.
+One JSON line: seconds per trial of each, and their ratio.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+import redis
+from ray import tune
+
+from bench.common import emit
+from cluster.redis_server import RedisServer
+from services.driver.worker import Driver
+from shared.jobs import JobStore
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from shared.spec import JobSpec
+
+
+def trivial(config: dict) -> None:
+    tune.report({"val_accuracy": config["lr"]})
+
+
+def main() -> None:
+    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    learning_rates = [0.001 * (i + 1) for i in range(trials)]
+    with tempfile.TemporaryDirectory() as folder, RedisServer(Path(folder) / "redis") as server:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        jobs = JobStore(client)
+        settings = Settings(redis_url=server.url, home=Path(folder))
+        spec = JobSpec.model_validate(
+            {
+                "dataset": {"builtin": "iris"},
+                "search_space": {
+                    "lr": {"grid": learning_rates},
+                    "hidden_units": 4,
+                    "batch_size": 64,
+                    "epochs": 1,
+                },
+            }
+        )
+        job_id = jobs.enqueue(spec)
+        jobs.claim(timeout_s=1)
+        started = time.perf_counter()
+        Driver(settings, jobs, ModelRegistry(client)).run_one(job_id)
+        ours_s = (time.perf_counter() - started) / trials
+        assert jobs.get(job_id).state == "succeeded", jobs.get(job_id).error
+
+        started = time.perf_counter()
+        tune.run(
+            trivial,
+            config={"lr": tune.grid_search(learning_rates)},
+            storage_path=str(Path(folder) / "plain"),
+            verbose=0,
+        )
+        plain_s = (time.perf_counter() - started) / trials
+        ray.shutdown()
+    emit(
+        {
+            "bench": "trial_overhead",
+            "trials": trials,
+            "ours_s_per_trial": round(ours_s, 3),
+            "plain_tune_run_s_per_trial": round(plain_s, 3),
+            "ratio": round(plain_s / ours_s, 2),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -21,5 +21,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check shared services cluster tests bench
 	$(BIN)/mypy
 
+# Benchmarks print JSON lines; see README.md for what each measures.
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.epoch_speed
+	$(BIN)/python -m bench.trial_overhead
+	$(BIN)/python -m bench.time_to_best
+
 clean:
 	rm -rf $(VENV) .tunefleet

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import torch
@@ -22,6 +23,11 @@ from shared.spec import JobSpec
 from shared.training import TrialPlan, evaluate
 
 log = logging.getLogger(__name__)
+
+# Progress goes to Redis, and to the log line by line: Tune's console tables and its
+# warning about frequent experiment snapshots (num_to_keep=1) are noise here.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 class JobFailedError(TunefleetError):

@@ -52,6 +52,31 @@ def test_invalid_spec_gets_422_naming_field_and_reason(stack: Stack) -> None:
     assert len(stack.http.get("/jobs").json()) == before  # nothing was queued
 
 
+@pytest.mark.parametrize(
+    ("spec", "where", "words"),
+    [
+        (
+            {"search_space": {"lr": {"loguniform": [0, 0.1]}}},
+            ["body", "search_space", "lr", "loguniform"],
+            "greater than 0",
+        ),
+        (
+            {"search_space": {"epochs": 3}, "scheduler": {"type": "asha", "grace_period": 5}},
+            ["body"],
+            "scheduler.grace_period (5)",
+        ),
+        ({"search": "annealing"}, ["body", "search", "algorithm"], "'grid', 'random' or 'optuna'"),
+    ],
+)
+def test_engine_options_are_validated_at_submit(
+    stack: Stack, spec: dict, where: list, words: str
+) -> None:
+    answer = stack.http.post("/jobs", json={"dataset": {"builtin": "iris"}, **spec})
+    assert answer.status_code == 422
+    (error,) = answer.json()["detail"]
+    assert error["loc"][: len(where)] == where and words in error["msg"]
+
+
 def test_quick_example_tunes_and_reports_every_trial(
     stack: Stack, quick_job: dict[str, Any]
 ) -> None:

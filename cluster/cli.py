@@ -37,6 +37,19 @@ def up() -> None:
 
 
 @app.command()
+def check(url: UrlOption = None) -> None:
+    """Exit 0 if the gateway answers and a driver is alive, else 1 (for health probes)."""
+    health = _run(_client(url).health)
+    if not health["drivers"]:
+        err_console.print("unhealthy: no driver has sent a heartbeat within its lease")
+        raise typer.Exit(1)
+    console.print(
+        f"healthy: {len(health['drivers'])} driver(s), {health['queued_jobs']} queued, "
+        f"{health['running_jobs']} running"
+    )
+
+
+@app.command()
 def submit(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Job spec, JSON or YAML.")

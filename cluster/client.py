@@ -25,6 +25,9 @@ class GatewayClient:
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")
 
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/healthz")
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)

@@ -94,6 +94,13 @@ class RedisServer:
                 self._process.wait()
         self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; start() brings it back on its data."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
     def __enter__(self) -> RedisServer:
         self.start()
         return self

@@ -61,8 +61,8 @@ def up(settings: Settings) -> None:
             "TUNEFLEET_STORAGE": str(settings.storage_root),
             "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
         }
-        driver = _start_driver(driver_env)
-        parts.callback(lambda: _stop(driver))
+        drivers = [_start_driver(driver_env) for _ in range(settings.max_running_jobs)]
+        parts.callback(lambda: _stop_all(drivers))
         log.info(
             "tunefleet is up: http://%s:%d (API docs at /docs), storage %s. Ctrl-C stops it.",
             settings.http_host,
@@ -70,9 +70,10 @@ def up(settings: Settings) -> None:
             settings.storage_root,
         )
         while not stopping:
-            if driver.poll() is not None:
-                log.warning("driver exited with code %s; starting a new one", driver.returncode)
-                driver = _start_driver(driver_env)
+            for index, driver in enumerate(drivers):
+                if driver.poll() is not None:
+                    log.warning("driver exited with code %s; starting a new one", driver.returncode)
+                    drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
 
@@ -84,12 +85,14 @@ def _start_driver(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(DRIVER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        process.terminate()
+    deadline = time.monotonic() + DRIVER_STOP_TIMEOUT_S
+    for process in running:
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -26,3 +26,9 @@ class DatasetError(InvalidInputError):
 
 class PayloadTooLargeError(TunefleetError):
     """Raised when a request or upload is larger than the configured limit."""
+
+
+class QueueFullError(TunefleetError):
+    """Raised when the queue already holds TUNEFLEET_MAX_QUEUED jobs; nothing was written."""
+
+    retry_after_s = 10

@@ -1,9 +1,11 @@
 """JobStore: the durable queue of tuning jobs and their records, in Redis.
 
-A job is written and queued in one MULTI/EXEC transaction, so a job answered with
-202 is always both recorded and queued. Drivers claim by *moving* an id from the
-queue to the processing list (BLMOVE), never by popping, so a claimed job exists
-in Redis until its driver acknowledges it.
+Delivery is at least once, with leases. Each transition is one Lua script, so it is
+atomic: a job is recorded and queued together (or not at all); claiming *moves* an id
+from its priority queue into the processing set with a lease deadline, so a claimed
+job exists in Redis until its driver finishes it; a driver renews its lease while it
+runs, and any driver puts a job whose lease ran out back at the head of its queue
+(the reaper), or fails it after ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel, Field
 
-from shared import keys
-from shared.errors import NotFoundError
+from shared import keys, queue_scripts
+from shared.errors import ConflictError, NotFoundError, QueueFullError
 from shared.spec import JobSpec
 from shared.status import JobStatus
 
@@ -53,6 +55,7 @@ class JobView(BaseModel):
     id: str
     name: str | None
     state: JobStatus
+    priority: str
     spec: JobSpec
     submitted_at: float
     started_at: float | None = None
@@ -66,6 +69,17 @@ class JobView(BaseModel):
     test_metrics: dict[str, float] | None = None
     error: str | None = None
     attempts: int = 0
+    driver: str | None = None
+
+
+class QueuePolicy(BaseModel):
+    """The queue's limits and timings (from Settings)."""
+
+    max_queued: int = 10_000
+    lease_s: float = 30.0
+    max_attempts: int = 3
+    retention_s: int = 7 * 24 * 3600
+    idempotency_ttl_s: int = 24 * 3600
 
 
 def new_job_id() -> str:
@@ -75,34 +89,72 @@ def new_job_id() -> str:
 class JobStore:
     """Jobs, their queue and their progress. The only place that touches job keys."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, policy: QueuePolicy | None = None) -> None:
         self._redis = client
+        self.policy = policy or QueuePolicy()
+        self._enqueue = client.register_script(queue_scripts.ENQUEUE)
+        self._claim = client.register_script(queue_scripts.CLAIM)
+        self._renew = client.register_script(queue_scripts.RENEW)
+        self._reap = client.register_script(queue_scripts.REAP)
+        self._cancel = client.register_script(queue_scripts.CANCEL)
 
     @classmethod
-    def from_url(cls, url: str) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
+    def from_url(cls, url: str, policy: QueuePolicy | None = None) -> JobStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True), policy)
 
-    # -- submit and read -------------------------------------------------------------
+    # -- submit, read, cancel ----------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec) -> str:
-        """Record a job and queue it, atomically; return its id."""
+    def enqueue(self, spec: JobSpec, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Record a job and queue it, atomically; return (job id, created).
+
+        With an idempotency key already used, nothing is written and the first job's
+        id comes back with created False. QueueFullError when the queue is full.
+        """
         job_id = new_job_id()
         now = time.time()
         record: Fields = {
             "id": job_id,
             "spec": spec.model_dump_json(),
             "state": JobStatus.QUEUED.value,
+            "priority": spec.priority,
             "submitted_at": repr(now),
             "trials_total": str(spec.trial_count()),
             "trials_done": "0",
             "attempts": "0",
         }
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.job(job_id), mapping=record)
-            pipe.zadd(keys.JOBS, {job_id: now})
-            pipe.lpush(keys.QUEUE, job_id)
-            pipe.execute()
-        return job_id
+        fields = [item for pair in record.items() for item in pair]
+        outcome, value = self._enqueue(
+            keys=[
+                keys.job(job_id),
+                keys.JOBS,
+                keys.queue(spec.priority),
+                keys.idempotency(idempotency_key or ""),
+                *keys.QUEUES,
+            ],
+            args=[
+                job_id,
+                repr(now),
+                self.policy.max_queued,
+                self.policy.idempotency_ttl_s if idempotency_key else 0,
+                self.policy.retention_s,
+                *fields,
+            ],
+        )
+        if outcome == "full":
+            raise QueueFullError(f"the queue holds {value} jobs, its limit; submit again later")
+        return str(value), outcome == "created"
+
+    def cancel(self, job_id: str) -> JobView:
+        """Cancel a job: a queued one at once, a running one once its trials stop."""
+        outcome = self._cancel(
+            keys=[keys.job(job_id)],
+            args=[job_id, keys.queue(""), repr(time.time()), self.policy.retention_s],
+        )
+        if outcome == "missing":
+            raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
+        if outcome not in ("cancelled", "cancelling"):
+            raise ConflictError(f"job {job_id} has already ended ({outcome}); nothing to cancel")
+        return self.get(job_id)
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""
@@ -121,6 +173,9 @@ class JobStore:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))
             raws = pipe.execute()
+        expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if not raw]
+        if expired:  # records past their retention leave the index lazily
+            self._redis.zrem(keys.JOBS, *expired)
         return [_view(raw) for raw in raws if raw]
 
     def trials(self, job_id: str) -> list[TrialRow]:
@@ -129,38 +184,92 @@ class JobStore:
         raw: Fields = self._redis.hgetall(keys.job_trials(job_id))
         return [TrialRow.model_validate_json(raw[trial_id]) for trial_id in sorted(raw)]
 
+    def queue_depths(self) -> dict[str, int]:
+        """Queued jobs per priority."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name in keys.QUEUES:
+                pipe.llen(name)
+            depths = pipe.execute()
+        return dict(zip(keys.PRIORITIES, (int(d) for d in depths), strict=True))
+
     def queue_depth(self) -> int:
-        return int(self._redis.llen(keys.QUEUE))
+        return sum(self.queue_depths().values())
 
     def running_count(self) -> int:
-        return int(self._redis.llen(keys.PROCESSING))
+        return int(self._redis.zcard(keys.PROCESSING))
+
+    def state(self, job_id: str) -> JobStatus | None:
+        raw = self._redis.hget(keys.job(job_id), "state")
+        return JobStatus(str(raw)) if raw else None
 
     # -- the driver's side -----------------------------------------------------------
 
-    def claim(self, timeout_s: float) -> str | None:
-        """Take the oldest queued job, waiting up to ``timeout_s``; None if none came.
-
-        The id moves to the processing list in the same command, so no other driver
-        can be handed it.
-        """
-        # BLMOVE takes fractional seconds; redis-py's annotation says int.
-        job_id: str | None = self._redis.blmove(  # type: ignore[assignment]
-            keys.QUEUE,
-            keys.PROCESSING,
-            timeout_s,  # type: ignore[arg-type]
-            "RIGHT",
-            "LEFT",
-        )
-        if job_id is None:
-            return None
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.job(job_id),
-                mapping={"state": JobStatus.RUNNING.value, "started_at": repr(time.time())},
+    def claim(self, driver_id: str, timeout_s: float = 0.0) -> str | None:
+        """Take the next queued job (high, then normal, then low; oldest first), waiting
+        up to ``timeout_s``; None if none came. The job is leased to ``driver_id``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.time()
+            job_id = self._claim(
+                keys=[*keys.QUEUES, keys.PROCESSING],
+                args=[_ms(now + self.policy.lease_s), driver_id, repr(now), keys.job("")],
             )
-            pipe.hincrby(keys.job(job_id), "attempts", 1)
+            if job_id or time.monotonic() >= deadline:
+                return str(job_id) if job_id else None
+            time.sleep(min(CLAIM_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    def renew(self, job_id: str, driver_id: str) -> bool:
+        """Extend the lease on a job; False if the driver no longer holds it."""
+        deadline = _ms(time.time() + self.policy.lease_s)
+        return bool(
+            self._renew(
+                keys=[keys.PROCESSING, keys.job(job_id)], args=[job_id, driver_id, deadline]
+            )
+        )
+
+    def reap(self) -> list[str]:
+        """Requeue (or fail, after max_attempts) the jobs whose lease ran out."""
+        now = time.time()
+        moved = self._reap(
+            keys=[keys.PROCESSING],
+            args=[
+                _ms(now),
+                self.policy.max_attempts,
+                keys.job(""),
+                keys.queue(""),
+                repr(now),
+                self.policy.retention_s,
+            ],
+        )
+        return [str(job_id) for job_id in moved]
+
+    def heartbeat(self, driver_id: str) -> None:
+        """Say that a driver is alive, for one lease."""
+        ttl_ms = _ms(self.policy.lease_s)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.driver(driver_id), repr(time.time()), px=ttl_ms)
+            pipe.zadd(keys.DRIVERS, {driver_id: _ms(time.time())})
             pipe.execute()
-        return str(job_id)
+
+    def forget_driver(self, driver_id: str) -> None:
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.driver(driver_id))
+            pipe.zrem(keys.DRIVERS, driver_id)
+            pipe.execute()
+
+    def live_drivers(self) -> list[str]:
+        """Drivers whose heartbeat has not expired."""
+        known: list[str] = self._redis.zrange(keys.DRIVERS, 0, -1)  # type: ignore[assignment]
+        if not known:
+            return []
+        with self._redis.pipeline(transaction=False) as pipe:
+            for driver_id in known:
+                pipe.exists(keys.driver(driver_id))
+            flags = pipe.execute()
+        gone = [d for d, flag in zip(known, flags, strict=True) if not flag]
+        if gone:
+            self._redis.zrem(keys.DRIVERS, *gone)
+        return [d for d, flag in zip(known, flags, strict=True) if flag]
 
     def record_objective(self, job_id: str, task: str, metric: str, mode: str) -> None:
         """Store the task and metric a running job settled on."""
@@ -189,14 +298,28 @@ class JobStore:
         """Mark the job failed with a reason a user can act on, and acknowledge it."""
         self._finish(job_id, JobStatus.FAILED, {"error": reason})
 
+    def mark_cancelled(self, job_id: str) -> None:
+        """Mark a job whose trials have stopped cancelled, and acknowledge it."""
+        self._finish(job_id, JobStatus.CANCELLED, {})
+
     def _finish(self, job_id: str, state: JobStatus, fields: Fields) -> None:
+        retention_s = self.policy.retention_s
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.job(job_id),
                 mapping={"state": state.value, "finished_at": repr(time.time()), **fields},
             )
-            pipe.lrem(keys.PROCESSING, 1, job_id)
+            pipe.zrem(keys.PROCESSING, job_id)
+            pipe.expire(keys.job(job_id), retention_s)
+            pipe.expire(keys.job_trials(job_id), retention_s)
             pipe.execute()
+
+
+CLAIM_POLL_S = 0.2
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
 
 
 def _view(raw: Fields) -> JobView:
@@ -205,6 +328,7 @@ def _view(raw: Fields) -> JobView:
         id=raw["id"],
         name=spec.name,
         state=JobStatus(raw["state"]),
+        priority=raw.get("priority", "normal"),
         spec=spec,
         submitted_at=float(raw["submitted_at"]),
         started_at=float(raw["started_at"]) if "started_at" in raw else None,
@@ -218,4 +342,5 @@ def _view(raw: Fields) -> JobView:
         test_metrics=json.loads(raw["test_metrics"]) if "test_metrics" in raw else None,
         error=raw.get("error"),
         attempts=int(raw.get("attempts", 0)),
+        driver=raw.get("driver"),
     )

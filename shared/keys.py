@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 PREFIX = "tunefleet"
+PRIORITIES = ("high", "normal", "low")
 
-# List of job ids waiting to run. New ids are pushed on the left and claimed from
-# the right, so the queue is first in, first out.
-QUEUE = f"{PREFIX}:queue"
-# List of job ids a driver has claimed and not yet acknowledged. Claiming moves an
-# id here atomically (BLMOVE), so a job is never only in a driver's memory.
+# Sorted set of job ids a driver holds, scored by the lease's deadline (ms since the
+# epoch). A driver renews the lease while it runs the job; any driver moves a job whose
+# lease ran out back to its queue (or fails it after max_attempts).
 PROCESSING = f"{PREFIX}:processing"
 # Sorted set of every job id, scored by submission time (seconds since the epoch).
 JOBS = f"{PREFIX}:jobs"
 # Sorted set of job ids that have a registered model, scored by registration time.
 MODELS = f"{PREFIX}:models"
+# Sorted set of live driver ids, scored by their last heartbeat (ms since the epoch).
+DRIVERS = f"{PREFIX}:drivers"
+
+
+def queue(priority: str) -> str:
+    """List of queued job ids of one priority: pushed left, claimed from the right (FIFO)."""
+    return f"{PREFIX}:queue:{priority}"
+
+
+QUEUES = tuple(queue(p) for p in PRIORITIES)
 
 
 def job(job_id: str) -> str:
@@ -29,3 +38,13 @@ def job_trials(job_id: str) -> str:
 def model(job_id: str) -> str:
     """String holding the JSON record of one job's best model."""
     return f"{PREFIX}:model:{job_id}"
+
+
+def idempotency(key: str) -> str:
+    """String: the job id a POST /jobs with this Idempotency-Key created."""
+    return f"{PREFIX}:idempotency:{key}"
+
+
+def driver(driver_id: str) -> str:
+    """String with a TTL: present while the driver is alive (its heartbeat)."""
+    return f"{PREFIX}:driver:{driver_id}"

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.jobs import QueuePolicy
+
 
 class Settings(BaseSettings):
     """Everything a tunefleet process may be configured with.
@@ -53,12 +55,36 @@ class Settings(BaseSettings):
     max_trials: int = Field(default=10_000, gt=0)
     max_models_per_replica: int = Field(default=8, gt=0)
     driver_poll_s: float = Field(default=1.0, gt=0)
+    max_queued: int = Field(default=10_000, gt=0, description="Queued jobs; past it, 429.")
+    max_running_jobs: int = Field(
+        default=1, ge=1, le=64, description="Drivers `tunefleet up` runs: jobs at once."
+    )
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A running job whose driver is silent this long is reclaimed.",
+    )
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    job_retention_s: int = Field(
+        default=7 * 24 * 3600, gt=0, description="How long finished jobs' records stay."
+    )
+    idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
 
     @field_validator("home", "storage")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         # Ray Tune needs an absolute storage path, and workers run in other folders.
         return value.expanduser().resolve() if value is not None else None
+
+    def queue_policy(self) -> QueuePolicy:
+        """The queue's limits and timings, for JobStore."""
+        return QueuePolicy(
+            max_queued=self.max_queued,
+            lease_s=self.lease_s,
+            max_attempts=self.max_attempts,
+            retention_s=self.job_retention_s,
+            idempotency_ttl_s=self.idempotency_ttl_s,
+        )
 
     @property
     def storage_root(self) -> Path:

@@ -293,6 +293,9 @@ class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
     name: str | None = Field(default=None, max_length=200)
+    priority: Literal["high", "normal", "low"] = Field(
+        default="normal", description="high jobs run before normal, normal before low."
+    )
     dataset: DatasetSpec
     task: Task | None = Field(
         default=None,

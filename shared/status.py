@@ -6,10 +6,11 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    """queued -> running -> succeeded | failed | cancelled."""
+    """queued -> running -> succeeded | failed | cancelled (cancelling while trials stop)."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    CANCELLING = "cancelling"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

@@ -1,7 +1,12 @@
-"""``python -m services.driver``: run a driver against TUNEFLEET_REDIS_URL and Ray."""
+"""``python -m services.driver``: run a driver against TUNEFLEET_REDIS_URL and Ray.
+
+``--check`` exits 0 when Redis answers and at least one driver's heartbeat is alive,
+else 1 (for health probes and scripts).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -14,16 +19,36 @@ from shared.registry import ModelRegistry
 from shared.settings import get_settings
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def check(store: JobStore) -> int:
+    """0 if some driver is alive, 1 if none is or Redis does not answer."""
+    try:
+        drivers = store.live_drivers()
+    except redis.RedisError as exc:
+        print(f"unhealthy: Redis does not answer ({exc})", file=sys.stderr)
+        return 1
+    if not drivers:
+        print("unhealthy: no driver has sent a heartbeat within its lease", file=sys.stderr)
+        return 1
+    print(f"healthy: {len(drivers)} live driver(s): {', '.join(drivers)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.driver")
+    parser.add_argument("--check", action="store_true", help="exit 0 if a driver is alive")
+    args = parser.parse_args(argv)
     settings = get_settings()
     if settings.redis_url is None:
         print("set TUNEFLEET_REDIS_URL to the Redis that holds the job queue", file=sys.stderr)
         return 2
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    store = JobStore(client, settings.queue_policy())
+    if args.check:
+        return check(store)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # RAY_ADDRESS, when set, names the cluster; otherwise Ray finds or starts a local one.
     ray.init(logging_level=logging.WARNING)
-    Driver(settings, JobStore(client), ModelRegistry(client)).run_forever()
+    Driver(settings, store, ModelRegistry(client)).run_forever()
     return 0
 
 

@@ -28,8 +28,11 @@ class ProgressToRedis(Callback):
         self._job_id = job_id
         self._metric = metric
         self._mode = mode
-        self._best: BestTrial | None = None
-        self._ended: set[str] = set()
+        # A resumed job keeps what its earlier attempts recorded.
+        self._best: BestTrial | None = store.get(job_id).best
+        self._ended = {
+            row.trial_id for row in store.trials(job_id) if row.state in ("TERMINATED", "ERROR")
+        }
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

@@ -6,6 +6,8 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from ray import tune
@@ -34,11 +36,41 @@ class JobFailedError(TunefleetError):
     """Raised when a job's run ends without a usable model; the message says why."""
 
 
+STOP_CHECK_INTERVAL_S = 0.5
+
+
+class StopWhen(tune.Stopper):
+    """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self._should_stop = should_stop
+        self._checked_at = 0.0
+        self._stop = False
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        return self.stop_all()
+
+    def stop_all(self) -> bool:
+        now = time.monotonic()
+        if not self._stop and now - self._checked_at >= STOP_CHECK_INTERVAL_S:
+            self._checked_at = now
+            self._stop = self._should_stop()
+        return self._stop
+
+
 def run_job(
-    job_id: str, spec: JobSpec, settings: Settings, jobs: JobStore, registry: ModelRegistry
+    job_id: str,
+    spec: JobSpec,
+    settings: Settings,
+    jobs: JobStore,
+    registry: ModelRegistry,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> None:
     """Tune a job, register its best model and mark it succeeded.
 
+    A job run before (its driver died) resumes its experiment from storage: finished
+    trials are kept, unfinished ones continue from their checkpoints. When
+    ``should_stop`` turns true the trials stop and the job is left for the caller.
     Raises a TunefleetError with a reason for the user when the job cannot succeed.
     """
     datasets = DatasetStore(settings.datasets_dir)
@@ -56,11 +88,17 @@ def run_job(
         balance=spec.dataset.balance == "weighted_sampler",
         checkpoint_every_epoch=search.pauses_trials(spec),
     )
+    # The data goes into Ray's object store once; trials read it from there. The
+    # trainable is registered under the job's own name, so that jobs running at once
+    # on one cluster never pick up each other's trainable (and data).
+    trainable_name = f"tunefleet_{job_id}"
+    tune.register_trainable(trainable_name, tune.with_parameters(tunefleet_trial, plan=plan))
     started = time.monotonic()
     analysis = tune.run(
-        # The data goes into Ray's object store once; trials read it from there.
-        tune.with_parameters(tunefleet_trial, plan=plan),
+        trainable_name,
         name=job_id,
+        resume="AUTO",
+        stop=StopWhen(should_stop),
         storage_path=str(settings.experiments_dir),
         config=search.tune_config(spec),
         num_samples=spec.search.num_samples,
@@ -82,6 +120,8 @@ def run_job(
         verbose=0,
     )
     log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)
+    if should_stop():
+        return
 
     best_trial = analysis.get_best_trial(metric, mode, scope="all")
     if best_trial is None:

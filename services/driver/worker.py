@@ -1,9 +1,19 @@
-"""The driver's loop: claim a job, run it, record how it ended, take the next."""
+"""The driver's loop: claim a job, run it, record how it ended, take the next.
+
+A heartbeat thread keeps the driver's health key and its job's lease alive, and reaps
+jobs whose drivers died. If the lease is lost (this driver was silent too long and the
+job went to another), the run stops rather than run twice.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
+import uuid
+from collections.abc import Callable
 
 import redis
 
@@ -12,42 +22,111 @@ from shared.errors import TunefleetError
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings
+from shared.status import JobStatus
 
 log = logging.getLogger(__name__)
 REDIS_RETRY_S = 2.0
 
 
+def new_driver_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class Driver:
     """Consumes the job queue; one job's failure never stops it."""
 
-    def __init__(self, settings: Settings, jobs: JobStore, registry: ModelRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        jobs: JobStore,
+        registry: ModelRegistry,
+        driver_id: str | None = None,
+    ) -> None:
         self._settings = settings
         self._jobs = jobs
         self._registry = registry
+        self.driver_id = driver_id or new_driver_id()
+        self._current: str | None = None
+        self._lease_lost = threading.Event()
+        self._stopped = threading.Event()
+        self._beat_interval_s = max(0.2, settings.lease_s / 3)
 
     def run_forever(self) -> None:
-        log.info("driver: waiting for jobs")
-        while True:
-            try:
-                job_id = self._jobs.claim(timeout_s=self._settings.driver_poll_s)
-            except redis.ConnectionError as exc:
-                log.warning("driver: Redis unreachable (%s); retrying", exc)
-                time.sleep(REDIS_RETRY_S)
-                continue
-            if job_id is not None:
-                self.run_one(job_id)
+        log.info("driver %s: waiting for jobs", self.driver_id)
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._beat_once()
+        beat.start()
+        try:
+            while not self._stopped.is_set():
+                try:
+                    job_id = self._jobs.claim(self.driver_id, self._settings.driver_poll_s)
+                except redis.ConnectionError as exc:
+                    log.warning("driver: Redis unreachable (%s); retrying", exc)
+                    time.sleep(REDIS_RETRY_S)
+                    continue
+                if job_id is not None:
+                    self.run_one(job_id)
+        finally:
+            self._stopped.set()
+            self._jobs.forget_driver(self.driver_id)
+
+    def stop(self) -> None:
+        self._stopped.set()
 
     def run_one(self, job_id: str) -> None:
-        """Run a claimed job to its end state."""
-        log.info("job %s: started", job_id)
+        """Run a claimed job to its end state (or until its lease is lost)."""
+        log.info("job %s: started by %s", job_id, self.driver_id)
+        self._current = job_id
+        self._lease_lost.clear()
         try:
             spec = self._jobs.get(job_id).spec
-            run_job(job_id, spec, self._settings, self._jobs, self._registry)
+            run_job(
+                job_id,
+                spec,
+                self._settings,
+                self._jobs,
+                self._registry,
+                should_stop=lambda: self._should_stop(job_id),
+            )
         except TunefleetError as exc:
             log.info("job %s: failed: %s", job_id, exc)
-            self._jobs.fail(job_id, str(exc))
+            message = str(exc)
+            self._finish_unless_lost(job_id, lambda: self._jobs.fail(job_id, message))
         except Exception as exc:
             log.exception("job %s: failed unexpectedly", job_id)
-            self._jobs.fail(job_id, f"the job failed unexpectedly: {type(exc).__name__}: {exc}")
+            reason = f"the job failed unexpectedly: {type(exc).__name__}: {exc}"
+            self._finish_unless_lost(job_id, lambda: self._jobs.fail(job_id, reason))
         else:
-            log.info("job %s: succeeded", job_id)
+            # Stopped early: cancelled (mark it so) or taken over (leave it alone).
+            self._finish_unless_lost(job_id, lambda: None)
+            log.info("job %s: %s", job_id, self._jobs.state(job_id))
+        finally:
+            self._current = None
+
+    def _should_stop(self, job_id: str) -> bool:
+        return self._lease_lost.is_set() or self._jobs.state(job_id) is JobStatus.CANCELLING
+
+    def _finish_unless_lost(self, job_id: str, finish: Callable[[], None]) -> None:
+        if self._lease_lost.is_set():
+            log.warning("job %s: lease lost; leaving it to the driver that holds it", job_id)
+            return
+        if self._jobs.state(job_id) is JobStatus.CANCELLING:
+            self._jobs.mark_cancelled(job_id)
+            return
+        finish()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopped.wait(self._beat_interval_s):
+            try:
+                self._beat_once()
+            except redis.RedisError as exc:
+                log.warning("driver: heartbeat failed (%s)", exc)
+
+    def _beat_once(self) -> None:
+        self._jobs.heartbeat(self.driver_id)
+        job_id = self._current
+        if job_id is not None and not self._jobs.renew(job_id, self.driver_id):
+            log.warning("job %s: lease lost; stopping its trials", job_id)
+            self._lease_lost.set()
+        for reclaimed in self._jobs.reap():
+            log.info("job %s: its driver went silent; back in the queue", reclaimed)

@@ -14,6 +14,7 @@ from shared.errors import (
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
+    QueueFullError,
     TunefleetError,
 )
 from shared.jobs import JobStore
@@ -25,6 +26,7 @@ _STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
     ConflictError: 409,
     PayloadTooLargeError: 413,
     InvalidInputError: 422,
+    QueueFullError: 429,
 }
 
 
@@ -40,7 +42,7 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
     )
     app.state.services = Services(
         settings=settings,
-        jobs=JobStore(client),
+        jobs=JobStore(client, settings.queue_policy()),
         registry=ModelRegistry(client),
         datasets=DatasetStore(settings.datasets_dir),
         predict=predict,
@@ -53,4 +55,7 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
 
 async def _tunefleet_error(request: Request, exc: Exception) -> JSONResponse:
     status = next((code for kind, code in _STATUS_OF_ERROR.items() if isinstance(exc, kind)), 500)
-    return JSONResponse(status_code=status, content={"detail": str(exc)})
+    headers = {}
+    if isinstance(exc, QueueFullError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)

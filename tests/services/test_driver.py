@@ -33,9 +33,10 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
     jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
 
     def run(spec: dict[str, Any]) -> tuple[JobView, list[TrialRow]]:
-        job_id = jobs.enqueue(JobSpec.model_validate(spec))
-        assert jobs.claim(timeout_s=1) == job_id
-        Driver(settings, jobs, registry).run_one(job_id)
+        driver = Driver(settings, jobs, registry)
+        job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
+        assert jobs.claim(driver.driver_id) == job_id
+        driver.run_one(job_id)
         return jobs.get(job_id), jobs.trials(job_id)
 
     run.registry = registry  # type: ignore[attr-defined]

@@ -12,15 +12,20 @@ router = APIRouter(tags=["health"])
 
 class Health(BaseModel):
     status: str
+    drivers: list[str]
     queued_jobs: int
+    queued_by_priority: dict[str, int]
     running_jobs: int
 
 
 @router.get("/healthz")
 def healthz(services: ServicesDep) -> Health:
-    """The gateway is up and reaches Redis; how many jobs wait and run."""
+    """The gateway is up and reaches Redis: live drivers, queued and running jobs."""
+    depths = services.jobs.queue_depths()
     return Health(
         status="ok",
-        queued_jobs=services.jobs.queue_depth(),
+        drivers=services.jobs.live_drivers(),
+        queued_jobs=sum(depths.values()),
+        queued_by_priority=depths,
         running_jobs=services.jobs.running_count(),
     )

@@ -6,7 +6,7 @@ import io
 from typing import Annotated, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from pydantic import BaseModel
 
 from services.gateway.deps import ServicesDep
@@ -23,12 +23,23 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-@router.post("", status_code=202)
-def submit_job(spec: JobSpec, services: ServicesDep) -> JobAccepted:
+@router.post("", status_code=202, responses={429: {"description": "The queue is full."}})
+def submit_job(
+    spec: JobSpec,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=200,
+            description="A retried submission with the same key returns the first job.",
+        ),
+    ] = None,
+) -> JobAccepted:
     """Queue a tuning job. The spec is validated in full before anything is written."""
     if spec.dataset.upload is not None:
         services.datasets.summary(spec.dataset.upload)  # 404 now rather than a failed job later
-    job_id = services.jobs.enqueue(spec)
+    job_id, _ = services.jobs.enqueue(spec, idempotency_key)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
 
@@ -44,6 +55,13 @@ def list_jobs(
 def get_job(job_id: JobId, services: ServicesDep) -> JobView:
     """A job's state, progress, best trial so far, test score and error."""
     return services.jobs.get(job_id)
+
+
+@router.delete("/{job_id}", status_code=202)
+def cancel_job(job_id: JobId, services: ServicesDep) -> JobView:
+    """Cancel a job: a queued one at once (cancelled), a running one once its trials
+    have stopped (cancelling, then cancelled). 409 if it has already ended."""
+    return services.jobs.cancel(job_id)
 
 
 @router.get("/{job_id}/trials", response_model=list[TrialRow])

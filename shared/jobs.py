@@ -152,8 +152,11 @@ class JobStore:
         )
         if outcome == "missing":
             raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
-        if outcome not in ("cancelled", "cancelling"):
-            raise ConflictError(f"job {job_id} has already ended ({outcome}); nothing to cancel")
+        if outcome.startswith("ended:"):
+            raise ConflictError(
+                f"job {job_id} has already ended ({outcome.removeprefix('ended:')}); "
+                "nothing to cancel"
+            )
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobView:

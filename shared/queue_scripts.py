@@ -96,5 +96,6 @@ if state == "running" then
   redis.call("HSET", KEYS[1], "state", "cancelling")
   return "cancelling"
 end
-return state
+if state == "cancelling" then return "cancelling" end
+return "ended:" .. state
 """

@@ -20,6 +20,8 @@ from cluster.redis_server import RedisServer, free_port
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 TUNEFLEET = Path(sys.executable).parent / "tunefleet"
+# The stack's queue limit in tests: small enough to fill in a test.
+MAX_QUEUED = 250
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +75,10 @@ class Stack:
             k: v for k, v in os.environ.items() if k not in ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")
         }
         self.env.update(
-            TUNEFLEET_HOME=str(home), TUNEFLEET_HTTP_PORT=str(self.port), TUNEFLEET_URL=self.url
+            TUNEFLEET_HOME=str(home),
+            TUNEFLEET_HTTP_PORT=str(self.port),
+            TUNEFLEET_URL=self.url,
+            TUNEFLEET_MAX_QUEUED=str(MAX_QUEUED),
         )
         self.log_path = home / "stack.log"
         self.http = httpx.Client(base_url=self.url, timeout=60)

@@ -50,6 +50,15 @@ class StopWhen(tune.Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return self.stop_all()
 
+    # Tune saves its stopper with the experiment state; the check reaches into this
+    # driver's live state (Redis, threads), so what is saved is a stopper that never
+    # stops. A resumed run is given a new one.
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(lambda: False)  # type: ignore[misc]
+
     def stop_all(self) -> bool:
         now = time.monotonic()
         if not self._stop and now - self._checked_at >= STOP_CHECK_INTERVAL_S:

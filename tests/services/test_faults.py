@@ -1,0 +1,200 @@
+"""Faults with real processes and real signals: drivers killed, jobs cancelled, jobs at once.
+
+Drivers run as `python -m services.driver` subprocesses on a local Ray that this module
+starts, with a short lease so that a dead driver's job is reclaimed quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+import redis
+
+from shared.jobs import JobStore, JobView
+from shared.registry import ModelRegistry
+from shared.spec import JobSpec
+from shared.status import JobStatus
+
+pytestmark = pytest.mark.slow
+LEASE_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[str]:
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+class Drivers:
+    """Driver processes started as an operator would start them."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"driver-{len(self.processes)}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.driver"], env=self.env, stdout=log, stderr=log
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture
+def drivers(
+    local_ray: str, redis_server: Any, redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[Drivers]:
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": local_ray,
+        "TUNEFLEET_REDIS_URL": redis_server.url,
+        "TUNEFLEET_HOME": str(tmp_path),
+        "TUNEFLEET_LEASE_S": str(LEASE_S),
+        "TUNEFLEET_DRIVER_POLL_S": "0.2",
+    }
+    running = Drivers(env, tmp_path)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client)
+
+
+def submit(store: JobStore, spec: dict[str, Any]) -> str:
+    job_id, _ = store.enqueue(JobSpec.model_validate(spec))
+    return job_id
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
+) -> float:
+    """Seconds until ``condition`` held; fails after ``timeout_s``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(interval_s)
+    return time.monotonic() - started
+
+
+def ended(store: JobStore, job_id: str) -> Callable[[], bool]:
+    return lambda: store.get(job_id).state.is_terminal()
+
+
+def test_killed_driver_job_is_finished_by_a_new_driver(
+    drivers: Drivers, store: JobStore, tmp_path: Path
+) -> None:
+    learning_rates = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
+    job_id = submit(
+        store,
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {
+                "lr": {"grid": learning_rates},
+                "hidden_units": 32,
+                "batch_size": 16,
+                "epochs": 6,
+            },
+        },
+    )
+    first = drivers.start()
+    wait_until(lambda: store.get(job_id).trials_done >= 2, 180, "two trials finished")
+    done_before = store.get(job_id).trials_done
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+
+    drivers.start()
+    wait_until(ended(store, job_id), 240, "the job ended")
+    job = store.get(job_id)
+    assert job.state is JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 2 and job.trials_done == job.trials_total == 6
+    trials = store.trials(job_id)
+    assert sorted(t.config["lr"] for t in trials) == learning_rates
+    assert all(t.state == "TERMINATED" and t.iterations == 6 for t in trials)
+    # Resumed, not restarted: Tune's experiment holds the grid's 6 trials, no more.
+    trial_dirs = [
+        p for p in (tmp_path / "storage" / "experiments" / job_id).iterdir() if p.is_dir()
+    ]
+    assert len(trial_dirs) == 6
+    assert done_before >= 2
+
+
+def test_cancel_stops_a_running_job_and_frees_the_cpus(drivers: Drivers, store: JobStore) -> None:
+    job_id = submit(
+        store,
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {
+                "lr": {"grid": [0.001, 0.002]},
+                "hidden_units": 64,
+                "batch_size": 8,
+                "epochs": 500,
+            },
+        },
+    )
+    drivers.start()
+    wait_until(lambda: any(t.iterations >= 1 for t in store.trials(job_id)), 120, "trials running")
+    assert ray.available_resources().get("CPU", 0) < 1
+    store.cancel(job_id)
+    took_s = wait_until(ended(store, job_id), 30, "the job ended")
+    assert store.get(job_id).state is JobStatus.CANCELLED
+    assert took_s <= 10
+    wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, 15, "CPUs freed")
+    assert ModelRegistry(store._redis).find(job_id) is None
+
+
+def test_two_jobs_at_once_each_get_their_own_results(drivers: Drivers, store: JobStore) -> None:
+    small = {"lr": {"grid": [0.01, 0.02]}, "hidden_units": 16, "epochs": 12}
+    iris = submit(store, {"dataset": {"builtin": "iris"}, "search_space": small})
+    wine = submit(store, {"dataset": {"builtin": "wine"}, "search_space": small})
+    drivers.start()
+    drivers.start()
+    wait_until(lambda: ended(store, iris)() and ended(store, wine)(), 240, "both jobs ended")
+    jobs: dict[str, JobView] = {name: store.get(i) for name, i in (("iris", iris), ("wine", wine))}
+    assert all(job.state is JobStatus.SUCCEEDED for job in jobs.values())
+    assert jobs["iris"].driver != jobs["wine"].driver
+    # They overlapped in time.
+    assert jobs["iris"].started_at < jobs["wine"].finished_at  # type: ignore[operator]
+    assert jobs["wine"].started_at < jobs["iris"].finished_at  # type: ignore[operator]
+    registry = ModelRegistry(store._redis)
+    assert len(registry.get(iris).feature_names) == 4
+    assert len(registry.get(wine).feature_names) == 13
+    assert {t.trial_id for t in store.trials(iris)}.isdisjoint(
+        {t.trial_id for t in store.trials(wine)}
+    )
+
+
+def test_driver_check_follows_the_heartbeat(drivers: Drivers) -> None:
+    def check() -> int:
+        return subprocess.run(
+            [sys.executable, "-m", "services.driver", "--check"],
+            env=drivers.env,
+            capture_output=True,
+        ).returncode
+
+    assert check() == 1
+    driver = drivers.start()
+    wait_until(lambda: check() == 0, 60, "a live driver")
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    wait_until(lambda: check() == 1, LEASE_S + 10, "the heartbeat expired")

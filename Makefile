@@ -26,6 +26,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.epoch_speed
 	$(BIN)/python -m bench.trial_overhead
 	$(BIN)/python -m bench.time_to_best
+	$(BIN)/python -m bench.queue_latency
 
 clean:
 	rm -rf $(VENV) .tunefleet

@@ -15,7 +15,8 @@ import httpx
 import pandas as pd
 
 from cluster.redis_server import free_port
-from shared.data import PreparedData, prepare
+from shared.data import prepare
+from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
 
 HERE = Path(__file__).resolve().parent

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,11 +60,15 @@ def main() -> None:
 
         low = {**SPEC, "priority": "low"}
 
+        clients = threading.local()
+
         def post(_: int) -> str:
-            with httpx.Client(base_url=stack.url, timeout=120) as client:
-                answer = client.post("/jobs", json=low)
-                answer.raise_for_status()
-                return str(answer.json()["id"])
+            # One connection per client thread, as a real client keeps it alive.
+            if not hasattr(clients, "http"):
+                clients.http = httpx.Client(base_url=stack.url, timeout=120)
+            answer = clients.http.post("/jobs", json=low)
+            answer.raise_for_status()
+            return str(answer.json()["id"])
 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from shared.errors import DatasetError, NotFoundError
+from shared.prepared import PreparedData
 from shared.spec import DatasetSpec, Task
 
 DEFAULT_TARGET = "target"
@@ -49,30 +49,6 @@ class DatasetSummary(BaseModel):
     task: Task
     classes: list[Any] = Field(description="Class labels (classification); empty otherwise.")
     class_counts: dict[str, int] = Field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """A dataset split, scaled and encoded, ready for training.
-
-    Features are scaled as ``x * scale + offset`` with parameters fitted on the
-    training split only. Classification: targets are class indices into ``classes``.
-    Regression: targets are standardised, ``(y - target_mean) / target_std``.
-    """
-
-    task: Task
-    feature_names: list[str]
-    classes: list[Any]
-    target_mean: float
-    target_std: float
-    scale: np.ndarray
-    offset: np.ndarray
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
 
 
 class DatasetStore:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.data import PreparedData
 from shared.model import MLP, ModelBundle
+from shared.prepared import PreparedData
 
 EVAL_BATCH_ROWS = 65_536
 # metrics, and the checkpoint payload to save with them (None: no checkpoint this epoch)

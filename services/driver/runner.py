@@ -15,10 +15,11 @@ from ray import tune
 from services.driver import search
 from services.driver.progress import ProgressToRedis, trial_error
 from services.driver.trainable import tunefleet_trial
-from shared.data import DatasetStore, PreparedData, load_frame, prepare, target_of
+from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
 from shared.jobs import BestTrial, JobStore
 from shared.model import ModelBundle
+from shared.prepared import PreparedData
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec

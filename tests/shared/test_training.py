@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared.data import DatasetStore, PreparedData, load_frame, prepare
+from shared.data import DatasetStore, load_frame, prepare
 from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
 from shared.training import TrialPlan, evaluate, train_trial
 

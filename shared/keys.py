@@ -13,6 +13,8 @@ PROCESSING = f"{PREFIX}:processing"
 JOBS = f"{PREFIX}:jobs"
 # Sorted set of job ids that have a registered model, scored by registration time.
 MODELS = f"{PREFIX}:models"
+# Hash of alias name -> model id.
+ALIASES = f"{PREFIX}:aliases"
 # Sorted set of live driver ids, scored by their last heartbeat (ms since the epoch).
 DRIVERS = f"{PREFIX}:drivers"
 

@@ -1,4 +1,4 @@
-"""ModelRegistry: the best model of every succeeded job, in Redis."""
+"""ModelRegistry: the best model of every succeeded job, and aliases to them, in Redis."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ from pydantic import BaseModel, Field
 
 from shared import keys
 from shared.errors import NotFoundError
+
+MODEL_ID_PATTERN = r"^[0-9a-f]{32}$"
+# At most 31 characters, so that an alias can never be mistaken for a model id.
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,30}$"
+MODEL_REF_PATTERN = r"^([0-9a-f]{32}|[a-z][a-z0-9_-]{0,30})$"
+# The test metric two models are compared by, per task, and which way is better.
+TEST_METRIC_OF_TASK = {
+    "classification": ("test_accuracy", "max"),
+    "regression": ("test_loss", "min"),
+}
 
 
 class ModelRecord(BaseModel):
@@ -60,3 +70,52 @@ class ModelRegistry:
         ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, limit - 1)  # type: ignore[assignment]
         raws = self._redis.mget([keys.model(i) for i in ids]) if ids else []
         return [ModelRecord.model_validate_json(raw) for raw in raws if raw]
+
+    # -- aliases -----------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        """Alias name -> model id."""
+        return dict(self._redis.hgetall(keys.ALIASES))  # type: ignore[arg-type]
+
+    def set_alias(self, name: str, model_id: str) -> None:
+        """Point an alias at a model (promote it); NotFoundError for an unknown model."""
+        self.get(model_id)
+        self._redis.hset(keys.ALIASES, name, model_id)
+
+    def delete_alias(self, name: str) -> None:
+        if not self._redis.hdel(keys.ALIASES, name):
+            raise NotFoundError(f"no alias {name!r}; GET /models/aliases lists them")
+
+    def resolve(self, ref: str) -> str | None:
+        """The model id a reference names: a model id as it is, an alias followed."""
+        if len(ref) == 32:
+            return ref
+        model_id = self._redis.hget(keys.ALIASES, ref)
+        return str(model_id) if model_id else None
+
+    def promote_if_better(self, name: str, candidate: ModelRecord) -> bool:
+        """Point ``name`` at ``candidate`` if its test metric beats the model the alias
+        points at now (or nothing does). Atomic against concurrent promotions."""
+        metric, mode = TEST_METRIC_OF_TASK[candidate.task]
+        with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.ALIASES)
+                    current_id = pipe.hget(keys.ALIASES, name)
+                    current = self.find(str(current_id)) if current_id else None
+                    if current is not None and not _beats(candidate, current, metric, mode):
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    pipe.hset(keys.ALIASES, name, candidate.id)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+
+def _beats(candidate: ModelRecord, current: ModelRecord, metric: str, mode: str) -> bool:
+    mine, theirs = candidate.test_metrics.get(metric), current.test_metrics.get(metric)
+    if mine is None or theirs is None:
+        return theirs is None
+    return mine > theirs if mode == "max" else mine < theirs

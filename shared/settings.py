@@ -53,7 +53,11 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=1024, gt=0, description="Rows in one predict request.")
     max_epochs: int = Field(default=1000, gt=0)
     max_trials: int = Field(default=10_000, gt=0)
-    max_models_per_replica: int = Field(default=8, gt=0)
+    max_models_per_replica: int = Field(default=8, gt=0, description="Loaded models (LRU).")
+    predict_max_batch_size: int = Field(default=32, gt=0)
+    predict_batch_wait_s: float = Field(default=0.005, ge=0)
+    predictor_min_replicas: int = Field(default=1, ge=0)
+    predictor_max_replicas: int = Field(default=2, ge=1)
     driver_poll_s: float = Field(default=1.0, gt=0)
     max_queued: int = Field(default=10_000, gt=0, description="Queued jobs; past it, 429.")
     max_running_jobs: int = Field(

@@ -311,6 +311,12 @@ class JobSpec(_Strict):
         default=None, description="Default: min for a loss or rmse, max for accuracy or r2."
     )
     resources: Resources = Field(default_factory=Resources)
+    promote: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+        description="Alias to point at this job's model if its test metric beats the "
+        "alias's current model (test_accuracy, or test_loss for regression).",
+    )
     max_concurrent_trials: int | None = Field(default=None, ge=1, le=10_000)
     time_budget_s: float | None = Field(
         default=None,

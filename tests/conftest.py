@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,14 +15,16 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from sklearn.datasets import load_digits
 
 from cluster.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 TUNEFLEET = Path(sys.executable).parent / "tunefleet"
-# The stack's queue limit in tests: small enough to fill in a test.
+# The stack's limits in tests: small enough to reach in a test.
 MAX_QUEUED = 250
+MAX_INSTANCES = 100
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +82,9 @@ class Stack:
             TUNEFLEET_HTTP_PORT=str(self.port),
             TUNEFLEET_URL=self.url,
             TUNEFLEET_MAX_QUEUED=str(MAX_QUEUED),
+            TUNEFLEET_MAX_INSTANCES=str(MAX_INSTANCES),
+            # One predictor replica: every model it serves is multiplexed on it.
+            TUNEFLEET_PREDICTOR_MAX_REPLICAS="1",
         )
         self.log_path = home / "stack.log"
         self.http = httpx.Client(base_url=self.url, timeout=60)
@@ -143,3 +149,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     yield running
     left = running.stop()
     assert not left, f"processes left after Ctrl-C: {left}\n{running.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def quick_job(stack: Stack) -> dict[str, Any]:
+    """examples/quick.json, submitted over HTTP and followed to its end."""
+    spec = json.loads((EXAMPLES / "quick.json").read_text())
+    answer = stack.http.post("/jobs", json=spec)
+    assert answer.status_code == 202, answer.text
+    accepted = answer.json()
+    assert accepted["status_url"] == f"/jobs/{accepted['id']}"
+    return stack.wait_for(accepted["id"])
+
+
+def digits_rows(count: int, seed: int = 3) -> list[dict[str, float]]:
+    """Rows of the digits dataset as {feature: value} instances."""
+    frame = load_digits(as_frame=True).frame.drop(columns=["target"])
+    return frame.sample(count, random_state=seed).to_dict(orient="records")

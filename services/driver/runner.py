@@ -149,23 +149,25 @@ def run_job(
         value=float(best_trial.metric_analysis[metric][mode]),
         config=dict(best_trial.config),
     )
-    registry.register(
-        ModelRecord(
-            id=job_id,
-            job_id=job_id,
-            checkpoint_uri=checkpoint.path,
-            task=data.task,
-            target=target,
-            config=best.config,
-            metric=metric,
-            mode=mode,
-            validation_value=best.value,
-            test_metrics=test_metrics,
-            feature_names=data.feature_names,
-            classes=data.classes,
-            created_at=time.time(),
-        )
+    record = ModelRecord(
+        id=job_id,
+        job_id=job_id,
+        checkpoint_uri=checkpoint.path,
+        task=data.task,
+        target=target,
+        config=best.config,
+        metric=metric,
+        mode=mode,
+        validation_value=best.value,
+        test_metrics=test_metrics,
+        feature_names=data.feature_names,
+        classes=data.classes,
+        created_at=time.time(),
     )
+    registry.register(record)
+    if spec.promote is not None:
+        promoted = registry.promote_if_better(spec.promote, record)
+        log.info("job %s: alias %s %s", job_id, spec.promote, "moved" if promoted else "kept")
     jobs.succeed(job_id, best, test_metrics)
 
 

@@ -32,5 +32,5 @@ class Gateway:
 
     async def _predict(self, model_id: str, matrix: np.ndarray) -> dict[str, Any]:
         handle = self._predictor.options(multiplexed_model_id=model_id)
-        answer: dict[str, Any] = await handle.predict.remote(matrix)
+        answer: dict[str, Any] = await handle.predict.remote(model_id, matrix)
         return answer

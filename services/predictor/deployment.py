@@ -1,4 +1,4 @@
-"""The predictor as a Ray Serve deployment: many models per replica, loaded on demand."""
+"""The predictor as a Ray Serve deployment: many models per replica, batched requests."""
 
 from __future__ import annotations
 
@@ -10,32 +10,63 @@ from ray import serve
 
 from shared.model import ModelBundle
 from shared.registry import ModelRegistry
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
+
+# serve.multiplexed takes its limit when the class is defined; the replica's
+# environment is the stack's, so the setting is read the same way everywhere.
+MAX_MODELS_PER_REPLICA = get_settings().max_models_per_replica
 
 
 @serve.deployment(name="predictor", ray_actor_options={"num_cpus": 0})
 class Predictor:
-    """Serves the best model of any succeeded job, keyed by model id (multiplexed)."""
+    """Serves the best model of any succeeded job, keyed by model id.
+
+    Models load on demand, once per replica (``@serve.multiplexed``, least recently
+    used out first); concurrent requests are batched (``@serve.batch``), one forward
+    pass per model in a batch.
+    """
 
     def __init__(self, settings: Settings) -> None:
         assert settings.redis_url is not None
         self._registry = ModelRegistry(
             redis.Redis.from_url(settings.redis_url, decode_responses=True)
         )
+        # serve.batch's setters are not in its type annotation.
+        batch: Any = self._predict_batch
+        batch.set_max_batch_size(settings.predict_max_batch_size)
+        batch.set_batch_wait_timeout_s(settings.predict_batch_wait_s)
 
-    @serve.multiplexed(max_num_models_per_replica=8)
+    @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str) -> ModelBundle:
-        """Load a model once per replica; the least recently used one leaves first."""
+        """Load a model's checkpoint (never unpickling objects)."""
         record = self._registry.get(model_id)
         return ModelBundle.load(record.checkpoint_uri)
 
-    async def predict(self, matrix: np.ndarray) -> dict[str, Any]:
-        bundle = await self.get_model(serve.get_multiplexed_model_id())
-        predictions, probabilities = bundle.predict(matrix)
-        return {
-            "predictions": predictions,
-            "probabilities": probabilities.tolist() if probabilities is not None else None,
-        }
+    async def predict(self, model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+        """Predictions for raw rows in the model's feature order."""
+        answer: dict[str, Any] = await self._predict_batch((model_id, matrix))
+        return answer
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _predict_batch(self, requests: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = [{} for _ in requests]
+        for model_id in {model_id for model_id, _ in requests}:
+            mine = [i for i, (m, _) in enumerate(requests) if m == model_id]
+            bundle = await self.get_model(model_id)
+            rows = np.concatenate([requests[i][1] for i in mine])
+            predictions, probabilities = bundle.predict(rows)
+            start = 0
+            for i in mine:
+                end = start + len(requests[i][1])
+                answers[i] = {
+                    "predictions": predictions[start:end],
+                    "probabilities": (
+                        probabilities[start:end].tolist() if probabilities is not None else None
+                    ),
+                }
+                start = end
+        return answers
 
     def check_health(self) -> None:
+        """Serve restarts a replica that cannot reach the registry."""
         self._registry.recent(limit=1)

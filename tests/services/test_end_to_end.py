@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 from shared.model import ModelBundle
-from tests.conftest import EXAMPLES, Stack
+from tests.conftest import Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def quick_job(stack: Stack) -> dict[str, Any]:
-    """examples/quick.json, submitted over HTTP and followed to its end."""
-    spec = json.loads((EXAMPLES / "quick.json").read_text())
-    answer = stack.http.post("/jobs", json=spec)
-    assert answer.status_code == 202, answer.text
-    accepted = answer.json()
-    assert accepted["status_url"] == f"/jobs/{accepted['id']}"
-    return stack.wait_for(accepted["id"])
-
-
-def digits_rows(count: int) -> list[dict[str, float]]:
-    frame = load_digits(as_frame=True).frame.drop(columns=["target"])
-    return frame.sample(count, random_state=3).to_dict(orient="records")
 
 
 def test_gateway_serves_health_and_api_docs(stack: Stack) -> None:
@@ -37,7 +19,7 @@ def test_gateway_serves_health_and_api_docs(stack: Stack) -> None:
     assert stack.http.get("/docs").status_code == 200
     paths = stack.http.get("/openapi.json").json()["paths"]
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/trials", "/datasets"} <= set(paths)
-    assert "/models/{model_id}/predict" in paths
+    assert "/models/{model_ref}/predict" in paths and "/models/aliases/{name}" in paths
 
 
 def test_invalid_spec_gets_422_naming_field_and_reason(stack: Stack) -> None:

@@ -1,23 +1,24 @@
-"""/models: registered models, and predictions from them."""
+"""/models: registered models, their aliases, and predictions from them."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
 from services.gateway.deps import ServicesDep
-from shared.errors import ConflictError, PayloadTooLargeError
+from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from shared.features import instances_to_matrix
-from shared.jobs import JOB_ID_PATTERN
-from shared.registry import ModelRecord
+from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 ModelId = Annotated[
-    str, Path(pattern=JOB_ID_PATTERN, description="The id of the job that made the model.")
+    str, Path(pattern=MODEL_ID_PATTERN, description="The id of the job that made the model.")
 ]
+ModelRef = Annotated[str, Path(pattern=MODEL_REF_PATTERN, description="A model id or an alias.")]
+AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="An alias: a-z, 0-9, _ and -.")]
 
 
 class PredictRequest(BaseModel):
@@ -31,7 +32,16 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = Field(
         description="Per class, in the order of model.classes; null for regression."
     )
-    model: ModelRecord
+    model: ModelRecord = Field(description="The model that answered.")
+
+
+class AliasTarget(BaseModel):
+    model_id: str = Field(pattern=MODEL_ID_PATTERN, description="The model (job) id to promote.")
+
+
+class Alias(BaseModel):
+    alias: str
+    model_id: str
 
 
 @router.get("")
@@ -40,16 +50,39 @@ def list_models(services: ServicesDep) -> list[ModelRecord]:
     return services.registry.recent()
 
 
+@router.get("/aliases")
+def list_aliases(services: ServicesDep) -> dict[str, str]:
+    """Alias name -> model id."""
+    return services.registry.aliases()
+
+
+@router.put("/aliases/{name}")
+def set_alias(name: AliasName, target: AliasTarget, services: ServicesDep) -> Alias:
+    """Promote a model: predictions by this alias go to it from now on."""
+    _model(target.model_id, services)
+    services.registry.set_alias(name, target.model_id)
+    return Alias(alias=name, model_id=target.model_id)
+
+
+@router.delete("/aliases/{name}", status_code=204)
+def delete_alias(name: AliasName, services: ServicesDep) -> Response:
+    services.registry.delete_alias(name)
+    return Response(status_code=204)
+
+
 @router.get("/{model_id}")
 def get_model(model_id: ModelId, services: ServicesDep) -> ModelRecord:
     return _model(model_id, services)
 
 
-@router.post("/{model_id}/predict")
+@router.post("/{model_ref}/predict")
 async def predict(
-    model_id: ModelId, request: PredictRequest, services: ServicesDep
+    model_ref: ModelRef, request: PredictRequest, services: ServicesDep
 ) -> PredictResponse:
-    """Predict with a job's best model: classes and their probabilities, or values."""
+    """Predict with a model, by id or alias: classes and their probabilities, or values."""
+    model_id = services.registry.resolve(model_ref)
+    if model_id is None:
+        raise NotFoundError(f"no alias {model_ref!r}; GET /models/aliases lists them")
     record = _model(model_id, services)
     limit = services.settings.max_instances
     if len(request.instances) > limit:

@@ -27,6 +27,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.trial_overhead
 	$(BIN)/python -m bench.time_to_best
 	$(BIN)/python -m bench.queue_latency
+	$(BIN)/python -m bench.predict_speed
 
 clean:
 	rm -rf $(VENV) .tunefleet

@@ -44,6 +44,9 @@ def up(settings: Settings) -> None:
         settings = settings.model_copy(update={"redis_url": redis_url})
         settings.storage_root.mkdir(parents=True, exist_ok=True)
 
+        if settings.serve_proxy == "haproxy":
+            # Read by Ray's own processes, which inherit this environment.
+            os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
         ray.init(
             address=settings.ray_address or "local",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,10 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="RAY_ADDRESS",
         description="Ray cluster to use (Ray's own variable); unset, `tunefleet up` starts one.",
+    )
+    serve_proxy: Literal["default", "haproxy"] = Field(
+        default="default",
+        description="Serve's HTTP proxy: its Python proxy, or the HAProxy-based one.",
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

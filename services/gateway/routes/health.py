@@ -18,6 +18,12 @@ class Health(BaseModel):
     running_jobs: int
 
 
+@router.get("/livez")
+def livez() -> dict[str, str]:
+    """The gateway process answers; touches nothing else (a liveness probe)."""
+    return {"status": "ok"}
+
+
 @router.get("/healthz")
 def healthz(services: ServicesDep) -> Health:
     """The gateway is up and reaches Redis: live drivers, queued and running jobs."""

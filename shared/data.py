@@ -47,7 +47,9 @@ class DatasetSummary(BaseModel):
     columns: list[str]
     target: str
     task: Task
-    classes: list[Any] = Field(description="Class labels (classification); empty otherwise.")
+    classes: list[Any] = Field(
+        default_factory=list, description="Class labels (classification); empty otherwise."
+    )
     class_counts: dict[str, int] = Field(default_factory=dict)
 
 
@@ -114,21 +116,15 @@ def summarize(
     frame: pd.DataFrame, target: str, dataset_id: str, task: Task | None = None
 ) -> DatasetSummary:
     """Check that a table can be trained on and describe it."""
-    features, labels = _features_and_labels(frame, target)
-    task = task or infer_task(labels)
-    _check_target(labels, target, task)
-    counts = labels.value_counts().sort_index() if task == "classification" else None
-    return DatasetSummary(
-        id=dataset_id,
-        rows=len(frame),
-        columns=list(features.columns),
-        target=target,
-        task=task,
-        classes=[_plain(c) for c in counts.index] if counts is not None else [],
-        class_counts={str(_plain(c)): int(n) for c, n in counts.items()}
-        if counts is not None
-        else {},
+    features, labels, task = _usable(frame, target, task)
+    summary = DatasetSummary(
+        id=dataset_id, rows=len(frame), columns=list(features.columns), target=target, task=task
     )
+    if task == "classification":
+        counts = labels.value_counts().sort_index()
+        summary.classes = [_plain(c) for c in counts.index]
+        summary.class_counts = {str(_plain(c)): int(n) for c, n in counts.items()}
+    return summary
 
 
 def infer_task(labels: pd.Series) -> Task:
@@ -146,9 +142,7 @@ def prepare(
     frame: pd.DataFrame, spec: DatasetSpec, target: str, task: Task | None = None
 ) -> PreparedData:
     """Split (stratified for classes), encode the target, fit the scaler on training rows."""
-    features, labels = _features_and_labels(frame, target)
-    task = task or infer_task(labels)
-    _check_target(labels, target, task)
+    features, labels, task = _usable(frame, target, task)
     x = features.to_numpy(dtype=np.float32)
     classes: list[Any] = []
     if task == "classification":
@@ -187,6 +181,17 @@ def prepare(
         x_test=scaled(x_test),
         y_test=y_test,
     )
+
+
+def _usable(
+    frame: pd.DataFrame, target: str, task: Task | None
+) -> tuple[pd.DataFrame, pd.Series, Task]:
+    """(features, target column, task) of a table checked for training; DatasetError
+    naming the column or value that makes it unusable."""
+    features, labels = _features_and_labels(frame, target)
+    task = task or infer_task(labels)
+    _check_target(labels, target, task)
+    return features, labels, task
 
 
 def _features_and_labels(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

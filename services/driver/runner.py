@@ -107,7 +107,10 @@ def run_job(
     analysis = tune.run(
         trainable_name,
         name=job_id,
-        resume="AUTO",
+        # A job run before resumes its experiment (AUTO: finished trials kept, the
+        # rest continue from their checkpoints); a new one starts without the noise
+        # Tune logs when asked to resume what does not exist.
+        resume="AUTO" if (settings.experiments_dir / job_id).exists() else None,
         stop=StopWhen(should_stop),
         storage_path=str(settings.experiments_dir),
         config=search.tune_config(spec),

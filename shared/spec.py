@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar, Union
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
-    Discriminator,
     Field,
-    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from shared.errors import InvalidInputError
-
-T = TypeVar("T")
+from shared.search_space import MAX_EPOCHS, SAMPLED, Grid, SearchSpace
 
 BUILTIN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
 MAX_TRIALS = 10_000
-MAX_EPOCHS = 1_000
 
 Task = Literal["classification", "regression"]
 METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
@@ -42,168 +37,6 @@ Metric = Literal[
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Grid(_Strict, Generic[T]):
-    """Every value is tried: ``{"grid": [a, b, c]}`` (Tune's grid_search)."""
-
-    grid: list[T] = Field(min_length=1, max_length=1000)
-
-
-class Choice(_Strict, Generic[T]):
-    """One value drawn at random per trial: ``{"choice": [a, b, c]}`` (Tune's choice)."""
-
-    choice: list[T] = Field(min_length=1, max_length=1000)
-
-
-class Uniform(_Strict, Generic[T]):
-    """A value drawn uniformly from ``[lo, hi)``: ``{"uniform": [lo, hi]}``."""
-
-    uniform: tuple[T, T]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Uniform[T]:
-        _check_order(*self.uniform)
-        return self
-
-
-class QUniform(_Strict, Generic[T]):
-    """Uniform, rounded to a multiple of ``q``: ``{"quniform": [lo, hi, q]}``."""
-
-    quniform: tuple[T, T, Annotated[float, Field(gt=0)]]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> QUniform[T]:
-        _check_order(self.quniform[0], self.quniform[1])
-        return self
-
-
-class LogUniform(_Strict, Generic[T]):
-    """A value drawn uniformly on a log scale: ``{"loguniform": [lo, hi]}``, lo > 0."""
-
-    loguniform: tuple[T, T]
-
-    @model_validator(mode="after")
-    def _ordered_and_positive(self) -> LogUniform[T]:
-        lo, hi = self.loguniform
-        if float(lo) <= 0:  # type: ignore[arg-type]
-            raise ValueError(f"loguniform bounds must be above 0, got lower bound {lo}")
-        _check_order(lo, hi)
-        return self
-
-
-class RandInt(_Strict, Generic[T]):
-    """An integer drawn from ``[lo, hi)`` (hi excluded, as in Tune): ``{"randint": [lo, hi]}``."""
-
-    randint: tuple[T, T]
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RandInt[T]:
-        _check_order(*self.randint)
-        return self
-
-
-def _check_order(lo: Any, hi: Any) -> None:
-    if not lo < hi:
-        raise ValueError(f"the lower bound ({lo}) must be below the upper bound ({hi})")
-
-
-SAMPLED = (Choice, Uniform, QUniform, LogUniform, RandInt)
-_DOMAIN_KEYS: dict[str, Any] = {
-    "grid": Grid,
-    "choice": Choice,
-    "uniform": Uniform,
-    "quniform": QUniform,
-    "loguniform": LogUniform,
-    "randint": RandInt,
-}
-
-
-def _domain_kind(value: Any) -> str | None:
-    for key, kind in _DOMAIN_KEYS.items():
-        if isinstance(value, kind) or (isinstance(value, dict) and key in value):
-            return key
-    return None if isinstance(value, dict) else "constant"
-
-
-def _domain(value_type: Any) -> Any:
-    """A parameter's type: a constant, or one of the domains over ``value_type``.
-
-    Built by a function (not a generic alias) so that the value's constraints reach
-    every member of a grid or choice and both bounds of a range too.
-    """
-    members = [Annotated[value_type, Tag("constant")]] + [
-        Annotated[kind[value_type], Tag(key)] for key, kind in _DOMAIN_KEYS.items()
-    ]
-    keys = ", ".join(f'{{"{key}": ...}}' for key in _DOMAIN_KEYS)
-    return Annotated[
-        Union[tuple(members)],  # noqa: UP007 - built from a list at run time
-        Discriminator(
-            _domain_kind,
-            custom_error_type="invalid_domain",
-            custom_error_message=f"expected a value or one of {keys}",
-        ),
-    ]
-
-
-if TYPE_CHECKING:  # mypy cannot read types built at run time
-    LearningRate: TypeAlias = Any
-    BatchSize: TypeAlias = Any
-    Dropout: TypeAlias = Any
-    HiddenUnits: TypeAlias = Any
-    HiddenLayers: TypeAlias = Any
-    WeightDecay: TypeAlias = Any
-    Epochs: TypeAlias = Any
-else:
-    LearningRate = _domain(Annotated[float, Field(gt=0, le=10)])
-    # BatchNorm cannot train on a batch of one row, hence at least 2.
-    BatchSize = _domain(Annotated[int, Field(ge=2, le=65_536)])
-    Dropout = _domain(Annotated[float, Field(ge=0, lt=1)])
-    HiddenUnits = _domain(Annotated[int, Field(ge=1, le=8192)])
-    HiddenLayers = _domain(Annotated[int, Field(ge=1, le=16)])
-    WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
-    Epochs = _domain(Annotated[int, Field(ge=1, le=MAX_EPOCHS)])
-
-
-class SearchSpace(_Strict):
-    """The tuned parameters, each a constant or a domain. Defaults are constants."""
-
-    lr: LearningRate = 1e-3
-    batch_size: BatchSize = 64
-    dropout: Dropout = 0.3
-    hidden_units: HiddenUnits = 100
-    hidden_layers: HiddenLayers = Field(
-        default=1, description="Hidden layers of hidden_units each; the seed's net has one."
-    )
-    weight_decay: WeightDecay = 0.0
-    epochs: Epochs = 10
-
-    def domains(self) -> dict[str, Any]:
-        """Parameter name -> constant or domain."""
-        return {name: getattr(self, name) for name in type(self).model_fields}
-
-    def grid_size(self) -> int:
-        """How many configurations the grid dimensions make together."""
-        return math.prod(len(d.grid) for d in self.domains().values() if isinstance(d, Grid))
-
-    def named(self, *kinds: type) -> list[str]:
-        """The parameters whose domain is one of ``kinds``."""
-        return [name for name, d in self.domains().items() if isinstance(d, kinds)]
-
-    def most_epochs(self) -> int:
-        """The most epochs any trial can run."""
-        epochs = self.epochs
-        if isinstance(epochs, Grid):
-            return max(epochs.grid)
-        if isinstance(epochs, Choice):
-            return max(epochs.choice)
-        if isinstance(epochs, RandInt):
-            return int(epochs.randint[1]) - 1
-        if isinstance(epochs, Uniform | LogUniform):
-            return int(max(epochs.uniform if isinstance(epochs, Uniform) else epochs.loguniform))
-        if isinstance(epochs, QUniform):
-            return int(epochs.quniform[1])
-        return int(epochs)
 
 
 class DatasetSpec(_Strict):

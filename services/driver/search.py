@@ -17,15 +17,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.search_algorithm import SearchAlgorithm
 
-from shared.spec import (
-    Choice,
-    Grid,
-    JobSpec,
-    LogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-)
+from shared.search_space import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
+from shared.spec import JobSpec
 
 EPOCH = "training_iteration"
 

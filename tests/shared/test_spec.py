@@ -4,7 +4,8 @@ import pytest
 from pydantic import ValidationError
 
 from shared.errors import InvalidInputError
-from shared.spec import Choice, Grid, JobSpec, LogUniform, RandInt
+from shared.search_space import Choice, Grid, LogUniform, RandInt
+from shared.spec import JobSpec
 from tests.conftest import EXAMPLES
 
 

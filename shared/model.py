@@ -104,20 +104,22 @@ class ModelBundle:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ModelBundle:
-        architecture = payload["architecture"]
+        architecture = dict(payload["architecture"])
+        if "n_classes" in architecture:  # checkpoints from before regression existed
+            architecture["n_outputs"] = architecture.pop("n_classes")
         model = MLP(**architecture)
         model.load_state_dict(payload["state_dict"])
         model.eval()
         return cls(
             model=model,
             architecture=architecture,
-            task=payload["task"],
+            task=payload.get("task", "classification"),
             feature_names=list(payload["feature_names"]),
             classes=list(payload["classes"]),
             scale=payload["scale"],
             offset=payload["offset"],
-            target_mean=float(payload["target_mean"]),
-            target_std=float(payload["target_std"]),
+            target_mean=float(payload.get("target_mean", 0.0)),
+            target_std=float(payload.get("target_std", 1.0)),
         )
 
     @classmethod

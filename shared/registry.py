@@ -27,8 +27,9 @@ class ModelRecord(BaseModel):
     id: str
     job_id: str
     checkpoint_uri: str
-    task: str
-    target: str
+    # Defaults: records written before regression existed are classifiers of "target".
+    task: str = "classification"
+    target: str = "target"
     config: dict[str, Any]
     metric: str
     mode: str
@@ -48,6 +49,10 @@ class ModelRegistry:
     @classmethod
     def from_url(cls, url: str) -> ModelRegistry:
         return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    def ping(self) -> None:
+        """Raise if Redis does not answer."""
+        self._redis.ping()
 
     def register(self, record: ModelRecord) -> None:
         with self._redis.pipeline(transaction=True) as pipe:

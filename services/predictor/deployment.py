@@ -69,4 +69,4 @@ class Predictor:
 
     def check_health(self) -> None:
         """Serve restarts a replica that cannot reach the registry."""
-        self._registry.recent(limit=1)
+        self._registry.ping()

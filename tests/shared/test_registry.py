@@ -71,3 +71,9 @@ def test_regression_promotion_prefers_lower_test_loss(registry: ModelRegistry) -
     assert registry.promote_if_better("reg", low)
     assert not registry.promote_if_better("reg", high)
     assert registry.resolve("reg") == low.id
+
+
+def test_records_from_before_regression_still_read(registry: ModelRegistry) -> None:
+    old = record("a" * 32, 0.9).model_dump(exclude={"task", "target"})
+    restored = ModelRecord.model_validate(old)
+    assert restored.task == "classification" and restored.target == "target"

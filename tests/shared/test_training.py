@@ -132,3 +132,16 @@ def test_regression_reports_rmse_and_r2_and_predicts_in_target_units(tmp_path: P
     truth = diabetes.y_val * diabetes.target_std + diabetes.target_mean
     rmse = float(np.sqrt(np.mean((np.array(values) - truth) ** 2)))
     assert 25 < rmse < 80  # in the target's units (disease progression, ~25..346)
+
+
+def test_checkpoints_from_before_regression_still_load(iris: PreparedData, tmp_path: Path) -> None:
+    payload = run(iris, epochs=2)[-1][1]
+    assert payload is not None
+    old = {k: v for k, v in payload.items() if k not in ("task", "target_mean", "target_std")}
+    old["architecture"] = dict(payload["architecture"])
+    old["architecture"]["n_classes"] = old["architecture"].pop("n_outputs")
+    torch.save(old, tmp_path / CHECKPOINT_FILE)
+    bundle = ModelBundle.load(tmp_path)
+    labels, probabilities = bundle.predict((iris.x_val - iris.offset) / iris.scale)
+    assert bundle.task == "classification" and probabilities is not None
+    assert set(labels) <= {0, 1, 2}

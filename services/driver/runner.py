@@ -114,7 +114,7 @@ def run_job(
         stop=StopWhen(should_stop),
         storage_path=str(settings.experiments_dir),
         config=search.tune_config(spec),
-        num_samples=spec.search.num_samples,
+        num_samples=search.num_samples(spec),
         search_alg=search.search_algorithm(spec, seed),
         scheduler=search.scheduler(spec),
         metric=metric,

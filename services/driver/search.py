@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Any
 
 from ray import tune
@@ -25,7 +27,37 @@ EPOCH = "training_iteration"
 
 def tune_config(spec: JobSpec) -> dict[str, Any]:
     """The param_space for tune.run: each parameter as a constant or a Tune domain."""
-    return {name: _domain(value) for name, value in spec.search_space.domains().items()}
+    config = {name: _domain(value) for name, value in spec.search_space.domains().items()}
+    if _shuffles_grid(spec):
+        # The grid's points come from the searcher; the space only has to admit them.
+        for name in spec.search_space.named(Grid):
+            config[name] = tune.choice(list(spec.search_space.domains()[name].grid))
+    return config
+
+
+def num_samples(spec: JobSpec) -> int:
+    """tune.run's num_samples for the spec."""
+    return spec.trial_count() if _shuffles_grid(spec) else spec.search.num_samples
+
+
+def _shuffles_grid(spec: JobSpec) -> bool:
+    """Asynchronous early stopping (ASHA, median) can only stop a trial that reaches a
+    rung after better ones did; Tune hands a grid out in order, so its first points
+    would all be promoted for lack of rivals. Such grids are handed out shuffled."""
+    return (
+        spec.search.algorithm == "grid"
+        and spec.scheduler.type in ("asha", "median")
+        and bool(spec.search_space.named(Grid))
+    )
+
+
+def _grid_points(spec: JobSpec, seed: int) -> list[dict[str, Any]]:
+    names = spec.search_space.named(Grid)
+    grids = [spec.search_space.domains()[name].grid for name in names]
+    points = [dict(zip(names, values, strict=True)) for values in itertools.product(*grids)]
+    points *= spec.search.num_samples
+    random.Random(seed).shuffle(points)
+    return points
 
 
 def _domain(value: Any) -> Any:
@@ -48,6 +80,8 @@ def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
     """Tune's searcher for the spec, seeded so the same spec draws the same configs."""
     if spec.search.algorithm == "optuna":
         return OptunaSearch(seed=seed)
+    if _shuffles_grid(spec):
+        return BasicVariantGenerator(points_to_evaluate=_grid_points(spec, seed), random_state=seed)
     return BasicVariantGenerator(random_state=seed)
 
 

@@ -3,7 +3,9 @@
 usage: python -m bench.predict_speed [seconds_per_run]
 Trains one digits model on a `tunefleet up` stack, then measures, with 1 and 16
 concurrent clients (keep-alive connections, each request waits for its answer):
-- Serve's floor: GET /livez on the same stack (Serve's proxy and replica, no work);
+- Serve's floor: a trivial endpoint on the same stack, one replica configured like
+  ours, taking the same JSON body and answering a small one (POST /bench-floor/), and
+  GET /livez on the gateway (no body);
 - /predict on Serve with 1 and 64 instances per request;
 - the same model behind plain uvicorn + FastAPI in one process, without Ray;
 for Serve's default proxy and its HAProxy-based one (RAY_SERVE_ENABLE_HA_PROXY=1).
@@ -23,6 +25,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+import ray
+from fastapi import FastAPI
+from ray import serve
 from sklearn.datasets import load_digits
 
 from bench.common import LocalStack, emit
@@ -56,6 +61,21 @@ if __name__ == "__main__":
     import uvicorn
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
 """
+
+
+FLOOR_ROUTE = "/bench-floor"
+floor_app = FastAPI()
+
+
+@floor_app.post("/")
+async def floor(body: dict[str, Any]) -> dict[str, int]:
+    return {"keys": len(body)}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)
+@serve.ingress(floor_app)
+class Floor:
+    """Serve's own cost for a POST with a JSON body: parse it, answer."""
 
 
 def load(url: str, body: dict[str, Any] | None, clients: int, seconds: float) -> dict[str, Any]:
@@ -107,16 +127,32 @@ def measure_stack(home: Path, proxy: str, seconds: float) -> str:
                     time.sleep(1)
             checkpoint = client.get(f"/models/{model_id}").json()["checkpoint_uri"]
             client.post(f"/models/{model_id}/predict", json=bodies()[1])  # load it once
-        predict_url = f"{stack.url}/models/{model_id}/predict"
-        for clients in (1, 16):
-            floor = load(f"{stack.url}/livez", None, clients, seconds)
-            emit({"bench": "predict", "proxy": proxy, "target": "serve_floor_livez",
-                  "clients": clients, **floor})  # fmt: skip
-            for instances, body in bodies().items():
-                speed = load(predict_url, body, clients, seconds)
-                emit({"bench": "predict", "proxy": proxy, "target": "serve_predict",
-                      "clients": clients, "instances": instances, **speed})  # fmt: skip
+        # The stack's Ray is the only one on this machine: "auto" joins it.
+        ray.init(address="auto", namespace="serve", logging_level="ERROR")
+        try:
+            serve.run(Floor.bind(), name="bench-floor", route_prefix=FLOOR_ROUTE)
+            measure_urls(stack.url, model_id, proxy, seconds)
+            serve.delete("bench-floor")
+        finally:
+            ray.shutdown()
     return checkpoint
+
+
+def measure_urls(base_url: str, model_id: str, proxy: str, seconds: float) -> None:
+    predict_url = f"{base_url}/models/{model_id}/predict"
+    for clients in (1, 16):
+        floor_get = load(f"{base_url}/livez", None, clients, seconds)
+        emit({"bench": "predict", "proxy": proxy, "target": "serve_floor_get_livez",
+              "clients": clients, **floor_get})  # fmt: skip
+        for instances, body in bodies().items():
+            floor = load(f"{base_url}{FLOOR_ROUTE}/", body, clients, seconds)
+            emit({"bench": "predict", "proxy": proxy, "target": "serve_floor_post",
+                  "clients": clients, "instances": instances, **floor})  # fmt: skip
+            speed = load(predict_url, body, clients, seconds)
+            emit({"bench": "predict", "proxy": proxy, "target": "serve_predict",
+                  "clients": clients, "instances": instances, **speed,
+                  "rps_vs_floor_post": round(speed["rps"] / floor["rps"], 2),
+                  "p99_vs_floor_post": round(speed["p99_ms"] / floor["p99_ms"], 2)})  # fmt: skip
 
 
 def measure_uvicorn(checkpoint: str, seconds: float) -> None:

@@ -1,4 +1,4 @@
-"""The Serve application of tunefleet: the gateway with a handle to the predictor."""
+"""The Serve applications of tunefleet: the gateway at / and the predictor at /models."""
 
 from __future__ import annotations
 
@@ -8,11 +8,19 @@ from services.gateway.deployment import Gateway
 from services.predictor.deployment import Predictor
 from shared.settings import Settings
 
-APP_NAME = "tunefleet"
+GATEWAY_APP = "tunefleet"
+PREDICTOR_APP = "tunefleet-models"
+PREDICTOR_ROUTE = "/models"
 
 
-def build_application(settings: Settings) -> Application:
-    """Gateway (HTTP ingress at /) bound to an autoscaling predictor deployment."""
+def build_gateway(settings: Settings) -> Application:
+    """The HTTP ingress for jobs, datasets and health."""
+    # serve.deployment's decorators are untyped: mypy cannot see .bind on them.
+    return Gateway.bind(settings)  # type: ignore[attr-defined]
+
+
+def build_predictor(settings: Settings) -> Application:
+    """The /models API with the models in its replicas, autoscaled on ongoing requests."""
     predictor = Predictor.options(  # type: ignore[attr-defined]
         autoscaling_config={
             "min_replicas": settings.predictor_min_replicas,
@@ -20,5 +28,4 @@ def build_application(settings: Settings) -> Application:
             "target_ongoing_requests": 8,
         }
     )
-    # serve.deployment's decorators are untyped: mypy cannot see .bind on them.
-    return Gateway.bind(settings, predictor.bind(settings))  # type: ignore[attr-defined]
+    return predictor.bind(settings)

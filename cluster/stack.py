@@ -15,7 +15,13 @@ import ray
 from ray import serve
 
 from cluster.redis_server import RedisServer
-from cluster.serve_app import APP_NAME, build_application
+from cluster.serve_app import (
+    GATEWAY_APP,
+    PREDICTOR_APP,
+    PREDICTOR_ROUTE,
+    build_gateway,
+    build_predictor,
+)
 from shared.settings import Settings
 
 log = logging.getLogger("tunefleet")
@@ -56,7 +62,9 @@ def up(settings: Settings) -> None:
         parts.callback(ray.shutdown)
         serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
         parts.callback(serve.shutdown)
-        serve.run(build_application(settings), name=APP_NAME, route_prefix="/")
+        # Two applications: Serve's proxy sends /models/... straight to the predictor.
+        serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")
+        serve.run(build_predictor(settings), name=PREDICTOR_APP, route_prefix=PREDICTOR_ROUTE)
 
         driver_env = {
             **os.environ,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from shared import keys, queue_scripts
 from shared.errors import ConflictError, NotFoundError, QueueFullError
+from shared.results import ResultStore
 from shared.spec import JobSpec
 from shared.status import JobStatus
 
@@ -35,18 +36,6 @@ class BestTrial(BaseModel):
     metric: str
     value: float
     config: dict[str, Any]
-
-
-class TrialRow(BaseModel):
-    """One trial as a user sees it: its config, last metrics, iterations and state."""
-
-    trial_id: str
-    state: str
-    config: dict[str, Any]
-    metrics: dict[str, float] = Field(default_factory=dict)
-    iterations: int = 0
-    device: str | None = Field(default=None, description="Where it trained: cpu or cuda:N.")
-    error: str | None = None
 
 
 class JobView(BaseModel):
@@ -65,6 +54,7 @@ class JobView(BaseModel):
     mode: str | None = None
     trials_total: int
     trials_done: int = 0
+    trials_running: int = 0
     best: BestTrial | None = None
     test_metrics: dict[str, float] | None = None
     error: str | None = None
@@ -97,6 +87,8 @@ class JobStore:
         self._renew = client.register_script(queue_scripts.RENEW)
         self._reap = client.register_script(queue_scripts.REAP)
         self._cancel = client.register_script(queue_scripts.CANCEL)
+        # Trials, histories and events of the jobs, on the same connection.
+        self.results = ResultStore(client)
 
     @classmethod
     def from_url(cls, url: str, policy: QueuePolicy | None = None) -> JobStore:
@@ -157,6 +149,7 @@ class JobStore:
                 f"job {job_id} has already ended ({outcome.removeprefix('ended:')}); "
                 "nothing to cancel"
             )
+        self.results.job_changed(job_id)
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobView:
@@ -180,12 +173,6 @@ class JobStore:
         if expired:  # records past their retention leave the index lazily
             self._redis.zrem(keys.JOBS, *expired)
         return [_view(raw) for raw in raws if raw]
-
-    def trials(self, job_id: str) -> list[TrialRow]:
-        """Every trial of the job that has started, in trial id order."""
-        self.get(job_id)
-        raw: Fields = self._redis.hgetall(keys.job_trials(job_id))
-        return [TrialRow.model_validate_json(raw[trial_id]) for trial_id in sorted(raw)]
 
     def queue_depths(self) -> dict[str, int]:
         """Queued jobs per priority."""
@@ -217,8 +204,11 @@ class JobStore:
                 keys=[*keys.QUEUES, keys.PROCESSING],
                 args=[_ms(now + self.policy.lease_s), driver_id, repr(now), keys.job("")],
             )
-            if job_id or time.monotonic() >= deadline:
-                return str(job_id) if job_id else None
+            if job_id:
+                self.results.job_changed(str(job_id))
+                return str(job_id)
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(min(CLAIM_POLL_S, max(0.0, deadline - time.monotonic())))
 
     def renew(self, job_id: str, driver_id: str) -> bool:
@@ -244,6 +234,8 @@ class JobStore:
                 self.policy.retention_s,
             ],
         )
+        for job_id in moved:
+            self.results.job_changed(str(job_id))
         return [str(job_id) for job_id in moved]
 
     def heartbeat(self, driver_id: str) -> None:
@@ -278,16 +270,15 @@ class JobStore:
         """Store the task and metric a running job settled on."""
         self._redis.hset(keys.job(job_id), mapping={"task": task, "metric": metric, "mode": mode})
 
-    def record_trial(self, job_id: str, row: TrialRow) -> None:
-        """Store the latest state and metrics of one trial."""
-        self._redis.hset(keys.job_trials(job_id), row.trial_id, row.model_dump_json())
-
-    def record_progress(self, job_id: str, trials_done: int, best: BestTrial | None) -> None:
-        """Store how many trials have ended and the best trial so far."""
-        mapping: Fields = {"trials_done": str(trials_done)}
+    def record_progress(
+        self, job_id: str, trials_done: int, trials_running: int, best: BestTrial | None
+    ) -> None:
+        """Store how many trials have ended and run now, and the best trial so far."""
+        mapping: Fields = {"trials_done": str(trials_done), "trials_running": str(trials_running)}
         if best is not None:
             mapping["best"] = best.model_dump_json()
         self._redis.hset(keys.job(job_id), mapping=mapping)
+        self.results.job_changed(job_id)
 
     def succeed(self, job_id: str, best: BestTrial, test_metrics: dict[str, float]) -> None:
         """Mark the job succeeded with its best trial and test score, and acknowledge it."""
@@ -314,8 +305,9 @@ class JobStore:
             )
             pipe.zrem(keys.PROCESSING, job_id)
             pipe.expire(keys.job(job_id), retention_s)
-            pipe.expire(keys.job_trials(job_id), retention_s)
             pipe.execute()
+        self.results.expire(job_id, retention_s)
+        self.results.job_changed(job_id)
 
 
 CLAIM_POLL_S = 0.2
@@ -341,6 +333,7 @@ def _view(raw: Fields) -> JobView:
         mode=raw.get("mode"),
         trials_total=int(raw["trials_total"]),
         trials_done=int(raw.get("trials_done", 0)),
+        trials_running=int(raw.get("trials_running", 0)),
         best=BestTrial.model_validate_json(raw["best"]) if "best" in raw else None,
         test_metrics=json.loads(raw["test_metrics"]) if "test_metrics" in raw else None,
         error=raw.get("error"),

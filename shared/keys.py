@@ -50,3 +50,17 @@ def idempotency(key: str) -> str:
 def driver(driver_id: str) -> str:
     """String with a TTL: present while the driver is alive (its heartbeat)."""
     return f"{PREFIX}:driver:{driver_id}"
+
+
+def trial_history(job_id: str, trial_id: str) -> str:
+    """Hash of training iteration -> JSON of that epoch's metrics, for one trial."""
+    return f"{PREFIX}:job:{job_id}:history:{trial_id}"
+
+
+def job_events(job_id: str) -> str:
+    """Stream of what happened to a job (state and progress changes, trial results),
+    read by GET /jobs/{id}/events; capped at JOB_EVENTS_KEPT entries."""
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+JOB_EVENTS_KEPT = 20_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import redis
@@ -40,11 +41,17 @@ class ModelRecord(BaseModel):
     created_at: float
 
 
+RECORDS_CACHED = 256
+
+
 class ModelRegistry:
     """Model id -> record. A model's id is the id of the job that made it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        # A record never changes once registered, so one read per process is enough;
+        # the predictor reads a record for every request.
+        self._records: OrderedDict[str, ModelRecord] = OrderedDict()
 
     @classmethod
     def from_url(cls, url: str) -> ModelRegistry:
@@ -61,8 +68,18 @@ class ModelRegistry:
             pipe.execute()
 
     def find(self, model_id: str) -> ModelRecord | None:
+        record = self._records.get(model_id)
+        if record is not None:
+            self._records.move_to_end(model_id)
+            return record
         raw = self._redis.get(keys.model(model_id))
-        return ModelRecord.model_validate_json(raw) if raw else None
+        if not raw:
+            return None
+        record = ModelRecord.model_validate_json(raw)
+        self._records[model_id] = record
+        if len(self._records) > RECORDS_CACHED:
+            self._records.popitem(last=False)
+        return record
 
     def get(self, model_id: str) -> ModelRecord:
         record = self.find(model_id)

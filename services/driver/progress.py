@@ -1,4 +1,4 @@
-"""A Tune callback that writes each trial's progress to the job's record in Redis."""
+"""A Tune callback that writes each trial's progress to Redis as results arrive."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from shared.jobs import BestTrial, JobStore, TrialRow
+from shared.jobs import BestTrial, JobStore
+from shared.results import TrialRow
 
 METRIC_NAMES = (
     "training_loss",
@@ -18,59 +19,105 @@ METRIC_NAMES = (
     "val_rmse",
     "val_r2",
 )
+# Higher is better for these; lower for the others.
+HIGHER_IS_BETTER = {"training_accuracy", "val_accuracy", "val_r2"}
 
 
 class ProgressToRedis(Callback):
-    """Keeps ``GET /jobs/{id}`` and ``GET /jobs/{id}/trials`` current while Tune runs."""
+    """Keeps the job, its trials table, each trial's history and the job's event
+    stream current while Tune runs."""
 
     def __init__(self, store: JobStore, job_id: str, metric: str, mode: str) -> None:
         self._store = store
+        self._results = store.results
         self._job_id = job_id
         self._metric = metric
         self._mode = mode
         # A resumed job keeps what its earlier attempts recorded.
         self._best: BestTrial | None = store.get(job_id).best
-        self._ended = {
-            row.trial_id for row in store.trials(job_id) if row.state in ("TERMINATED", "ERROR")
-        }
+        rows = store.results.trials(job_id)
+        self._ended = {row.trial_id for row in rows if row.state in ("TERMINATED", "ERROR")}
+        self._best_metrics = {row.trial_id: row.best_metrics for row in rows}
+        self._running: set[str] = set()
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._store.record_trial(self._job_id, _row(trial, "RUNNING"))
+        self._running.add(trial.trial_id)
+        self._results.record_trial(self._job_id, self._row(trial, "RUNNING"))
+        self._progress()
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        self._store.record_trial(self._job_id, _row(trial, "RUNNING", result))
-        value = result.get(self._metric)
-        if value is not None and self._improves(float(value)):
+        best = self._best_metrics.setdefault(trial.trial_id, {})
+        for name in METRIC_NAMES:
+            if name in result:
+                value = float(result[name])
+                kept: float | None = best.get(name)
+                higher = name in HIGHER_IS_BETTER
+                if kept is None or (value > kept if higher else value < kept):
+                    best[name] = value
+        epoch: dict[str, float] = {
+            "training_iteration": int(result.get("training_iteration", 0) or 0)
+        }
+        epoch.update({m: float(result[m]) for m in METRIC_NAMES if m in result})
+        self._results.record_trial(self._job_id, self._row(trial, "RUNNING", result), epoch)
+        reported = result.get(self._metric)
+        if reported is not None and self._improves(float(reported)):
             self._best = BestTrial(
                 trial_id=trial.trial_id,
                 metric=self._metric,
-                value=float(value),
+                value=float(reported),
                 config=dict(trial.config),
             )
-            self._store.record_progress(self._job_id, len(self._ended), self._best)
+            self._progress()
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._ended.add(trial.trial_id)
-        self._store.record_trial(self._job_id, _row(trial, "TERMINATED"))
-        self._store.record_progress(self._job_id, len(self._ended), self._best)
+        self._end(trial, self._row(trial, "TERMINATED"))
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        self._end(trial, self._row(trial, "ERROR", error=trial_error(trial)))
+
+    def _end(self, trial: Trial, row: TrialRow) -> None:
         self._ended.add(trial.trial_id)
-        self._store.record_trial(self._job_id, _row(trial, "ERROR", error=trial_error(trial)))
-        self._store.record_progress(self._job_id, len(self._ended), self._best)
+        self._running.discard(trial.trial_id)
+        self._results.record_trial(self._job_id, row)
+        self._progress()
+
+    def _progress(self) -> None:
+        self._store.record_progress(self._job_id, len(self._ended), len(self._running), self._best)
 
     def _improves(self, value: float) -> bool:
         if self._best is None:
             return True
         return value > self._best.value if self._mode == "max" else value < self._best.value
+
+    def _row(
+        self, trial: Trial, state: str, result: dict | None = None, error: str | None = None
+    ) -> TrialRow:
+        last = result if result is not None else (trial.last_result or {})
+        iterations = int(last.get("training_iteration", 0) or 0)
+        epochs = trial.config.get("epochs")
+        return TrialRow(
+            trial_id=trial.trial_id,
+            state=state,
+            config=dict(trial.config),
+            metrics={m: float(last[m]) for m in METRIC_NAMES if m in last},
+            best_metrics=dict(self._best_metrics.get(trial.trial_id, {})),
+            iterations=iterations,
+            time_total_s=float(last["time_total_s"]) if "time_total_s" in last else None,
+            node_id=last.get("node_id"),
+            early_stopped=(
+                state == "TERMINATED" and epochs is not None and 0 < iterations < int(epochs)
+            ),
+            device=last.get("device"),
+            error=error,
+        )
 
 
 def trial_error(trial: Trial) -> str:
@@ -80,18 +127,3 @@ def trial_error(trial: Trial) -> str:
         return "the trial failed without an error message"
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else str(text)
-
-
-def _row(
-    trial: Trial, state: str, result: dict | None = None, error: str | None = None
-) -> TrialRow:
-    last = result if result is not None else (trial.last_result or {})
-    return TrialRow(
-        trial_id=trial.trial_id,
-        state=state,
-        config=dict(trial.config),
-        metrics={m: float(last[m]) for m in METRIC_NAMES if m in last},
-        iterations=int(last.get("training_iteration", 0) or 0),
-        device=last.get("device"),
-        error=error,
-    )

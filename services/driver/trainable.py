@@ -28,12 +28,15 @@ def tunefleet_trial(config: dict[str, Any], plan: TrialPlan) -> None:
                 Path(folder) / CHECKPOINT_FILE, map_location=device, weights_only=True
             )
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict[str, float], payload: dict[str, Any] | None) -> None:
+        result = {**metrics, "node_id": node_id}
         if payload is None:
-            tune.report(metrics)
+            tune.report(result)
             return
         with tempfile.TemporaryDirectory() as folder:
             torch.save(payload, Path(folder) / CHECKPOINT_FILE)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
     train_trial(config, plan, report, resume_from=resume_from, device=device)

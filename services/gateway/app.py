@@ -1,61 +1,37 @@
-"""The gateway's FastAPI application: routes, and errors mapped to HTTP in one place."""
+"""The gateway's FastAPI application: jobs, datasets and health."""
 
 from __future__ import annotations
 
 import redis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from services.gateway.deps import PredictFn, Services
-from services.gateway.routes import datasets, health, jobs, models
+from services.gateway.deps import Services
+from services.gateway.routes import datasets, health, jobs
 from shared.data import DatasetStore
-from shared.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PayloadTooLargeError,
-    QueueFullError,
-    TunefleetError,
-)
+from shared.http_errors import add_error_handlers
 from shared.jobs import JobStore
-from shared.registry import ModelRegistry
+from shared.results import EventFeed
 from shared.settings import Settings
 
-_STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
-    NotFoundError: 404,
-    ConflictError: 409,
-    PayloadTooLargeError: 413,
-    InvalidInputError: 422,
-    QueueFullError: 429,
-}
 
-
-def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     """Build the gateway app on a Redis at ``settings.redis_url``."""
     if settings.redis_url is None:
         raise ValueError("the gateway needs TUNEFLEET_REDIS_URL")
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     app = FastAPI(
         title="tunefleet",
-        summary="Hyperparameter tuning for PyTorch networks on a Ray cluster.",
+        summary="Hyperparameter tuning for PyTorch networks on a Ray cluster. "
+        "Models and predictions: /models/docs.",
         version="0.1.0",
     )
     app.state.services = Services(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
-        registry=ModelRegistry(client),
         datasets=DatasetStore(settings.datasets_dir),
-        predict=predict,
+        events=EventFeed.from_url(settings.redis_url),
     )
-    for router in (jobs.router, datasets.router, models.router, health.router):
+    for router in (jobs.router, datasets.router, health.router):
         app.include_router(router)
-    app.add_exception_handler(TunefleetError, _tunefleet_error)
+    add_error_handlers(app)
     return app
-
-
-async def _tunefleet_error(request: Request, exc: Exception) -> JSONResponse:
-    status = next((code for kind, code in _STATUS_OF_ERROR.items() if isinstance(exc, kind)), 500)
-    headers = {}
-    if isinstance(exc, QueueFullError):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 from fastapi import Depends, Request
 
 from shared.data import DatasetStore
 from shared.jobs import JobStore
-from shared.registry import ModelRegistry
+from shared.results import EventFeed
 from shared.settings import Settings
-
-# (model id, feature matrix) -> {"predictions": [...], "probabilities": [[...]]}
-PredictFn = Callable[[str, np.ndarray], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -24,9 +19,8 @@ class Services:
 
     settings: Settings
     jobs: JobStore
-    registry: ModelRegistry
     datasets: DatasetStore
-    predict: PredictFn
+    events: EventFeed
 
 
 def _services(request: Request) -> Services:

@@ -1,13 +1,15 @@
-"""The predictor as a Ray Serve deployment: many models per replica, batched requests."""
+"""The predictor as a Ray Serve deployment: the /models API, many models per replica,
+batched requests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import redis
+from fastapi import FastAPI
 from ray import serve
 
+from services.predictor.app import create_app
 from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings, get_settings
@@ -17,9 +19,15 @@ from shared.settings import Settings, get_settings
 MAX_MODELS_PER_REPLICA = get_settings().max_models_per_replica
 
 
-@serve.deployment(name="predictor", ray_actor_options={"num_cpus": 0})
+@serve.deployment(
+    name="predictor",
+    # Inference of these small networks is light; reserving a CPU would take one from trials.
+    ray_actor_options={"num_cpus": 0},
+    max_ongoing_requests=200,
+)
+@serve.ingress()
 class Predictor:
-    """Serves the best model of any succeeded job, keyed by model id.
+    """Serves the best model of any succeeded job, keyed by model id, over HTTP.
 
     Models load on demand, once per replica (``@serve.multiplexed``, least recently
     used out first); concurrent requests are batched (``@serve.batch``), one forward
@@ -27,14 +35,16 @@ class Predictor:
     """
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         assert settings.redis_url is not None
-        self._registry = ModelRegistry(
-            redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        )
+        self._registry = ModelRegistry.from_url(settings.redis_url)
         # serve.batch's setters are not in its type annotation.
         batch: Any = self._predict_batch
         batch.set_max_batch_size(settings.predict_max_batch_size)
         batch.set_batch_wait_timeout_s(settings.predict_batch_wait_s)
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self._settings, predict=self.predict)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str) -> ModelBundle:

@@ -11,8 +11,9 @@ import ray
 import redis
 
 from services.driver.worker import Driver
-from shared.jobs import JobStore, JobView, TrialRow
+from shared.jobs import JobStore, JobView
 from shared.registry import ModelRegistry
+from shared.results import TrialRow
 from shared.settings import Settings
 from shared.spec import JobSpec
 
@@ -37,7 +38,7 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
         job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
         assert jobs.claim(driver.driver_id) == job_id
         driver.run_one(job_id)
-        return jobs.get(job_id), jobs.trials(job_id)
+        return jobs.get(job_id), jobs.results.trials(job_id)
 
     run.registry = registry  # type: ignore[attr-defined]
     return run

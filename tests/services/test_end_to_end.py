@@ -13,13 +13,19 @@ from tests.conftest import Stack, digits_rows
 pytestmark = pytest.mark.e2e
 
 
-def test_gateway_serves_health_and_api_docs(stack: Stack) -> None:
+def test_gateway_and_predictor_serve_health_and_api_docs(stack: Stack) -> None:
     health = stack.http.get("/healthz").json()
     assert health["status"] == "ok"
     assert stack.http.get("/docs").status_code == 200
     paths = stack.http.get("/openapi.json").json()["paths"]
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/trials", "/datasets"} <= set(paths)
-    assert "/models/{model_ref}/predict" in paths and "/models/aliases/{name}" in paths
+    # The predictor is its own Serve application at /models, with its own docs.
+    assert stack.http.get("/models/docs").status_code == 200
+    schema = stack.http.get("/models/openapi.json").json()
+    assert schema["servers"] == [{"url": "/models"}]
+    assert {"/", "/{model_ref}/predict", "/aliases/{name}"} <= set(schema["paths"])
+    # /models itself answers the list, with no redirect.
+    assert stack.http.get("/models").status_code == 200
 
 
 def test_invalid_spec_gets_422_naming_field_and_reason(stack: Stack) -> None:

@@ -128,7 +128,7 @@ def test_killed_driver_job_is_finished_by_a_new_driver(
     job = store.get(job_id)
     assert job.state is JobStatus.SUCCEEDED, job.error
     assert job.attempts == 2 and job.trials_done == job.trials_total == 6
-    trials = store.trials(job_id)
+    trials = store.results.trials(job_id)
     assert sorted(t.config["lr"] for t in trials) == learning_rates
     # A trial running at the kill resumes from its last checkpoint (taken when its
     # metric improved), so it may repeat epochs: at least 6 reported, not exactly 6.
@@ -155,7 +155,9 @@ def test_cancel_stops_a_running_job_and_frees_the_cpus(drivers: Drivers, store: 
         },
     )
     drivers.start()
-    wait_until(lambda: any(t.iterations >= 1 for t in store.trials(job_id)), 120, "trials running")
+    wait_until(
+        lambda: any(t.iterations >= 1 for t in store.results.trials(job_id)), 120, "trials running"
+    )
     assert ray.available_resources().get("CPU", 0) < 1
     store.cancel(job_id)
     took_s = wait_until(ended(store, job_id), 30, "the job ended")
@@ -181,8 +183,8 @@ def test_two_jobs_at_once_each_get_their_own_results(drivers: Drivers, store: Jo
     registry = ModelRegistry(store._redis)
     assert len(registry.get(iris).feature_names) == 4
     assert len(registry.get(wine).feature_names) == 13
-    assert {t.trial_id for t in store.trials(iris)}.isdisjoint(
-        {t.trial_id for t in store.trials(wine)}
+    assert {t.trial_id for t in store.results.trials(iris)}.isdisjoint(
+        {t.trial_id for t in store.results.trials(wine)}
     )
 
 

@@ -7,8 +7,9 @@ import redis
 
 from cluster.redis_server import RedisServer
 from shared.errors import ConflictError, NotFoundError, QueueFullError
-from shared.jobs import BestTrial, JobStore, QueuePolicy, TrialRow
+from shared.jobs import BestTrial, JobStore, QueuePolicy
 from shared.registry import ModelRecord, ModelRegistry
+from shared.results import TrialRow
 from shared.spec import JobSpec
 from shared.status import JobStatus
 
@@ -96,13 +97,13 @@ def test_succeed_and_fail_acknowledge_the_job(store: JobStore) -> None:
 def test_progress_and_trials_are_readable(store: JobStore) -> None:
     job_id = enqueue(store, spec())
     row = TrialRow(trial_id="a_00001", state="RUNNING", config={"lr": 0.1}, iterations=2)
-    store.record_trial(job_id, row)
-    store.record_trial(job_id, TrialRow(trial_id="a_00000", state="TERMINATED", config={}))
+    store.results.record_trial(job_id, row)
+    store.results.record_trial(job_id, TrialRow(trial_id="a_00000", state="TERMINATED", config={}))
     best = BestTrial(trial_id="a_00001", metric="val_accuracy", value=0.5, config={"lr": 0.1})
-    store.record_progress(job_id, 1, best)
-    assert [t.trial_id for t in store.trials(job_id)] == ["a_00000", "a_00001"]
+    store.record_progress(job_id, 1, 1, best)
+    assert [t.trial_id for t in store.results.trials(job_id)] == ["a_00000", "a_00001"]
     job = store.get(job_id)
-    assert job.trials_done == 1 and job.best == best
+    assert job.trials_done == 1 and job.trials_running == 1 and job.best == best
 
 
 def test_unknown_job_is_not_found(store: JobStore) -> None:

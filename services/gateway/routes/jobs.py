@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from services.gateway.deps import ServicesDep
-from shared.jobs import JOB_ID_PATTERN, JobView, TrialRow
+from services.gateway.events import job_event_stream
+from shared.jobs import JOB_ID_PATTERN, JobView
+from shared.results import TrialRow, trials_table
 from shared.spec import JobSpec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="A job id from POST /jobs.")]
+TrialId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_]{1,64}$", description="A trial id from the trials table.")
+]
+TABLE_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 class JobAccepted(BaseModel):
@@ -64,17 +70,74 @@ def cancel_job(job_id: JobId, services: ServicesDep) -> JobView:
     return services.jobs.cancel(job_id)
 
 
-@router.get("/{job_id}/trials", response_model=list[TrialRow])
+@router.get(
+    "/{job_id}/trials",
+    response_model=list[TrialRow],
+    responses={200: {"content": {media: {} for media in TABLE_TYPES.values()}}},
+)
 def get_trials(
     job_id: JobId,
     services: ServicesDep,
-    format: Literal["json", "csv"] = "json",
-) -> list[TrialRow] | Response:
-    """One row per trial: config, last metrics, iterations, state (JSON or CSV)."""
-    rows = services.jobs.trials(job_id)
+    format: Literal["json", "csv", "parquet"] = "json",
+    sort: Annotated[
+        Literal["trial_id", "metric"],
+        Query(description="metric: best first by the job's metric and mode."),
+    ] = "trial_id",
+    limit: Annotated[int | None, Query(ge=1, description="At most this many rows.")] = None,
+) -> Any:
+    """One row per trial: config, last and best metrics, epochs, time, node, state and
+    whether the scheduler stopped it early; as JSON, CSV or Parquet."""
+    job = services.jobs.get(job_id)
+    records = services.jobs.results.trial_records(job_id)
+    metric = (job.metric or job.spec.metric) if sort == "metric" else None
+    if format == "json" and metric is None:
+        return records[:limit]
+    table = trials_table(records, metric, job.mode or job.spec.mode or "max")
+    if limit is not None:
+        table = table.head(limit)
     if format == "json":
-        return rows
-    frame = pd.json_normalize([row.model_dump() for row in rows], sep="/")
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return Response(content=buffer.getvalue(), media_type="text/csv")
+        return table_records(table, records)
+    buffer = io.BytesIO()
+    if format == "csv":
+        table.to_csv(buffer, index=False)
+    else:
+        table.to_parquet(buffer, index=False)
+    return Response(content=buffer.getvalue(), media_type=TABLE_TYPES[format])
+
+
+@router.get("/{job_id}/trials/{trial_id}/history")
+def get_trial_history(
+    job_id: JobId, trial_id: TrialId, services: ServicesDep
+) -> list[dict[str, float]]:
+    """A trial's metrics per epoch (training_iteration, training and validation
+    accuracy and loss, or RMSE and R^2), first epoch first."""
+    services.jobs.get(job_id)
+    return services.jobs.results.history(job_id, trial_id)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_job(
+    job_id: JobId,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events as the job runs: ``job`` (the job, when its state or progress
+    changes) and ``trial`` (a trial's row after each epoch). The stream ends after the
+    job's final state. Reconnect with Last-Event-ID to go on where it stopped."""
+    services.jobs.get(job_id)  # 404 before the stream starts
+    stream = job_event_stream(services, job_id, last_event_id)
+    return StreamingResponse(
+        stream, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )
+
+
+def table_records(table: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The original (nested) rows in the table's order."""
+    if table.empty:
+        return []
+    by_id = {record["trial_id"]: record for record in records}
+    return [by_id[trial_id] for trial_id in table["trial_id"]]

@@ -1,4 +1,7 @@
-"""/models: registered models, their aliases, and predictions from them."""
+"""/models: registered models, their aliases, and predictions from them.
+
+Serve mounts the predictor at /models, so the paths here are relative to it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, Field
 
-from services.gateway.deps import ServicesDep
+from services.predictor.deps import ModelServicesDep
 from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from shared.features import instances_to_matrix
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(tags=["models"])
 
 ModelId = Annotated[
     str, Path(pattern=MODEL_ID_PATTERN, description="The id of the job that made the model.")
@@ -44,20 +47,20 @@ class Alias(BaseModel):
     model_id: str
 
 
-@router.get("")
-def list_models(services: ServicesDep) -> list[ModelRecord]:
+@router.get("/")
+def list_models(services: ModelServicesDep) -> list[ModelRecord]:
     """The newest models first."""
     return services.registry.recent()
 
 
 @router.get("/aliases")
-def list_aliases(services: ServicesDep) -> dict[str, str]:
+def list_aliases(services: ModelServicesDep) -> dict[str, str]:
     """Alias name -> model id."""
     return services.registry.aliases()
 
 
 @router.put("/aliases/{name}")
-def set_alias(name: AliasName, target: AliasTarget, services: ServicesDep) -> Alias:
+def set_alias(name: AliasName, target: AliasTarget, services: ModelServicesDep) -> Alias:
     """Promote a model: predictions by this alias go to it from now on."""
     _model(target.model_id, services)
     services.registry.set_alias(name, target.model_id)
@@ -65,19 +68,19 @@ def set_alias(name: AliasName, target: AliasTarget, services: ServicesDep) -> Al
 
 
 @router.delete("/aliases/{name}", status_code=204)
-def delete_alias(name: AliasName, services: ServicesDep) -> Response:
+def delete_alias(name: AliasName, services: ModelServicesDep) -> Response:
     services.registry.delete_alias(name)
     return Response(status_code=204)
 
 
 @router.get("/{model_id}")
-def get_model(model_id: ModelId, services: ServicesDep) -> ModelRecord:
+def get_model(model_id: ModelId, services: ModelServicesDep) -> ModelRecord:
     return _model(model_id, services)
 
 
 @router.post("/{model_ref}/predict")
 async def predict(
-    model_ref: ModelRef, request: PredictRequest, services: ServicesDep
+    model_ref: ModelRef, request: PredictRequest, services: ModelServicesDep
 ) -> PredictResponse:
     """Predict with a model, by id or alias: classes and their probabilities, or values."""
     model_id = services.registry.resolve(model_ref)
@@ -96,7 +99,7 @@ async def predict(
     )
 
 
-def _model(model_id: str, services: ServicesDep) -> ModelRecord:
+def _model(model_id: str, services: ModelServicesDep) -> ModelRecord:
     record = services.registry.find(model_id)
     if record is not None:
         return record

@@ -1,0 +1,53 @@
+"""The predictor's FastAPI application: /models, the registry and predictions.
+
+Serve routes every request under /models to this application (its route prefix),
+so a prediction crosses one replica, not the gateway and then the predictor.
+"""
+
+from __future__ import annotations
+
+import redis
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.predictor import routes
+from services.predictor.deps import ModelServices, PredictFn
+from shared.http_errors import add_error_handlers
+from shared.jobs import JobStore
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+
+
+def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
+    """Build the /models app on a Redis at ``settings.redis_url``."""
+    if settings.redis_url is None:
+        raise ValueError("the predictor needs TUNEFLEET_REDIS_URL")
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    app = FastAPI(
+        title="tunefleet models",
+        summary="Registered models, their aliases, and predictions. Jobs: /docs.",
+        version="0.1.0",
+    )
+    app.state.services = ModelServices(
+        settings=settings,
+        jobs=JobStore(client, settings.queue_policy()),
+        registry=ModelRegistry(client),
+        predict=predict,
+    )
+    app.include_router(routes.router)
+    add_error_handlers(app)
+    app.add_middleware(_RootWithoutSlash)
+    return app
+
+
+class _RootWithoutSlash:
+    """Serves ``/models`` as ``/models/`` instead of redirecting: Serve mounts this app
+    at /models, and a route of the app cannot be the empty path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == scope.get("root_path", ""):
+            scope = {**scope, "path": scope["path"] + "/"}
+        await self.app(scope, receive, send)

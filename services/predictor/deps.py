@@ -1,0 +1,35 @@
+"""FastAPI dependencies of the predictor, as Annotated aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, Request
+
+from shared.jobs import JobStore
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+
+# (model id, feature matrix) -> {"predictions": [...], "probabilities": [[...]] or None}
+PredictFn = Callable[[str, np.ndarray], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ModelServices:
+    """What the routes use, built once per predictor replica."""
+
+    settings: Settings
+    jobs: JobStore
+    registry: ModelRegistry
+    predict: PredictFn
+
+
+def _services(request: Request) -> ModelServices:
+    services: ModelServices = request.app.state.services
+    return services
+
+
+ModelServicesDep = Annotated[ModelServices, Depends(_services)]

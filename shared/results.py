@@ -1,0 +1,161 @@
+"""ResultStore: what a job's trials report while they run, in Redis.
+
+The latest row of every trial (the results table), each trial's per-epoch history,
+and an event stream per job that GET /jobs/{id}/events follows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import redis
+import redis.asyncio
+from pydantic import BaseModel, Field
+
+from shared import keys
+from shared.errors import NotFoundError
+
+# Event types in a job's stream: "job" when its state or progress changed (readers
+# fetch the job), "trial" with a trial's latest row after each result.
+JOB_CHANGED = "job"
+EVENT_WAIT_MAX_S = 30
+TRIAL_RESULT = "trial"
+
+
+class TrialRow(BaseModel):
+    """One trial as a user sees it: config, last and best metrics, progress and state."""
+
+    trial_id: str
+    state: str
+    config: dict[str, Any]
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Metrics of the last epoch reported."
+    )
+    best_metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="Best value of each metric over the epochs (highest accuracy or R^2, "
+        "lowest loss or RMSE).",
+    )
+    iterations: int = Field(default=0, description="Epochs reported.")
+    time_total_s: float | None = Field(default=None, description="Training time so far.")
+    node_id: str | None = Field(default=None, description="The Ray node it ran on.")
+    early_stopped: bool = Field(
+        default=False, description="Ended by the scheduler before its epochs were done."
+    )
+    device: str | None = Field(default=None, description="Where it trained: cpu or cuda:N.")
+    error: str | None = None
+
+
+class ResultStore:
+    """Trial rows, histories and job events. The only place that touches their keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> ResultStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    def record_trial(self, job_id: str, row: TrialRow, epoch: dict[str, Any] | None = None) -> None:
+        """Store a trial's latest row, and with ``epoch`` that epoch's metrics."""
+        row_json = row.model_dump_json()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(keys.job_trials(job_id), row.trial_id, row_json)
+            if epoch is not None:
+                iteration = int(epoch["training_iteration"])
+                pipe.hset(keys.trial_history(job_id, row.trial_id), iteration, json.dumps(epoch))
+            _append(pipe, job_id, TRIAL_RESULT, row_json)
+            pipe.execute()
+
+    def job_changed(self, job_id: str) -> None:
+        """Tell the job's followers that its state or progress changed."""
+        _append(self._redis, job_id, JOB_CHANGED, "")
+
+    def trials(self, job_id: str) -> list[TrialRow]:
+        """Every trial of the job that has started, in trial id order."""
+        return [TrialRow.model_validate(record) for record in self.trial_records(job_id)]
+
+    def trial_records(self, job_id: str) -> list[dict[str, Any]]:
+        """The same rows as plain dicts, for tables of many thousands of trials."""
+        raw: dict[str, str] = self._redis.hgetall(keys.job_trials(job_id))  # type: ignore[assignment]
+        return [json.loads(raw[trial_id]) for trial_id in sorted(raw)]
+
+    def history(self, job_id: str, trial_id: str) -> list[dict[str, Any]]:
+        """A trial's metrics per epoch, first epoch first; NotFoundError for no such trial."""
+        raw: dict[str, str] = self._redis.hgetall(keys.trial_history(job_id, trial_id))  # type: ignore[assignment]
+        if not raw and not self._redis.hexists(keys.job_trials(job_id), trial_id):
+            raise NotFoundError(
+                f"job {job_id} has no trial {trial_id!r}; GET /jobs/{job_id}/trials lists them"
+            )
+        return [json.loads(raw[i]) for i in sorted(raw, key=int)]
+
+    def expire(self, job_id: str, retention_s: int) -> None:
+        """Let a finished job's trials, histories and events go after ``retention_s``."""
+        trial_ids: list[str] = self._redis.hkeys(keys.job_trials(job_id))  # type: ignore[assignment]
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.expire(keys.job_trials(job_id), retention_s)
+            pipe.expire(keys.job_events(job_id), retention_s)
+            for trial_id in trial_ids:
+                pipe.expire(keys.trial_history(job_id, trial_id), retention_s)
+            pipe.execute()
+
+
+class EventFeed:
+    """Reads a job's event stream without blocking the event loop (redis.asyncio)."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> EventFeed:
+        # Reads block for up to EVENT_WAIT_MAX_S: the client's default timeout (5 s) is shorter.
+        return cls(
+            redis.asyncio.Redis.from_url(
+                url, decode_responses=True, socket_timeout=EVENT_WAIT_MAX_S + 10
+            )
+        )
+
+    async def last_id(self, job_id: str) -> str:
+        """The id of the newest event, or "0-0" when there is none yet."""
+        newest = await self._redis.xrevrange(keys.job_events(job_id), count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def after(self, job_id: str, after_id: str, wait_s: float) -> list[tuple[str, str, str]]:
+        """Events after ``after_id`` as (id, type, data), waiting up to ``wait_s``
+        (at most EVENT_WAIT_MAX_S) for one."""
+        block_ms = int(1000 * min(wait_s, EVENT_WAIT_MAX_S))
+        answer: Any = await self._redis.xread({keys.job_events(job_id): after_id}, block=block_ms)
+        if not answer:
+            return []
+        return [(str(i), str(f["type"]), str(f.get("data", ""))) for i, f in answer[0][1]]
+
+
+def trials_table(
+    records: list[dict[str, Any]], metric: str | None = None, mode: str = "max"
+) -> pd.DataFrame:
+    """Trial rows as a flat table: one column per scalar, ``config/<name>``,
+    ``metrics/<name>`` and ``best_metrics/<name>``; best first when ``metric`` is given
+    (by each trial's best value of it; trials without it last)."""
+    flat = []
+    for record in records:
+        row = {k: v for k, v in record.items() if not isinstance(v, dict)}
+        for group in ("config", "metrics", "best_metrics"):
+            row.update({f"{group}/{k}": v for k, v in record.get(group, {}).items()})
+        flat.append(row)
+    table = pd.DataFrame.from_records(flat)
+    column = f"best_metrics/{metric}"
+    if metric is not None and column in table.columns:
+        ascending = mode == "min"
+        table = table.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    return table.reset_index(drop=True)
+
+
+def _append(client: Any, job_id: str, kind: str, data: str) -> None:
+    client.xadd(
+        keys.job_events(job_id),
+        {"type": kind, "data": data},
+        maxlen=keys.JOB_EVENTS_KEPT,
+        approximate=True,
+    )

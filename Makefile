@@ -28,6 +28,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.time_to_best
 	$(BIN)/python -m bench.queue_latency
 	$(BIN)/python -m bench.predict_speed
+	$(BIN)/python -m bench.results_speed
 
 clean:
 	rm -rf $(VENV) .tunefleet

@@ -1,30 +1,44 @@
-"""The `tunefleet` command: run the stack, submit jobs, follow them."""
+"""The `tunefleet` command: run the stack, submit and follow jobs, read their results."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import time
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 import yaml
-from rich.console import Console
-from rich.table import Table
 
+from cluster import render
 from cluster.client import ClientError, GatewayClient
 from shared.settings import get_settings
 from shared.status import JobStatus
 
-app = typer.Typer(help="tunefleet: hyperparameter tuning for PyTorch networks on Ray.")
-console = Console()
-err_console = Console(stderr=True)
+app = typer.Typer(
+    help="tunefleet: hyperparameter tuning for PyTorch networks on Ray.",
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
 
 UrlOption = Annotated[
-    str | None, typer.Option("--url", help="Gateway URL (default: TUNEFLEET_URL).")
+    str | None,
+    typer.Option("--url", envvar="TUNEFLEET_URL", help="tunefleet's URL.", show_default=False),
 ]
-POLL_INTERVAL_S = 2.0
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="TUNEFLEET_API_KEY",
+        help="API key, when auth is on.",
+        show_default=False,
+    ),
+]
+JobArgument = Annotated[str, typer.Argument(help="A job id.")]
+TopOption = Annotated[int, typer.Option("--top", min=1, help="How many of the best trials.")]
 
 
 @app.command()
@@ -37,13 +51,13 @@ def up() -> None:
 
 
 @app.command()
-def check(url: UrlOption = None) -> None:
+def check(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
     """Exit 0 if the gateway answers and a driver is alive, else 1 (for health probes)."""
-    health = _run(_client(url).health)
+    health = _run(_client(url, api_key).health)
     if not health["drivers"]:
-        err_console.print("unhealthy: no driver has sent a heartbeat within its lease")
+        render.fail("unhealthy: no driver has sent a heartbeat within its lease")
         raise typer.Exit(1)
-    console.print(
+    render.out.print(
         f"healthy: {len(health['drivers'])} driver(s), {health['queued_jobs']} queued, "
         f"{health['running_jobs']} running"
     )
@@ -54,78 +68,210 @@ def submit(
     file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Job spec, JSON or YAML.")
     ],
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the job with a progress bar until it ends.")
+    ] = False,
     url: UrlOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Submit a tuning job; with --wait, follow it and exit non-zero unless it succeeds."""
-    client = _client(url)
-    spec = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
+    """Submit a tuning job; with --wait, exit 0 if it succeeds, else 1 with the reason."""
+    client = _client(url, api_key)
+    try:
+        spec = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
+    except yaml.YAMLError as exc:
+        render.fail(f"{file} is not JSON or YAML: {str(exc).splitlines()[0]}")
+        raise typer.Exit(1) from exc
     accepted = _run(lambda: client.submit(spec))
-    console.print(f"job {accepted['id']} queued")
+    render.out.print(f"job {accepted['id']} queued")
     if wait:
         raise typer.Exit(_follow(client, accepted["id"]))
+
+
+@app.command()
+def jobs(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
+    """The newest jobs: state, priority, progress, best metric."""
+    render.jobs_table(_run(_client(url, api_key).jobs))
 
 
 @app.command()
 def status(
     job: Annotated[str | None, typer.Argument(help="A job id; none lists the jobs.")] = None,
     url: UrlOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Show one job in full, or the list of jobs."""
-    client = _client(url)
+    """One job in full (JSON), or the list of jobs."""
+    client = _client(url, api_key)
     if job is None:
-        _print_jobs(_run(client.jobs))
+        render.jobs_table(_run(client.jobs))
     else:
-        console.print_json(json.dumps(_run(lambda: client.job(job))))
+        render.out.print_json(json.dumps(_run(lambda: client.job(job))))
+
+
+@app.command()
+def cancel(job: JobArgument, url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
+    """Cancel a job: a queued one at once, a running one once its trials stop."""
+    answer = _run(lambda: _client(url, api_key).cancel(job))
+    render.out.print(f"job {job} {answer['state']}")
+
+
+@app.command()
+def results(
+    job: JobArgument,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Also write every trial to this CSV file.")
+    ] = None,
+    top: TopOption = 10,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """The trials of a job, best first: config and metrics (the seed's results table)."""
+    client = _client(url, api_key)
+    if csv is not None:
+        csv.write_text(_run(lambda: client.trials_csv(job, sort="metric")))
+        render.out.print(f"wrote {csv}")
+    text = _run(lambda: client.trials_csv(job, sort="metric", limit=top))
+    view = _run(lambda: client.job(job))
+    table = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
+    render.trials_table(table, view.get("metric") or "val_accuracy")
+
+
+@app.command()
+def best(job: JobArgument, url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
+    """The best config of a job and its metrics."""
+    view = _run(lambda: _client(url, api_key).job(job))
+    if view.get("best") is None:
+        render.fail(f"job {job} is {view['state']} and has no result yet")
+        raise typer.Exit(1)
+    render.best(view)
+
+
+@app.command()
+def plot(
+    job: JobArgument,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The PNG to write.")],
+    top: TopOption = 5,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Curves (validation metric and loss per epoch) of the top trials, and each tuned
+    parameter against the metric, in one PNG."""
+    from cluster.plots import plot_job
+
+    client = _client(url, api_key)
+    view = _run(lambda: client.job(job))
+    metric = view.get("metric") or view["spec"].get("metric") or "val_accuracy"
+    mode = view.get("mode") or view["spec"].get("mode") or "max"
+    trials = _run(lambda: client.trials(job))
+    leaders = _run(lambda: client.trials(job, sort="metric", limit=top))
+    histories = {
+        t["trial_id"]: _run(lambda t=t: client.history(job, t["trial_id"])) for t in leaders
+    }
+    try:
+        plot_job(trials, histories, metric, mode, output, top=top)
+    except ValueError as exc:
+        render.fail(str(exc))
+        raise typer.Exit(1) from exc
+    render.out.print(f"wrote {output}")
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="A model id (its job's id) or an alias.")],
+    csv: Annotated[
+        Path | None,
+        typer.Option("--csv", exists=True, dir_okay=False, help="Rows with a header row."),
+    ] = None,
+    as_csv: Annotated[bool, typer.Option("--as-csv", help="Print CSV, not a table.")] = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Predict with a model, rows from --csv or JSON on stdin ({"instances": [...]} or
+    a list of rows)."""
+    if csv is not None:
+        instances = pd.read_csv(csv).to_dict(orient="records")
+    else:
+        try:
+            body = json.load(sys.stdin)
+        except json.JSONDecodeError as exc:
+            render.fail(f"stdin is not JSON ({exc}); pass rows with --csv FILE instead")
+            raise typer.Exit(1) from exc
+        instances = body["instances"] if isinstance(body, dict) else body
+    answer = _run(lambda: _client(url, api_key).predict(model, instances))
+    frame = render.predictions_frame(answer)
+    if as_csv:
+        render.out.print(frame.to_csv(index=False), end="")
+    else:
+        render.frame_table(frame, title=f"model {answer['model']['id']}")
+
+
+@app.command("import")
+def import_experiment(
+    path: Annotated[Path, typer.Argument(help="A Ray Tune experiment folder.")],
+    metric: Annotated[str | None, typer.Option(help="Default: val_accuracy or val_loss.")] = None,
+    mode: Annotated[str | None, typer.Option(help="max or min.")] = None,
+    register: Annotated[
+        bool, typer.Option("--register", help="Serve its best checkpoint as a model.")
+    ] = False,
+    top: TopOption = 10,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Read an existing Tune experiment folder: best config and results table; with
+    --register, its best checkpoint becomes a model (when tunefleet's trainable made it)."""
+    from cluster.importer import read_experiment, tunefleet_checkpoint
+
+    try:
+        experiment = read_experiment(path, metric, mode)
+    except ValueError as exc:
+        render.fail(str(exc))
+        raise typer.Exit(1) from exc
+    render.imported(experiment, top)
+    if not register:
+        return
+    found = experiment.best_checkpoint and tunefleet_checkpoint(experiment.best_checkpoint)
+    if not found:
+        render.fail(
+            "the best trial has no tunefleet checkpoint (model.pt written by tunefleet's "
+            "trainable); only those can be served"
+        )
+        raise typer.Exit(1)
+    meta = {
+        "config": experiment.best_config,
+        "metric": experiment.metric,
+        "mode": experiment.mode,
+        "validation_value": float(experiment.best_metrics[experiment.metric]),
+    }
+    record = _run(lambda: _client(url, api_key).import_model(found, meta))
+    render.out.print(f"registered model {record['id']}")
 
 
 def _follow(client: GatewayClient, job_id: str) -> int:
-    last = None
-    while True:
-        job = _run(lambda: client.job(job_id))
-        line = _progress_line(job)
-        if line != last:
-            console.print(line)
-            last = line
-        if JobStatus(job["state"]).is_terminal():
-            if job["state"] == JobStatus.SUCCEEDED:
-                console.print(f"test metrics: {job['test_metrics']}")
-                console.print(f"best config: {job['best']['config']}")
-                return 0
-            err_console.print(f"job {job_id} {job['state']}: {job.get('error') or ''}")
-            return 1
-        time.sleep(POLL_INTERVAL_S)
+    """Show the job's progress from its event stream; the exit code follows its end."""
+    view: dict[str, Any] = {}
+    try:
+        with render.JobProgress(job_id) as progress:
+            for kind, data in client.events(job_id):
+                if kind == "job":
+                    view = data
+                    progress.update(view)
+    except ClientError as exc:
+        render.fail(f"error: {exc}")
+        return 1
+    state = JobStatus(view["state"])
+    if state is JobStatus.SUCCEEDED:
+        render.best(view)
+        return 0
+    render.fail(f"job {job_id} {state.value}: {view.get('error') or 'no error recorded'}")
+    return 1
 
 
-def _progress_line(job: dict[str, Any]) -> str:
-    best = job.get("best")
-    best_text = f", best {best['metric']} {best['value']:.4f}" if best else ""
-    return f"{job['state']}: {job['trials_done']}/{job['trials_total']} trials{best_text}"
-
-
-def _print_jobs(jobs: list[dict[str, Any]]) -> None:
-    table = Table("name", "state", "trials", "best")
-    # Ids are what a person copies into the next command: never wrapped or cut.
-    table.add_column("id", no_wrap=True, min_width=32)
-    for job in jobs:
-        best = job.get("best")
-        table.add_row(
-            job.get("name") or "",
-            job["state"],
-            f"{job['trials_done']}/{job['trials_total']}",
-            f"{best['metric']} {best['value']:.4f}" if best else "",
-            job["id"],
-        )
-    console.print(table)
-
-
-def _client(url: str | None) -> GatewayClient:
-    return GatewayClient(url or get_settings().url)
+def _client(url: str | None, api_key: str | None) -> GatewayClient:
+    return GatewayClient(url or get_settings().url, api_key)
 
 
 def _run(call: Any) -> Any:
     try:
         return call()
     except ClientError as exc:
-        err_console.print(f"error: {exc}")
+        render.fail(f"error: {exc}")
         raise typer.Exit(1) from exc

@@ -1,20 +1,27 @@
-"""A small HTTP client of the gateway, for the CLI: errors become one readable line."""
+"""A small HTTP client of tunefleet, for the CLI: errors become one readable line."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+# A stream that drops (a proxy restart, a network blip) is picked up again this often.
+EVENT_RECONNECTS = 5
+
 
 class ClientError(Exception):
-    """What went wrong talking to the gateway, in one line for a person."""
+    """What went wrong talking to tunefleet, in one line for a person."""
 
 
 class GatewayClient:
-    def __init__(self, url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 60.0) -> None:
         self._url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self._url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self._url, timeout=timeout_s, headers=headers)
 
     def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/jobs", json=spec)
@@ -25,10 +32,66 @@ class GatewayClient:
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/jobs/{job_id}")
+
+    def trials(self, job_id: str, **params: Any) -> list[dict[str, Any]]:
+        return self._call("GET", f"/jobs/{job_id}/trials", params=params)
+
+    def trials_csv(self, job_id: str, **params: Any) -> str:
+        response = self._request(
+            "GET", f"/jobs/{job_id}/trials", params={**params, "format": "csv"}
+        )
+        return response.text
+
+    def history(self, job_id: str, trial_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/jobs/{job_id}/trials/{trial_id}/history")
+
+    def predict(self, model: str, instances: list[Any]) -> dict[str, Any]:
+        return self._call("POST", f"/models/{model}/predict", json={"instances": instances})
+
+    def import_model(self, checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
+        with checkpoint.open("rb") as file:
+            return self._call(
+                "POST",
+                "/models/import",
+                files={"checkpoint": (checkpoint.name, file)},
+                data={"meta": json.dumps(meta)},
+            )
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 
+    def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event, data) from GET /jobs/{id}/events until the job ends; reconnects with
+        Last-Event-ID when the stream drops."""
+        last_id: str | None = None
+        for _ in range(EVENT_RECONNECTS + 1):
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                with self._http.stream(
+                    "GET", f"/jobs/{job_id}/events", headers=headers, timeout=None
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise ClientError(f"{response.status_code}: {_detail(response)}")
+                    kind = ""
+                    for line in response.iter_lines():
+                        if line.startswith("id: "):
+                            last_id = line.removeprefix("id: ")
+                        elif line.startswith("event: "):
+                            kind = line.removeprefix("event: ")
+                        elif line.startswith("data: "):
+                            yield kind, json.loads(line.removeprefix("data: "))
+                return
+            except (httpx.TransportError, httpx.StreamError):
+                continue
+        raise ClientError(f"lost the event stream of job {job_id}; `tunefleet status` shows it")
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -37,7 +100,7 @@ class GatewayClient:
                 "Set --url or TUNEFLEET_URL to where it runs"
             ) from exc
         if response.is_success:
-            return response.json()
+            return response
         raise ClientError(f"{response.status_code}: {_detail(response)}")
 
 

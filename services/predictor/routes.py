@@ -5,14 +5,25 @@ Serve mounts the predictor at /models, so the paths here are relative to it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
+from pydantic import BaseModel, Field, ValidationError
 
 from services.predictor.deps import ModelServicesDep
-from shared.errors import ConflictError, NotFoundError, PayloadTooLargeError
+from shared.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from shared.features import instances_to_matrix
+from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 
 router = APIRouter(tags=["models"])
@@ -71,6 +82,62 @@ def set_alias(name: AliasName, target: AliasTarget, services: ModelServicesDep) 
 def delete_alias(name: AliasName, services: ModelServicesDep) -> Response:
     services.registry.delete_alias(name)
     return Response(status_code=204)
+
+
+class ImportMeta(BaseModel):
+    """What is known of an imported checkpoint besides its weights."""
+
+    config: dict[str, Any] = Field(default_factory=dict, description="Its hyperparameters.")
+    metric: str = Field(default="val_accuracy", max_length=64)
+    mode: Literal["max", "min"] = "max"
+    validation_value: float = Field(description="Its value of the metric on validation.")
+
+
+@router.post("/import", status_code=201)
+async def import_model(
+    checkpoint: Annotated[UploadFile, File(description=f"A tunefleet {CHECKPOINT_FILE}.")],
+    meta: Annotated[str, Form(description="ImportMeta as JSON.")],
+    services: ModelServicesDep,
+) -> ModelRecord:
+    """Register a checkpoint made by tunefleet's trainable elsewhere (an old experiment
+    folder, another cluster) as a model that can be predicted with."""
+    try:
+        info = ImportMeta.model_validate_json(meta)
+    except ValidationError as exc:
+        raise InvalidInputError(f"meta: {exc.errors()[0]['msg']}") from exc
+    limit = services.settings.max_upload_bytes
+    content = await checkpoint.read(limit + 1)
+    if len(content) > limit:
+        raise PayloadTooLargeError(f"the checkpoint is larger than the limit of {limit} bytes")
+    model_id = uuid.uuid4().hex
+    with tempfile.TemporaryDirectory() as folder:
+        (FilePath(folder) / CHECKPOINT_FILE).write_bytes(content)
+        try:
+            bundle = ModelBundle.load(folder)  # weights only: nothing is unpickled
+        except Exception as exc:
+            raise InvalidInputError(
+                f"not a tunefleet checkpoint ({type(exc).__name__}); only {CHECKPOINT_FILE} "
+                "files written by tunefleet's trainable can be imported"
+            ) from exc
+        home = services.settings.storage_root / "models" / model_id
+        home.mkdir(parents=True)
+        shutil.copy(FilePath(folder) / CHECKPOINT_FILE, home / CHECKPOINT_FILE)
+    record = ModelRecord(
+        id=model_id,
+        job_id=model_id,
+        checkpoint_uri=str(home),
+        task=bundle.task,
+        config=info.config,
+        metric=info.metric,
+        mode=info.mode,
+        validation_value=info.validation_value,
+        test_metrics={},
+        feature_names=list(bundle.feature_names),
+        classes=list(bundle.classes),
+        created_at=time.time(),
+    )
+    services.registry.register(record)
+    return record
 
 
 @router.get("/{model_id}")

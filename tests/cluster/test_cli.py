@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
-from tests.conftest import TUNEFLEET, Stack
+from tests.conftest import TUNEFLEET, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 
 
-def tunefleet(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+def tunefleet(
+    stack: Stack, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(TUNEFLEET), *args], env=stack.env, capture_output=True, text=True, timeout=600
-    )
+        [str(TUNEFLEET), *args], env={**stack.env, "COLUMNS": "250"}, input=stdin,
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
 
 
 def write_spec(tmp_path: Path, name: str, spec: dict) -> Path:
@@ -35,7 +43,9 @@ def test_submit_wait_exits_zero_on_success_and_status_lists_it(
     }
     done = tunefleet(stack, "submit", str(write_spec(tmp_path, "iris.json", spec)), "--wait")
     assert done.returncode == 0, done.stderr
-    assert "succeeded: 2/2 trials" in done.stdout and "best config" in done.stdout
+    # The progress bar ends full, then the seed's "Best config" line.
+    assert "succeeded: 2/2 trials" in done.stdout and "Best config: {" in done.stdout
+    assert "2/2" in done.stdout.split("succeeded: 2/2 trials")[0]
     job_id = done.stdout.split()[1]
 
     listing = tunefleet(stack, "status")
@@ -62,3 +72,90 @@ def test_invalid_spec_is_one_clear_line(stack: Stack, tmp_path: Path) -> None:
 def test_unreachable_gateway_is_explained(stack: Stack) -> None:
     done = tunefleet(stack, "status", "--url", "http://127.0.0.1:9")
     assert done.returncode == 1 and "cannot reach tunefleet" in done.stderr
+
+
+def test_results_best_and_csv_of_a_job(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    job_id = quick_job["id"]
+    path = tmp_path / "trials.csv"
+    done = tunefleet(stack, "results", job_id, "--csv", str(path), "--top", "2")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(path)
+    assert len(table) == 4 and {"config/lr", "best_metrics/val_accuracy"} <= set(table.columns)
+    best_trial = quick_job["best"]["trial_id"]
+    assert table["trial_id"].iloc[0] == best_trial
+    shown = [line for line in done.stdout.splitlines() if "_0000" in line]
+    assert len(shown) == 2 and best_trial in shown[0]
+
+    best = tunefleet(stack, "best", job_id)
+    assert best.returncode == 0
+    assert f"Best config: {quick_job['best']['config']}" in best.stdout.replace("\n", "")
+    assert "test_accuracy" in best.stdout
+
+
+def test_plot_writes_a_png_with_content(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    out = tmp_path / "job.png"
+    done = tunefleet(stack, "plot", quick_job["id"], "-o", str(out), "--top", "3")
+    assert done.returncode == 0, done.stderr
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape[0] > 400 and image.shape[1] > 400
+    assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 50
+
+
+def test_predict_from_csv_and_from_stdin(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    rows = digits_rows(5)
+    path = tmp_path / "rows.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    from_csv = tunefleet(stack, "predict", quick_job["id"], "--csv", str(path), "--as-csv")
+    assert from_csv.returncode == 0, from_csv.stderr
+    answer = pd.read_csv(io.StringIO(from_csv.stdout))
+    assert len(answer) == 5 and "prediction" in answer.columns and "p(0)" in answer.columns
+    served = stack.http.post(f"/models/{quick_job['id']}/predict", json={"instances": rows})
+    assert answer["prediction"].tolist() == served.json()["predictions"]
+
+    from_stdin = tunefleet(stack, "predict", quick_job["id"], stdin=json.dumps({"instances": rows}))
+    assert from_stdin.returncode == 0 and "prediction" in from_stdin.stdout
+
+    bad = tunefleet(stack, "predict", quick_job["id"], stdin="not json")
+    assert bad.returncode == 1 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_jobs_and_cancel(stack: Stack, tmp_path: Path) -> None:
+    spec = {"dataset": {"builtin": "iris"}, "priority": "low",
+            "search_space": {"lr": {"grid": [0.01, 0.02, 0.03]}, "epochs": 50}}  # fmt: skip
+    submitted = tunefleet(stack, "submit", str(write_spec(tmp_path, "long.json", spec)))
+    job_id = submitted.stdout.split()[1]
+    cancelled = tunefleet(stack, "cancel", job_id)
+    assert cancelled.returncode == 0 and job_id in cancelled.stdout
+    assert "cancel" in cancelled.stdout
+    listing = tunefleet(stack, "jobs")
+    assert job_id in listing.stdout and "cancel" in listing.stdout
+    again = tunefleet(stack, "cancel", job_id)
+    stack.wait_for(job_id, 120)
+    assert tunefleet(stack, "cancel", job_id).returncode == 1
+    assert again.returncode in (0, 1)
+
+
+def test_import_an_experiment_folder_and_serve_its_best(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = stack.home / "storage" / "experiments" / quick_job["id"]
+    done = tunefleet(stack, "import", str(folder), "--register")
+    assert done.returncode == 0, done.stderr
+    assert "Best config: {" in done.stdout and "4 trials" in done.stdout
+    model_id = done.stdout.split("registered model ")[1].split()[0]
+    model = stack.http.get(f"/models/{model_id}").json()
+    assert model["config"]["lr"] == quick_job["best"]["config"]["lr"]
+    rows = digits_rows(20)
+    imported = stack.http.post(f"/models/{model_id}/predict", json={"instances": rows}).json()
+    original = stack.http.post(f"/models/{quick_job['id']}/predict", json={"instances": rows})
+    assert imported["predictions"] == original.json()["predictions"]
+
+    not_one = tunefleet(stack, "import", str(tmp_path))
+    assert not_one.returncode == 1 and "Traceback" not in not_one.stderr
+    assert "experiment" in not_one.stderr

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any, Literal
 
+import pyarrow
+import pyarrow.csv
+import pyarrow.parquet
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -98,10 +101,11 @@ def get_trials(
     if format == "json":
         return table_records(table, records)
     buffer = io.BytesIO()
+    arrow = pyarrow.Table.from_pandas(table, preserve_index=False)
     if format == "csv":
-        table.to_csv(buffer, index=False)
+        pyarrow.csv.write_csv(arrow, buffer)  # some 8x faster than pandas' writer
     else:
-        table.to_parquet(buffer, index=False)
+        pyarrow.parquet.write_table(arrow, buffer)
     return Response(content=buffer.getvalue(), media_type=TABLE_TYPES[format])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,10 +45,15 @@ TopOption = Annotated[int, typer.Option("--top", min=1, help="How many of the be
 @app.command()
 def up() -> None:
     """Run Redis, Ray, Serve (gateway + predictor) and a driver here, until Ctrl-C."""
+    settings = get_settings()
+    if settings.ray_address not in (None, "auto", "local"):
+        # Ray turns token authentication on by itself only for "auto"; joining a cluster
+        # by its address needs it said before Ray is imported (the drivers inherit it).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     from cluster.stack import up as run_stack
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    run_stack(get_settings())
+    run_stack(settings)
 
 
 @app.command()

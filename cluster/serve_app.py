@@ -11,21 +11,26 @@ from shared.settings import Settings
 GATEWAY_APP = "tunefleet"
 PREDICTOR_APP = "tunefleet-models"
 PREDICTOR_ROUTE = "/models"
+# Replicas stay on the head, beside Redis and the stack: workers are for trials, and a
+# replica on a worker would keep the autoscaler from removing it when idle.
+ON_THE_HEAD = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
 
 
 def build_gateway(settings: Settings) -> Application:
     """The HTTP ingress for jobs, datasets and health."""
     # serve.deployment's decorators are untyped: mypy cannot see .bind on them.
-    return Gateway.bind(settings)  # type: ignore[attr-defined]
+    gateway = Gateway.options(ray_actor_options=ON_THE_HEAD)  # type: ignore[attr-defined]
+    return gateway.bind(settings)
 
 
 def build_predictor(settings: Settings) -> Application:
     """The /models API with the models in its replicas, autoscaled on ongoing requests."""
     predictor = Predictor.options(  # type: ignore[attr-defined]
+        ray_actor_options=ON_THE_HEAD,
         autoscaling_config={
             "min_replicas": settings.predictor_min_replicas,
             "max_replicas": settings.predictor_max_replicas,
             "target_ongoing_requests": 8,
-        }
+        },
     )
     return predictor.bind(settings)

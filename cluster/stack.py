@@ -60,7 +60,11 @@ def up(settings: Settings) -> None:
             logging_level=logging.WARNING,
         )
         parts.callback(ray.shutdown)
-        serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+        # One HTTP proxy, on the head: the address users reach (and port-forward to).
+        serve.start(
+            proxy_location="HeadOnly",
+            http_options={"host": settings.http_host, "port": settings.http_port},
+        )
         parts.callback(serve.shutdown)
         # Two applications: Serve's proxy sends /models/... straight to the predictor.
         serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")

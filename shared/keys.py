@@ -64,3 +64,7 @@ def job_events(job_id: str) -> str:
 
 
 JOB_EVENTS_KEPT = 20_000
+
+# String: JSON of the node shapes the cluster has or can start (see shared/capacity.py),
+# written by drivers, read by the gateway at submit; expires if no driver refreshes it.
+CLUSTER_CAPACITY = f"{PREFIX}:cluster:capacity"

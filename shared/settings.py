@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         validation_alias="RAY_ADDRESS",
         description="Ray cluster to use (Ray's own variable); unset, `tunefleet up` starts one.",
     )
+    autoscaler_config: Path = Field(
+        default=Path("~/ray_bootstrap_config.yaml").expanduser(),
+        description="The cluster launcher's config on the head (written by `ray up`); "
+        "its node types count as capacity a trial may get.",
+    )
     serve_proxy: Literal["default", "haproxy"] = Field(
         default="default",
         description="Serve's HTTP proxy: its Python proxy, or the HAProxy-based one "

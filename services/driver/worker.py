@@ -15,9 +15,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+import ray
 import redis
 
+from services.driver import cluster
 from services.driver.runner import run_job
+from shared.capacity import CapacityStore
 from shared.errors import TunefleetError
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
@@ -26,6 +29,8 @@ from shared.status import JobStatus
 
 log = logging.getLogger(__name__)
 REDIS_RETRY_S = 2.0
+# Node shapes change when the autoscaler adds or removes nodes; publish them this often.
+CAPACITY_REFRESH_S = 30.0
 
 
 def new_driver_id() -> str:
@@ -50,6 +55,14 @@ class Driver:
         self._lease_lost = threading.Event()
         self._stopped = threading.Event()
         self._beat_interval_s = max(0.2, settings.lease_s / 3)
+        assert settings.redis_url is not None
+        self._capacity = CapacityStore(
+            redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        )
+        self._capacity_at = -CAPACITY_REFRESH_S
+        # The alive nodes when the storage was last found shared: checked again when
+        # they change.
+        self._storage_checked_for: frozenset[str] = frozenset()
 
     def run_forever(self) -> None:
         log.info("driver %s: waiting for jobs", self.driver_id)
@@ -80,6 +93,7 @@ class Driver:
         self._lease_lost.clear()
         try:
             spec = self._jobs.get(job_id).spec
+            self._check_storage()
             run_job(
                 job_id,
                 spec,
@@ -102,6 +116,12 @@ class Driver:
             log.info("job %s: %s", job_id, self._jobs.state(job_id))
         finally:
             self._current = None
+
+    def _check_storage(self) -> None:
+        alive = frozenset(node["NodeID"] for node in ray.nodes() if node.get("Alive"))
+        if alive != self._storage_checked_for:
+            cluster.check_shared_storage(self._settings.storage_root)
+            self._storage_checked_for = alive
 
     def _should_stop(self, job_id: str) -> bool:
         return self._lease_lost.is_set() or self._jobs.state(job_id) is JobStatus.CANCELLING
@@ -130,3 +150,6 @@ class Driver:
             self._lease_lost.set()
         for reclaimed in self._jobs.reap():
             log.info("job %s: its driver went silent; back in the queue", reclaimed)
+        if time.monotonic() - self._capacity_at >= CAPACITY_REFRESH_S:
+            self._capacity.publish(cluster.capacity(self._settings.autoscaler_config))
+            self._capacity_at = time.monotonic()

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.gateway.deps import Services
 from services.gateway.routes import datasets, health, jobs
+from shared.capacity import CapacityStore
 from shared.data import DatasetStore
 from shared.http_errors import add_error_handlers
 from shared.jobs import JobStore
@@ -30,6 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         jobs=JobStore(client, settings.queue_policy()),
         datasets=DatasetStore(settings.datasets_dir),
         events=EventFeed.from_url(settings.redis_url),
+        capacity=CapacityStore(client),
     )
     for router in (jobs.router, datasets.router, health.router):
         app.include_router(router)

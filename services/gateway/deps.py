@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from shared.capacity import CapacityStore
 from shared.data import DatasetStore
 from shared.jobs import JobStore
 from shared.results import EventFeed
@@ -21,6 +22,7 @@ class Services:
     jobs: JobStore
     datasets: DatasetStore
     events: EventFeed
+    capacity: CapacityStore
 
 
 def _services(request: Request) -> Services:

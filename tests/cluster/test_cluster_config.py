@@ -218,7 +218,8 @@ def test_tunefleet_up_joins_that_ray_with_shared_storage(path: Path) -> None:
     up = one_command(config, "head_start_ray_commands", r"\btunefleet up\b")
     before, after = up.split("tunefleet up", 1)
     assert env_value(before, "RAY_ADDRESS") == "auto"
-    assert env_value(before, "TUNEFLEET_HTTP_HOST") == "0.0.0.0"
+    # Reached through `ray attach --port-forward` (an SSH tunnel), never the open network.
+    assert env_value(before, "TUNEFLEET_HTTP_HOST") == "127.0.0.1"
     # In the background: `ray up` waits for every start command to end.
     assert re.search(r"(?<![&>])&(?!&)", after), up
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from services.gateway.deps import ServicesDep
 from services.gateway.events import job_event_stream
+from shared.errors import InvalidInputError
 from shared.jobs import JOB_ID_PATTERN, JobView
 from shared.results import TrialRow, trials_table
 from shared.spec import JobSpec
@@ -48,6 +49,10 @@ def submit_job(
     """Queue a tuning job. The spec is validated in full before anything is written."""
     if spec.dataset.upload is not None:
         services.datasets.summary(spec.dataset.upload)  # 404 now rather than a failed job later
+    capacity = services.capacity.current()
+    refusal = capacity.refusal(spec.resources) if capacity is not None else None
+    if refusal is not None:  # rather than a job that waits forever for its trials
+        raise InvalidInputError(f"resources: {refusal}")
     job_id, _ = services.jobs.enqueue(spec, idempotency_key)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 

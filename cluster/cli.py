@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -249,6 +251,59 @@ def import_experiment(
     }
     record = _run(lambda: _client(url, api_key).import_model(found, meta))
     render.out.print(f"registered model {record['id']}")
+
+
+keys_app = typer.Typer(help="API keys: each belongs to a tenant.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create_key(
+    tenant: Annotated[str, typer.Argument(help="The tenant the key acts for.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Sees every tenant's.")] = False,
+) -> None:
+    """Print a new API key (shown this once; only its digest is stored). Talks to Redis
+    directly: TUNEFLEET_REDIS_URL, else the embedded stack's Redis."""
+    from shared.auth import KeyStore
+    from shared.errors import InvalidInputError
+
+    with _redis_url() as url:
+        try:
+            key = KeyStore.from_url(url).create(tenant, admin)
+        except InvalidInputError as exc:
+            render.fail(str(exc))
+            raise typer.Exit(1) from exc
+    render.out.print(key, highlight=False)
+
+
+@keys_app.command("revoke")
+def revoke_key(key: Annotated[str, typer.Argument(help="The key to revoke.")]) -> None:
+    """Revoke an API key."""
+    from shared.auth import KeyStore
+
+    with _redis_url() as url:
+        if not KeyStore.from_url(url).revoke(key):
+            render.fail("no such key")
+            raise typer.Exit(1)
+    render.out.print("revoked")
+
+
+@contextmanager
+def _redis_url() -> Iterator[str]:
+    """TUNEFLEET_REDIS_URL; else the running embedded stack's Redis; else the embedded
+    Redis started on its data for a moment."""
+    from cluster.redis_server import RedisServer
+
+    settings = get_settings()
+    if settings.redis_url is not None:
+        yield settings.redis_url
+        return
+    url_file = settings.embedded_redis_url_file
+    if url_file.exists():
+        yield url_file.read_text().strip()
+        return
+    with RedisServer(settings.home / "redis") as server:
+        yield server.url
 
 
 def _follow(client: GatewayClient, job_id: str) -> int:

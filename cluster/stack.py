@@ -22,10 +22,12 @@ from cluster.serve_app import (
     build_gateway,
     build_predictor,
 )
+from shared.auth import KeyStore
 from shared.settings import Settings
 
 log = logging.getLogger("tunefleet")
 DRIVER_STOP_TIMEOUT_S = 20.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 WATCH_INTERVAL_S = 0.5
 
 
@@ -46,8 +48,13 @@ def up(settings: Settings) -> None:
             server = RedisServer(settings.home / "redis", settings.redis_port)
             redis_url = server.start()
             parts.callback(server.stop)
+            # Where `tunefleet keys` finds this Redis while the stack runs.
+            url_file = settings.embedded_redis_url_file
+            url_file.write_text(redis_url)
+            parts.callback(lambda: url_file.unlink(missing_ok=True))
             log.info("Redis: %s (append-only files in %s)", redis_url, server.data_dir)
         settings = settings.model_copy(update={"redis_url": redis_url})
+        _check_exposure(settings, KeyStore.from_url(redis_url))
         settings.storage_root.mkdir(parents=True, exist_ok=True)
 
         if settings.serve_proxy == "haproxy":
@@ -91,6 +98,20 @@ def up(settings: Settings) -> None:
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+
+
+def _check_exposure(settings: Settings, keys: KeyStore) -> None:
+    """No keys: auth is off, so only this machine may reach the API."""
+    if keys.enabled():
+        log.info("API keys are in use: every request needs 'Authorization: Bearer <key>'")
+        return
+    if settings.http_host not in LOOPBACK_HOSTS:
+        raise SystemExit(
+            f"refusing to listen on {settings.http_host} with no API key: anyone who can "
+            "reach it would see every job, dataset and model. Create a key first "
+            "(tunefleet keys create TENANT --admin), or keep TUNEFLEET_HTTP_HOST=127.0.0.1"
+        )
+    log.info("no API keys: auth is off, and tunefleet listens on %s only", settings.http_host)
 
 
 def _start_driver(env: dict[str, str]) -> subprocess.Popen[bytes]:

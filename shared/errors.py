@@ -32,3 +32,13 @@ class QueueFullError(TunefleetError):
     """Raised when the queue already holds TUNEFLEET_MAX_QUEUED jobs; nothing was written."""
 
     retry_after_s = 10
+
+
+class UnauthorizedError(TunefleetError):
+    """Raised when API keys are in use and a request has none, or an unknown one."""
+
+
+class TooManyJobsError(TunefleetError):
+    """Raised when a tenant already has its limit of queued and running jobs."""
+
+    retry_after_s = 30

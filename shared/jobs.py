@@ -19,7 +19,8 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import keys, queue_scripts
-from shared.errors import ConflictError, NotFoundError, QueueFullError
+from shared.auth import DEFAULT_TENANT
+from shared.errors import ConflictError, NotFoundError, QueueFullError, TooManyJobsError
 from shared.results import ResultStore
 from shared.spec import JobSpec
 from shared.status import JobStatus
@@ -60,12 +61,14 @@ class JobView(BaseModel):
     error: str | None = None
     attempts: int = 0
     driver: str | None = None
+    tenant: str = DEFAULT_TENANT
 
 
 class QueuePolicy(BaseModel):
     """The queue's limits and timings (from Settings)."""
 
     max_queued: int = 10_000
+    max_active_per_tenant: int = 1_000
     lease_s: float = 30.0
     max_attempts: int = 3
     retention_s: int = 7 * 24 * 3600
@@ -96,11 +99,14 @@ class JobStore:
 
     # -- submit, read, cancel ----------------------------------------------------------
 
-    def enqueue(self, spec: JobSpec, idempotency_key: str | None = None) -> tuple[str, bool]:
-        """Record a job and queue it, atomically; return (job id, created).
+    def enqueue(
+        self, spec: JobSpec, idempotency_key: str | None = None, tenant: str = DEFAULT_TENANT
+    ) -> tuple[str, bool]:
+        """Record a job of ``tenant`` and queue it, atomically; return (job id, created).
 
-        With an idempotency key already used, nothing is written and the first job's
-        id comes back with created False. QueueFullError when the queue is full.
+        With an idempotency key the tenant already used, nothing is written and the
+        first job's id comes back with created False. QueueFullError when the queue is
+        full; TooManyJobsError when the tenant has its limit of queued and running jobs.
         """
         job_id = new_job_id()
         now = time.time()
@@ -113,6 +119,7 @@ class JobStore:
             "trials_total": str(spec.trial_count()),
             "trials_done": "0",
             "attempts": "0",
+            "tenant": tenant,
         }
         fields = [item for pair in record.items() for item in pair]
         outcome, value = self._enqueue(
@@ -120,8 +127,11 @@ class JobStore:
                 keys.job(job_id),
                 keys.JOBS,
                 keys.queue(spec.priority),
-                keys.idempotency(idempotency_key or ""),
+                # Per tenant: one tenant's key never answers another tenant's job.
+                keys.idempotency(f"{tenant}:{idempotency_key or ''}"),
                 *keys.QUEUES,
+                keys.tenant_jobs(tenant),
+                keys.tenant_active(tenant),
             ],
             args=[
                 job_id,
@@ -129,11 +139,18 @@ class JobStore:
                 self.policy.max_queued,
                 self.policy.idempotency_ttl_s if idempotency_key else 0,
                 self.policy.retention_s,
+                self.policy.max_active_per_tenant,
+                keys.job(""),
                 *fields,
             ],
         )
         if outcome == "full":
             raise QueueFullError(f"the queue holds {value} jobs, its limit; submit again later")
+        if outcome == "tenant_full":
+            raise TooManyJobsError(
+                f"tenant {tenant} has {value} queued and running jobs, its limit "
+                "(TUNEFLEET_MAX_ACTIVE_JOBS_PER_TENANT); submit again when some have ended"
+            )
         return str(value), outcome == "created"
 
     def cancel(self, job_id: str) -> JobView:
@@ -162,16 +179,17 @@ class JobStore:
     def exists(self, job_id: str) -> bool:
         return bool(self._redis.exists(keys.job(job_id)))
 
-    def recent(self, limit: int = 100) -> list[JobView]:
-        """The newest jobs first."""
-        ids: list[str] = self._redis.zrevrange(keys.JOBS, 0, limit - 1)  # type: ignore[assignment]
+    def recent(self, limit: int = 100, tenant: str | None = None) -> list[JobView]:
+        """The newest jobs first: every tenant's, or one tenant's."""
+        index = keys.JOBS if tenant is None else keys.tenant_jobs(tenant)
+        ids: list[str] = self._redis.zrevrange(index, 0, limit - 1)  # type: ignore[assignment]
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))
             raws = pipe.execute()
         expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if not raw]
         if expired:  # records past their retention leave the index lazily
-            self._redis.zrem(keys.JOBS, *expired)
+            self._redis.zrem(index, *expired)
         return [_view(raw) for raw in raws if raw]
 
     def queue_depths(self) -> dict[str, int]:
@@ -339,4 +357,5 @@ def _view(raw: Fields) -> JobView:
         error=raw.get("error"),
         attempts=int(raw.get("attempts", 0)),
         driver=raw.get("driver"),
+        tenant=raw.get("tenant", DEFAULT_TENANT),
     )

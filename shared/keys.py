@@ -68,3 +68,17 @@ JOB_EVENTS_KEPT = 20_000
 # String: JSON of the node shapes the cluster has or can start (see shared/capacity.py),
 # written by drivers, read by the gateway at submit; expires if no driver refreshes it.
 CLUSTER_CAPACITY = f"{PREFIX}:cluster:capacity"
+
+# Hash of SHA-256 (hex) of an API key -> JSON {tenant, admin, created_at}. Keys
+# themselves are never stored.
+API_KEYS = f"{PREFIX}:api_keys"
+
+
+def tenant_jobs(tenant: str) -> str:
+    """Sorted set of one tenant's job ids, scored by submission time."""
+    return f"{PREFIX}:tenant:{tenant}:jobs"
+
+
+def tenant_active(tenant: str) -> str:
+    """Set of one tenant's job ids that may still be queued or running (cleaned lazily)."""
+    return f"{PREFIX}:tenant:{tenant}:active"

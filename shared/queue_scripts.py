@@ -6,8 +6,10 @@ spelled here.
 
 from __future__ import annotations
 
-# KEYS: job, jobs index, its priority queue, idempotency key, the three queues
-# ARGV: job id, now (s), max queued, idempotency TTL (s, "0" for none), retention, fields...
+# KEYS: job, jobs index, its priority queue, idempotency key, the three queues,
+#       the tenant's jobs index, the tenant's active set
+# ARGV: job id, now (s), max queued, idempotency TTL (s, "0" for none), retention,
+#       the tenant's most active jobs, job key prefix, fields...
 ENQUEUE = """
 if ARGV[4] ~= "0" then
   local existing = redis.call("GET", KEYS[4])
@@ -16,10 +18,22 @@ end
 local depth = redis.call("LLEN", KEYS[5]) + redis.call("LLEN", KEYS[6])
   + redis.call("LLEN", KEYS[7])
 if depth >= tonumber(ARGV[3]) then return {"full", tostring(depth)} end
+local active = 0
+for _, id in ipairs(redis.call("SMEMBERS", KEYS[9])) do
+  local state = redis.call("HGET", ARGV[7] .. id, "state")
+  if state == "queued" or state == "running" or state == "cancelling" then
+    active = active + 1
+  else
+    redis.call("SREM", KEYS[9], id)
+  end
+end
+if active >= tonumber(ARGV[6]) then return {"tenant_full", tostring(active)} end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[1])
+redis.call("ZADD", KEYS[8], ARGV[2], ARGV[1])
+redis.call("SADD", KEYS[9], ARGV[1])
 redis.call("LPUSH", KEYS[3], ARGV[1])
 if ARGV[4] ~= "0" then redis.call("SET", KEYS[4], ARGV[1], "EX", ARGV[4]) end
 return {"created", ARGV[1]}

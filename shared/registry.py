@@ -9,6 +9,7 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import keys
+from shared.auth import DEFAULT_TENANT
 from shared.errors import NotFoundError
 
 MODEL_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -39,6 +40,7 @@ class ModelRecord(BaseModel):
     feature_names: list[str]
     classes: list[Any] = Field(description="Class labels; empty for regression.")
     created_at: float
+    tenant: str = DEFAULT_TENANT
 
 
 RECORDS_CACHED = 256
@@ -87,32 +89,51 @@ class ModelRegistry:
             raise NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
         return record
 
-    def recent(self, limit: int = 100) -> list[ModelRecord]:
-        """The newest models first."""
-        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, limit - 1)  # type: ignore[assignment]
-        raws = self._redis.mget([keys.model(i) for i in ids]) if ids else []
-        return [ModelRecord.model_validate_json(raw) for raw in raws if raw]
+    def recent(self, limit: int = 100, tenant: str | None = None) -> list[ModelRecord]:
+        """The newest models first: every tenant's, or one tenant's."""
+        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, -1)  # type: ignore[assignment]
+        found: list[ModelRecord] = []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            for raw in self._redis.mget([keys.model(i) for i in batch]):
+                record = ModelRecord.model_validate_json(raw) if raw else None
+                if record is not None and tenant in (None, record.tenant):
+                    found.append(record)
+                    if len(found) == limit:
+                        return found
+        return found
 
     # -- aliases -----------------------------------------------------------------------
 
-    def aliases(self) -> dict[str, str]:
-        """Alias name -> model id."""
-        return dict(self._redis.hgetall(keys.ALIASES))  # type: ignore[arg-type]
+    # Each tenant names its own aliases: "prod" of one tenant is not another's. The
+    # default tenant's are stored under their bare name, others' as "tenant/name" (an
+    # alias cannot hold "/").
 
-    def set_alias(self, name: str, model_id: str) -> None:
-        """Point an alias at a model (promote it); NotFoundError for an unknown model."""
+    def aliases(self, tenant: str = DEFAULT_TENANT) -> dict[str, str]:
+        """A tenant's aliases: name -> model id."""
+        raw: dict[str, str] = self._redis.hgetall(keys.ALIASES)  # type: ignore[assignment]
+        prefix = "" if tenant == DEFAULT_TENANT else f"{tenant}/"
+        return {
+            field.removeprefix(prefix): model_id
+            for field, model_id in raw.items()
+            if (field.startswith(prefix) and "/" not in field.removeprefix(prefix))
+        }
+
+    def set_alias(self, name: str, model_id: str, tenant: str = DEFAULT_TENANT) -> None:
+        """Point a tenant's alias at a model (promote it); NotFoundError for an unknown
+        model."""
         self.get(model_id)
-        self._redis.hset(keys.ALIASES, name, model_id)
+        self._redis.hset(keys.ALIASES, _alias_field(tenant, name), model_id)
 
-    def delete_alias(self, name: str) -> None:
-        if not self._redis.hdel(keys.ALIASES, name):
+    def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
+        if not self._redis.hdel(keys.ALIASES, _alias_field(tenant, name)):
             raise NotFoundError(f"no alias {name!r}; GET /models/aliases lists them")
 
-    def resolve(self, ref: str) -> str | None:
-        """The model id a reference names: a model id as it is, an alias followed."""
+    def resolve(self, ref: str, tenant: str = DEFAULT_TENANT) -> str | None:
+        """The model id a reference names: a model id as it is, a tenant's alias followed."""
         if len(ref) == 32:
             return ref
-        model_id = self._redis.hget(keys.ALIASES, ref)
+        model_id = self._redis.hget(keys.ALIASES, _alias_field(tenant, ref))
         return str(model_id) if model_id else None
 
     def promote_if_better(self, name: str, candidate: ModelRecord) -> bool:
@@ -123,17 +144,22 @@ class ModelRegistry:
             while True:
                 try:
                     pipe.watch(keys.ALIASES)
-                    current_id = pipe.hget(keys.ALIASES, name)
+                    field = _alias_field(candidate.tenant, name)
+                    current_id = pipe.hget(keys.ALIASES, field)
                     current = self.find(str(current_id)) if current_id else None
                     if current is not None and not _beats(candidate, current, metric, mode):
                         pipe.unwatch()
                         return False
                     pipe.multi()
-                    pipe.hset(keys.ALIASES, name, candidate.id)
+                    pipe.hset(keys.ALIASES, field, candidate.id)
                     pipe.execute()
                     return True
                 except redis.WatchError:
                     continue
+
+
+def _alias_field(tenant: str, name: str) -> str:
+    return name if tenant == DEFAULT_TENANT else f"{tenant}/{name}"
 
 
 def _beats(candidate: ModelRecord, current: ModelRecord, metric: str, mode: str) -> bool:

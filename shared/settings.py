@@ -61,6 +61,16 @@ class Settings(BaseSettings):
         description="Where the CLI finds the gateway.",
     )
     max_upload_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest JSON request body (job specs, predict)."
+    )
+    max_dataset_rows: int = Field(default=1_000_000, gt=0)
+    max_dataset_columns: int = Field(default=1_000, gt=1)
+    max_active_jobs_per_tenant: int = Field(
+        default=1_000,
+        gt=0,
+        description="Queued and running jobs one tenant may have; past it, 429.",
+    )
     max_instances: int = Field(default=1024, gt=0, description="Rows in one predict request.")
     max_epochs: int = Field(default=1000, gt=0)
     max_trials: int = Field(default=10_000, gt=0)
@@ -95,11 +105,17 @@ class Settings(BaseSettings):
         """The queue's limits and timings, for JobStore."""
         return QueuePolicy(
             max_queued=self.max_queued,
+            max_active_per_tenant=self.max_active_jobs_per_tenant,
             lease_s=self.lease_s,
             max_attempts=self.max_attempts,
             retention_s=self.job_retention_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
         )
+
+    @property
+    def embedded_redis_url_file(self) -> Path:
+        """Where `tunefleet up` writes its embedded Redis's URL while it runs."""
+        return self.home / "redis" / "url"
 
     @property
     def storage_root(self) -> Path:

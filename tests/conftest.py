@@ -25,6 +25,8 @@ TUNEFLEET = Path(sys.executable).parent / "tunefleet"
 # The stack's limits in tests: small enough to reach in a test.
 MAX_QUEUED = 250
 MAX_INSTANCES = 100
+MAX_TRIALS = 100
+MAX_EPOCHS = 200
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +85,8 @@ class Stack:
             TUNEFLEET_URL=self.url,
             TUNEFLEET_MAX_QUEUED=str(MAX_QUEUED),
             TUNEFLEET_MAX_INSTANCES=str(MAX_INSTANCES),
+            TUNEFLEET_MAX_TRIALS=str(MAX_TRIALS),
+            TUNEFLEET_MAX_EPOCHS=str(MAX_EPOCHS),
             # One predictor replica: every model it serves is multiplexed on it.
             TUNEFLEET_PREDICTOR_MAX_REPLICAS="1",
         )

@@ -15,6 +15,7 @@ from ray import tune
 from services.driver import search
 from services.driver.progress import ProgressToRedis, trial_error
 from services.driver.trainable import tunefleet_trial
+from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
 from shared.jobs import BestTrial, JobStore
@@ -75,6 +76,7 @@ def run_job(
     jobs: JobStore,
     registry: ModelRegistry,
     should_stop: Callable[[], bool] = lambda: False,
+    tenant: str = DEFAULT_TENANT,
 ) -> None:
     """Tune a job, register its best model and mark it succeeded.
 
@@ -83,9 +85,16 @@ def run_job(
     ``should_stop`` turns true the trials stop and the job is left for the caller.
     Raises a TunefleetError with a reason for the user when the job cannot succeed.
     """
-    datasets = DatasetStore(settings.datasets_dir)
+    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     target = target_of(spec.dataset, datasets)
-    data = prepare(load_frame(spec.dataset, datasets), spec.dataset, target, spec.task)
+    # The limits again: they may have been lowered since the upload.
+    frame = load_frame(
+        spec.dataset,
+        datasets,
+        max_rows=settings.max_dataset_rows,
+        max_columns=settings.max_dataset_columns,
+    )
+    data = prepare(frame, spec.dataset, target, spec.task)
     metric, mode = spec.objective(data.task)
     jobs.record_objective(job_id, data.task, metric, mode)
     seed = spec.search.seed if spec.search.seed is not None else spec.dataset.seed
@@ -166,6 +175,7 @@ def run_job(
         feature_names=data.feature_names,
         classes=data.classes,
         created_at=time.time(),
+        tenant=tenant,
     )
     registry.register(record)
     if spec.promote is not None:

@@ -92,15 +92,16 @@ class Driver:
         self._current = job_id
         self._lease_lost.clear()
         try:
-            spec = self._jobs.get(job_id).spec
+            job = self._jobs.get(job_id)
             self._check_storage()
             run_job(
                 job_id,
-                spec,
+                job.spec,
                 self._settings,
                 self._jobs,
                 self._registry,
                 should_stop=lambda: self._should_stop(job_id),
+                tenant=job.tenant,
             )
         except TunefleetError as exc:
             log.info("job %s: failed: %s", job_id, exc)

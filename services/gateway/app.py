@@ -5,11 +5,12 @@ from __future__ import annotations
 import redis
 from fastapi import FastAPI
 
+from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
 from services.gateway.routes import datasets, health, jobs
+from shared.auth import KeyStore
 from shared.capacity import CapacityStore
-from shared.data import DatasetStore
-from shared.http_errors import add_error_handlers
+from shared.http_edge import BodyLimit, add_error_handlers
 from shared.jobs import JobStore
 from shared.results import EventFeed
 from shared.settings import Settings
@@ -26,14 +27,21 @@ def create_app(settings: Settings) -> FastAPI:
         "Models and predictions: /models/docs.",
         version="0.1.0",
     )
+    app.state.keys = KeyStore(client)
     app.state.services = Services(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
-        datasets=DatasetStore(settings.datasets_dir),
         events=EventFeed.from_url(settings.redis_url),
         capacity=CapacityStore(client),
     )
     for router in (jobs.router, datasets.router, health.router):
         app.include_router(router)
+    add_dashboard(app)
     add_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        body_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        upload_paths=("/datasets",),
+    )
     return app

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from shared.auth import tenant_folder
 from shared.capacity import CapacityStore
 from shared.data import DatasetStore
 from shared.jobs import JobStore
@@ -20,9 +21,12 @@ class Services:
 
     settings: Settings
     jobs: JobStore
-    datasets: DatasetStore
     events: EventFeed
     capacity: CapacityStore
+
+    def datasets_of(self, tenant: str) -> DatasetStore:
+        """A tenant's uploaded datasets (each tenant has its own folder)."""
+        return DatasetStore(tenant_folder(self.settings.datasets_dir, tenant))
 
 
 def _services(request: Request) -> Services:

@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.predictor import routes
 from services.predictor.deps import ModelServices, PredictFn
-from shared.http_errors import add_error_handlers
+from shared.auth import KeyStore
+from shared.http_edge import BodyLimit, add_error_handlers
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -28,6 +29,7 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
         summary="Registered models, their aliases, and predictions. Jobs: /docs.",
         version="0.1.0",
     )
+    app.state.keys = KeyStore(client)
     app.state.services = ModelServices(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
@@ -36,6 +38,12 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
     )
     app.include_router(routes.router)
     add_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        body_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        upload_paths=("/import",),
+    )
     app.add_middleware(_RootWithoutSlash)
     return app
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 
 from services.predictor.deps import ModelServicesDep
+from shared.auth import Principal, tenant_folder
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -23,6 +24,7 @@ from shared.errors import (
     PayloadTooLargeError,
 )
 from shared.features import instances_to_matrix
+from shared.http_edge import PrincipalDep
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 
@@ -59,28 +61,30 @@ class Alias(BaseModel):
 
 
 @router.get("/")
-def list_models(services: ModelServicesDep) -> list[ModelRecord]:
-    """The newest models first."""
-    return services.registry.recent()
+def list_models(services: ModelServicesDep, principal: PrincipalDep) -> list[ModelRecord]:
+    """The newest models first (an admin sees every tenant's)."""
+    return services.registry.recent(tenant=None if principal.admin else principal.tenant)
 
 
 @router.get("/aliases")
-def list_aliases(services: ModelServicesDep) -> dict[str, str]:
-    """Alias name -> model id."""
-    return services.registry.aliases()
+def list_aliases(services: ModelServicesDep, principal: PrincipalDep) -> dict[str, str]:
+    """The tenant's aliases: name -> model id."""
+    return services.registry.aliases(principal.tenant)
 
 
 @router.put("/aliases/{name}")
-def set_alias(name: AliasName, target: AliasTarget, services: ModelServicesDep) -> Alias:
+def set_alias(
+    name: AliasName, target: AliasTarget, services: ModelServicesDep, principal: PrincipalDep
+) -> Alias:
     """Promote a model: predictions by this alias go to it from now on."""
-    _model(target.model_id, services)
-    services.registry.set_alias(name, target.model_id)
+    _model(target.model_id, services, principal)
+    services.registry.set_alias(name, target.model_id, principal.tenant)
     return Alias(alias=name, model_id=target.model_id)
 
 
 @router.delete("/aliases/{name}", status_code=204)
-def delete_alias(name: AliasName, services: ModelServicesDep) -> Response:
-    services.registry.delete_alias(name)
+def delete_alias(name: AliasName, services: ModelServicesDep, principal: PrincipalDep) -> Response:
+    services.registry.delete_alias(name, principal.tenant)
     return Response(status_code=204)
 
 
@@ -98,6 +102,7 @@ async def import_model(
     checkpoint: Annotated[UploadFile, File(description=f"A tunefleet {CHECKPOINT_FILE}.")],
     meta: Annotated[str, Form(description="ImportMeta as JSON.")],
     services: ModelServicesDep,
+    principal: PrincipalDep,
 ) -> ModelRecord:
     """Register a checkpoint made by tunefleet's trainable elsewhere (an old experiment
     folder, another cluster) as a model that can be predicted with."""
@@ -119,7 +124,8 @@ async def import_model(
                 f"not a tunefleet checkpoint ({type(exc).__name__}); only {CHECKPOINT_FILE} "
                 "files written by tunefleet's trainable can be imported"
             ) from exc
-        home = services.settings.storage_root / "models" / model_id
+        home = tenant_folder(services.settings.storage_root / "models", principal.tenant)
+        home = home / model_id
         home.mkdir(parents=True)
         shutil.copy(FilePath(folder) / CHECKPOINT_FILE, home / CHECKPOINT_FILE)
     record = ModelRecord(
@@ -135,25 +141,31 @@ async def import_model(
         feature_names=list(bundle.feature_names),
         classes=list(bundle.classes),
         created_at=time.time(),
+        tenant=principal.tenant,
     )
     services.registry.register(record)
     return record
 
 
 @router.get("/{model_id}")
-def get_model(model_id: ModelId, services: ModelServicesDep) -> ModelRecord:
-    return _model(model_id, services)
+def get_model(
+    model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep
+) -> ModelRecord:
+    return _model(model_id, services, principal)
 
 
 @router.post("/{model_ref}/predict")
 async def predict(
-    model_ref: ModelRef, request: PredictRequest, services: ModelServicesDep
+    model_ref: ModelRef,
+    request: PredictRequest,
+    services: ModelServicesDep,
+    principal: PrincipalDep,
 ) -> PredictResponse:
     """Predict with a model, by id or alias: classes and their probabilities, or values."""
-    model_id = services.registry.resolve(model_ref)
+    model_id = services.registry.resolve(model_ref, principal.tenant)
     if model_id is None:
         raise NotFoundError(f"no alias {model_ref!r}; GET /models/aliases lists them")
-    record = _model(model_id, services)
+    record = _model(model_id, services, principal)
     limit = services.settings.max_instances
     if len(request.instances) > limit:
         raise PayloadTooLargeError(
@@ -166,15 +178,21 @@ async def predict(
     )
 
 
-def _model(model_id: str, services: ModelServicesDep) -> ModelRecord:
+def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
+    """The model, if the principal may see it; another tenant's is not found (404)."""
+    unknown = NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
     record = services.registry.find(model_id)
     if record is not None:
+        if not principal.may_see(record.tenant):
+            raise unknown
         return record
     if services.jobs.exists(model_id):
         job = services.jobs.get(model_id)
+        if not principal.may_see(job.tenant):
+            raise unknown
         reason = f": {job.error}" if job.error else ""
         raise ConflictError(
             f"job {model_id} is {job.state.value} and has no model{reason}; "
             "a job registers its model when it succeeds"
         )
-    return services.registry.get(model_id)
+    raise unknown

@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 from services.gateway.deps import ServicesDep
 from shared.data import DEFAULT_TARGET, DatasetSummary
 from shared.errors import InvalidInputError, PayloadTooLargeError
+from shared.http_edge import PrincipalDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
@@ -35,6 +36,7 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 async def upload_dataset(
     request: Request,
     services: ServicesDep,
+    principal: PrincipalDep,
     target: Annotated[str, Query(min_length=1, max_length=256)] = DEFAULT_TARGET,
 ) -> DatasetSummary:
     """Upload a CSV (multipart field ``file``, or a raw text/csv body) with a header row.
@@ -55,4 +57,9 @@ async def upload_dataset(
         content = await request.body()
     if len(content) > limit:
         raise PayloadTooLargeError(f"the upload is larger than the limit of {limit} bytes")
-    return services.datasets.save(content, target)
+    return services.datasets_of(principal.tenant).save(
+        content,
+        target,
+        max_rows=services.settings.max_dataset_rows,
+        max_columns=services.settings.max_dataset_columns,
+    )

@@ -14,7 +14,9 @@ from pydantic import BaseModel
 
 from services.gateway.deps import ServicesDep
 from services.gateway.events import job_event_stream
-from shared.errors import InvalidInputError
+from shared.auth import Principal
+from shared.errors import InvalidInputError, NotFoundError
+from shared.http_edge import PrincipalDep
 from shared.jobs import JOB_ID_PATTERN, JobView
 from shared.results import TrialRow, trials_table
 from shared.spec import JobSpec
@@ -37,6 +39,7 @@ class JobAccepted(BaseModel):
 def submit_job(
     spec: JobSpec,
     services: ServicesDep,
+    principal: PrincipalDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -47,34 +50,34 @@ def submit_job(
     ] = None,
 ) -> JobAccepted:
     """Queue a tuning job. The spec is validated in full before anything is written."""
-    if spec.dataset.upload is not None:
-        services.datasets.summary(spec.dataset.upload)  # 404 now rather than a failed job later
-    capacity = services.capacity.current()
-    refusal = capacity.refusal(spec.resources) if capacity is not None else None
-    if refusal is not None:  # rather than a job that waits forever for its trials
-        raise InvalidInputError(f"resources: {refusal}")
-    job_id, _ = services.jobs.enqueue(spec, idempotency_key)
+    if spec.dataset.upload is not None:  # 404 now rather than a failed job later
+        services.datasets_of(principal.tenant).summary(spec.dataset.upload)
+    _check_limits(spec, services)
+    job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
 
 @router.get("")
 def list_jobs(
-    services: ServicesDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    services: ServicesDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobView]:
-    """The newest jobs first."""
-    return services.jobs.recent(limit)
+    """The newest jobs first (an admin sees every tenant's)."""
+    return services.jobs.recent(limit, None if principal.admin else principal.tenant)
 
 
 @router.get("/{job_id}")
-def get_job(job_id: JobId, services: ServicesDep) -> JobView:
+def get_job(job_id: JobId, services: ServicesDep, principal: PrincipalDep) -> JobView:
     """A job's state, progress, best trial so far, test score and error."""
-    return services.jobs.get(job_id)
+    return own_job(job_id, services, principal)
 
 
 @router.delete("/{job_id}", status_code=202)
-def cancel_job(job_id: JobId, services: ServicesDep) -> JobView:
+def cancel_job(job_id: JobId, services: ServicesDep, principal: PrincipalDep) -> JobView:
     """Cancel a job: a queued one at once (cancelled), a running one once its trials
     have stopped (cancelling, then cancelled). 409 if it has already ended."""
+    own_job(job_id, services, principal)
     return services.jobs.cancel(job_id)
 
 
@@ -86,6 +89,7 @@ def cancel_job(job_id: JobId, services: ServicesDep) -> JobView:
 def get_trials(
     job_id: JobId,
     services: ServicesDep,
+    principal: PrincipalDep,
     format: Literal["json", "csv", "parquet"] = "json",
     sort: Annotated[
         Literal["trial_id", "metric"],
@@ -95,7 +99,7 @@ def get_trials(
 ) -> Any:
     """One row per trial: config, last and best metrics, epochs, time, node, state and
     whether the scheduler stopped it early; as JSON, CSV or Parquet."""
-    job = services.jobs.get(job_id)
+    job = own_job(job_id, services, principal)
     records = services.jobs.results.trial_records(job_id)
     metric = (job.metric or job.spec.metric) if sort == "metric" else None
     if format == "json" and metric is None:
@@ -116,11 +120,11 @@ def get_trials(
 
 @router.get("/{job_id}/trials/{trial_id}/history")
 def get_trial_history(
-    job_id: JobId, trial_id: TrialId, services: ServicesDep
+    job_id: JobId, trial_id: TrialId, services: ServicesDep, principal: PrincipalDep
 ) -> list[dict[str, float]]:
     """A trial's metrics per epoch (training_iteration, training and validation
     accuracy and loss, or RMSE and R^2), first epoch first."""
-    services.jobs.get(job_id)
+    own_job(job_id, services, principal)
     return services.jobs.results.history(job_id, trial_id)
 
 
@@ -132,16 +136,45 @@ def get_trial_history(
 async def follow_job(
     job_id: JobId,
     services: ServicesDep,
+    principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(pattern=r"^\d+-\d+$")] = None,
 ) -> StreamingResponse:
     """Server-Sent Events as the job runs: ``job`` (the job, when its state or progress
     changes) and ``trial`` (a trial's row after each epoch). The stream ends after the
     job's final state. Reconnect with Last-Event-ID to go on where it stopped."""
-    services.jobs.get(job_id)  # 404 before the stream starts
+    own_job(job_id, services, principal)  # 404 before the stream starts
     stream = job_event_stream(services, job_id, last_event_id)
     return StreamingResponse(
         stream, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
     )
+
+
+def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView:
+    """The job, if the principal may see it; another tenant's job is not found (404,
+    not 403, so that ids do not leak)."""
+    job = services.jobs.get(job_id)
+    if not principal.may_see(job.tenant):
+        raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
+    return job
+
+
+def _check_limits(spec: JobSpec, services: ServicesDep) -> None:
+    settings = services.settings
+    if spec.trial_count() > settings.max_trials:
+        raise InvalidInputError(
+            f"search: the spec asks for {spec.trial_count()} trials; at most "
+            f"{settings.max_trials} are allowed here (TUNEFLEET_MAX_TRIALS)"
+        )
+    epochs = spec.search_space.most_epochs()
+    if epochs > settings.max_epochs:
+        raise InvalidInputError(
+            f"search_space.epochs: up to {epochs} epochs asked; at most {settings.max_epochs} "
+            "are allowed here (TUNEFLEET_MAX_EPOCHS)"
+        )
+    capacity = services.capacity.current()
+    refusal = capacity.refusal(spec.resources) if capacity is not None else None
+    if refusal is not None:  # rather than a job that waits forever for its trials
+        raise InvalidInputError(f"resources: {refusal}")
 
 
 def table_records(table: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,85 @@
+"""API keys and tenants.
+
+A key belongs to a tenant; a tenant sees its own jobs, datasets and models only, and an
+admin key sees every tenant's. Keys are stored as SHA-256 digests, never as they are.
+With no key stored, auth is off: everyone is the default tenant, with admin rights, and
+the stack only listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import time
+from pathlib import Path
+
+import redis
+from pydantic import BaseModel
+
+from shared import keys
+from shared.errors import InvalidInputError
+
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+DEFAULT_TENANT = "default"
+KEY_PREFIX = "tfk_"
+
+
+class Principal(BaseModel):
+    """Who a request acts for."""
+
+    tenant: str
+    admin: bool = False
+
+    def may_see(self, tenant: str) -> bool:
+        return self.admin or tenant == self.tenant
+
+
+ANONYMOUS = Principal(tenant=DEFAULT_TENANT, admin=True)
+
+
+class KeyStore:
+    """API keys in Redis, by digest. The only place that touches their key."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> KeyStore:
+        return cls(redis.Redis.from_url(url, decode_responses=True))
+
+    def create(self, tenant: str, admin: bool = False) -> str:
+        """A new key for ``tenant``; the only time the key itself is seen."""
+        if not re.fullmatch(TENANT_PATTERN, tenant):
+            raise InvalidInputError(
+                f"tenant {tenant!r}: use 1-40 characters a-z, 0-9, _ and -, starting with a "
+                "letter or digit"
+            )
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = {"tenant": tenant, "admin": admin, "created_at": time.time()}
+        self._redis.hset(keys.API_KEYS, _digest(key), json.dumps(record))
+        return key
+
+    def revoke(self, key: str) -> bool:
+        return bool(self._redis.hdel(keys.API_KEYS, _digest(key)))
+
+    def enabled(self) -> bool:
+        """Whether any key exists: then every request needs one."""
+        return bool(self._redis.hlen(keys.API_KEYS))
+
+    def resolve(self, key: str) -> Principal | None:
+        raw = self._redis.hget(keys.API_KEYS, _digest(key))
+        if not raw:
+            return None
+        record = json.loads(str(raw))
+        return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
+
+
+def tenant_folder(root: Path, tenant: str) -> Path:
+    """A tenant's own folder below ``root`` (the default tenant's is ``root``)."""
+    return root if tenant == DEFAULT_TENANT else root / "tenants" / tenant
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()

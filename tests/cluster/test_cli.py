@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from cluster.redis_server import free_port
 from tests.conftest import TUNEFLEET, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
@@ -159,3 +161,18 @@ def test_import_an_experiment_folder_and_serve_its_best(
     not_one = tunefleet(stack, "import", str(tmp_path))
     assert not_one.returncode == 1 and "Traceback" not in not_one.stderr
     assert "experiment" in not_one.stderr
+
+
+def test_up_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")},
+        "TUNEFLEET_HOME": str(tmp_path),
+        "TUNEFLEET_HTTP_HOST": "0.0.0.0",
+        "TUNEFLEET_HTTP_PORT": str(free_port()),
+    }
+    done = subprocess.run(
+        [str(TUNEFLEET), "up"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "refusing to listen on 0.0.0.0 with no API key" in done.stderr
+    assert "tunefleet keys create" in done.stderr

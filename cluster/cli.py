@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
+import redis
 import typer
 import yaml
 
@@ -203,7 +205,10 @@ def predict(
         except json.JSONDecodeError as exc:
             render.fail(f"stdin is not JSON ({exc}); pass rows with --csv FILE instead")
             raise typer.Exit(1) from exc
-        instances = body["instances"] if isinstance(body, dict) else body
+        instances = body.get("instances") if isinstance(body, dict) else body
+        if not isinstance(instances, list):
+            render.fail('stdin must hold {"instances": [...]} or a list of rows')
+            raise typer.Exit(1)
     answer = _run(lambda: _client(url, api_key).predict(model, instances))
     frame = render.predictions_frame(answer)
     if as_csv:
@@ -243,11 +248,16 @@ def import_experiment(
             "trainable); only those can be served"
         )
         raise typer.Exit(1)
+    # The best value the best trial reached: what its best checkpoint was kept for.
+    best_value = experiment.results.iloc[0].get(f"best_{experiment.metric}")
+    if best_value is None or not math.isfinite(float(best_value)):
+        render.fail(f"the best trial reported no finite {experiment.metric}; nothing to serve")
+        raise typer.Exit(1)
     meta = {
         "config": experiment.best_config,
         "metric": experiment.metric,
         "mode": experiment.mode,
-        "validation_value": float(experiment.best_metrics[experiment.metric]),
+        "validation_value": float(best_value),
     }
     record = _run(lambda: _client(url, api_key).import_model(found, meta))
     render.out.print(f"registered model {record['id']}")
@@ -300,8 +310,14 @@ def _redis_url() -> Iterator[str]:
         return
     url_file = settings.embedded_redis_url_file
     if url_file.exists():
-        yield url_file.read_text().strip()
-        return
+        url = url_file.read_text().strip()
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError:
+            url_file.unlink(missing_ok=True)  # left by a stack that did not stop cleanly
+        else:
+            yield url
+            return
     with RedisServer(settings.home / "redis") as server:
         yield server.url
 
@@ -317,6 +333,9 @@ def _follow(client: GatewayClient, job_id: str) -> int:
                     progress.update(view)
     except ClientError as exc:
         render.fail(f"error: {exc}")
+        return 1
+    if not view or not JobStatus(view["state"]).is_terminal():
+        render.fail(f"the event stream of job {job_id} ended early; `tunefleet status` shows it")
         return 1
     state = JobStatus(view["state"])
     if state is JobStatus.SUCCEEDED:

@@ -22,12 +22,11 @@ from cluster.serve_app import (
     build_gateway,
     build_predictor,
 )
-from shared.auth import KeyStore
+from shared.auth import LOOPBACK_HOSTS, KeyStore
 from shared.settings import Settings
 
 log = logging.getLogger("tunefleet")
 DRIVER_STOP_TIMEOUT_S = 20.0
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 WATCH_INTERVAL_S = 0.5
 
 

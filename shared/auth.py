@@ -24,6 +24,7 @@ from shared.errors import InvalidInputError
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 DEFAULT_TENANT = "default"
 KEY_PREFIX = "tfk_"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Principal(BaseModel):

@@ -56,11 +56,16 @@ def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str])
 def _number(index: int, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(f"instance {index}, feature {name!r}: {value!r} is not a number")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        number = math.inf
+    if not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:37]}..."
         raise InvalidInputError(
-            f"instance {index}, feature {name!r}: {value!r} is not a finite number"
+            f"instance {index}, feature {name!r}: {shown} is not a finite number"
         )
-    return float(value)
+    return number
 
 
 def _names(names: Sequence[str], shown: int = 12) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ANONYMOUS, KeyStore, Principal
 from shared.errors import (
@@ -80,7 +80,8 @@ async def _tunefleet_error(request: Request, exc: Exception) -> JSONResponse:
 
 def principal_of(request: Request) -> Principal:
     """Who the request acts for: the tenant of its bearer key; everyone is the default
-    tenant while no key exists. UnauthorizedError for a missing or unknown key."""
+    tenant while no key exists, on a stack that listens on this machine only.
+    UnauthorizedError for a missing or unknown key."""
     store: KeyStore = request.app.state.keys
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -89,7 +90,7 @@ def principal_of(request: Request) -> Principal:
         if found is not None:
             return found
         raise UnauthorizedError("unknown API key; ask an admin for one (tunefleet keys create)")
-    if store.enabled():
+    if store.enabled() or not request.app.state.open_without_keys:
         raise UnauthorizedError(
             "this tunefleet needs an API key: send the header 'Authorization: Bearer <key>' "
             "(the CLI: --api-key or TUNEFLEET_API_KEY)"
@@ -117,15 +118,29 @@ class BodyLimit:
             path = scope["path"].removeprefix(scope.get("root_path", ""))
             uploads = path.startswith(self.upload_paths)
             limit = self.upload_bytes if uploads else self.body_bytes
+            what = "an upload" if uploads else "a request body"
             length = dict(scope["headers"]).get(b"content-length", b"0")
             if length.isdigit() and int(length) > limit:
-                what = "an upload" if uploads else "a request body"
-                answer = JSONResponse(
-                    status_code=413,
-                    content={
-                        "detail": f"{what} of {int(length)} bytes; at most {limit} are allowed"
-                    },
+                detail = f"{what} of {int(length)} bytes; at most {limit} are allowed"
+                await JSONResponse(status_code=413, content={"detail": detail})(
+                    scope, receive, send
                 )
-                await answer(scope, receive, send)
                 return
+            receive = _counted(receive, limit, what)  # a chunked body has no length
         await self.app(scope, receive, send)
+
+
+def _counted(receive: Receive, limit: int, what: str) -> Receive:
+    """``receive`` that stops a body once it passes ``limit`` bytes (413)."""
+    seen = 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, f"{what} of more than {limit} bytes; at most {limit}")
+        return message
+
+    return counted

@@ -167,7 +167,10 @@ class JobStore:
                 "nothing to cancel"
             )
         self.results.job_changed(job_id)
-        return self.get(job_id)
+        job = self.get(job_id)
+        if job.state.is_terminal():  # a queued job: ended at once
+            self.results.expire(job_id, self.policy.retention_s)
+        return job
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""
@@ -254,6 +257,9 @@ class JobStore:
         )
         for job_id in moved:
             self.results.job_changed(str(job_id))
+            state = self.state(str(job_id))
+            if state is not None and state.is_terminal():  # failed after max_attempts
+                self.results.expire(str(job_id), self.policy.retention_s)
         return [str(job_id) for job_id in moved]
 
     def heartbeat(self, driver_id: str) -> None:
@@ -319,7 +325,12 @@ class JobStore:
         with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
                 keys.job(job_id),
-                mapping={"state": state.value, "finished_at": repr(time.time()), **fields},
+                mapping={
+                    "state": state.value,
+                    "finished_at": repr(time.time()),
+                    "trials_running": "0",
+                    **fields,
+                },
             )
             pipe.zrem(keys.PROCESSING, job_id)
             pipe.expire(keys.job(job_id), retention_s)

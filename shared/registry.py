@@ -6,7 +6,7 @@ from collections import OrderedDict
 from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from shared import keys
 from shared.auth import DEFAULT_TENANT
@@ -96,7 +96,7 @@ class ModelRegistry:
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             for raw in self._redis.mget([keys.model(i) for i in batch]):
-                record = ModelRecord.model_validate_json(raw) if raw else None
+                record = _record_or_none(raw)
                 if record is not None and tenant in (None, record.tenant):
                     found.append(record)
                     if len(found) == limit:
@@ -156,6 +156,17 @@ class ModelRegistry:
                     return True
                 except redis.WatchError:
                     continue
+
+
+def _record_or_none(raw: Any) -> ModelRecord | None:
+    """A stored record; None if it is gone or cannot be read (one bad record must not
+    hide every other model)."""
+    if not raw:
+        return None
+    try:
+        return ModelRecord.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def _alias_field(tenant: str, name: str) -> str:

@@ -42,7 +42,9 @@ class TrialRow(BaseModel):
     time_total_s: float | None = Field(default=None, description="Training time so far.")
     node_id: str | None = Field(default=None, description="The Ray node it ran on.")
     early_stopped: bool = Field(
-        default=False, description="Ended by the scheduler before its epochs were done."
+        default=False,
+        description="Ended before its epochs were done: by the scheduler, a cancel or the "
+        "job's time budget.",
     )
     device: str | None = Field(default=None, description="Where it trained: cpu or cuda:N.")
     error: str | None = None

@@ -72,7 +72,12 @@ def check_shared_storage(storage_root: Path) -> None:
         }
         blind = []
         for node_id, probe in probes.items():
-            seen, written = ray.get(probe, timeout=NODE_CHECK_TIMEOUT_S)
+            try:
+                seen, written = ray.get(probe, timeout=NODE_CHECK_TIMEOUT_S)
+            except Exception:  # a node that cannot run the probe in time: not confirmed
+                log.warning("storage check: node %s did not answer", node_id, exc_info=True)
+                blind.append(node_id)
+                continue
             reply = Path(written) if written else None
             if not seen or reply is None or not reply.exists():
                 blind.append(node_id)

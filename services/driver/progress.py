@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray.tune import Callback
@@ -51,9 +52,10 @@ class ProgressToRedis(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
         best = self._best_metrics.setdefault(trial.trial_id, {})
+        reported = _finite_metrics(result)
         for name in METRIC_NAMES:
-            if name in result:
-                value = float(result[name])
+            if name in reported:
+                value = reported[name]
                 kept: float | None = best.get(name)
                 higher = name in HIGHER_IS_BETTER
                 if kept is None or (value > kept if higher else value < kept):
@@ -61,14 +63,14 @@ class ProgressToRedis(Callback):
         epoch: dict[str, float] = {
             "training_iteration": int(result.get("training_iteration", 0) or 0)
         }
-        epoch.update({m: float(result[m]) for m in METRIC_NAMES if m in result})
+        epoch.update(reported)
         self._results.record_trial(self._job_id, self._row(trial, "RUNNING", result), epoch)
-        reported = result.get(self._metric)
-        if reported is not None and self._improves(float(reported)):
+        objective = reported.get(self._metric)
+        if objective is not None and self._improves(objective):
             self._best = BestTrial(
                 trial_id=trial.trial_id,
                 metric=self._metric,
-                value=float(reported),
+                value=objective,
                 config=dict(trial.config),
             )
             self._progress()
@@ -107,7 +109,7 @@ class ProgressToRedis(Callback):
             trial_id=trial.trial_id,
             state=state,
             config=dict(trial.config),
-            metrics={m: float(last[m]) for m in METRIC_NAMES if m in last},
+            metrics=_finite_metrics(last),
             best_metrics=dict(self._best_metrics.get(trial.trial_id, {})),
             iterations=iterations,
             time_total_s=float(last["time_total_s"]) if "time_total_s" in last else None,
@@ -118,6 +120,17 @@ class ProgressToRedis(Callback):
             device=last.get("device"),
             error=error,
         )
+
+
+def _finite_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a result, without NaN or infinite values (a diverging trial
+    reports them; JSON cannot hold them and no comparison with them means anything)."""
+    found = {}
+    for name in METRIC_NAMES:
+        value = result.get(name)
+        if isinstance(value, int | float) and math.isfinite(value):
+            found[name] = float(value)
+    return found
 
 
 def trial_error(trial: Trial) -> str:

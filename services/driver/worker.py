@@ -142,6 +142,8 @@ class Driver:
                 self._beat_once()
             except redis.RedisError as exc:
                 log.warning("driver: heartbeat failed (%s)", exc)
+            except Exception:  # the thread must live on: it holds the job's lease
+                log.exception("driver: heartbeat failed")
 
     def _beat_once(self) -> None:
         self._jobs.heartbeat(self.driver_id)
@@ -152,5 +154,8 @@ class Driver:
         for reclaimed in self._jobs.reap():
             log.info("job %s: its driver went silent; back in the queue", reclaimed)
         if time.monotonic() - self._capacity_at >= CAPACITY_REFRESH_S:
-            self._capacity.publish(cluster.capacity(self._settings.autoscaler_config))
             self._capacity_at = time.monotonic()
+            try:
+                self._capacity.publish(cluster.capacity(self._settings.autoscaler_config))
+            except Exception:  # a bad autoscaler config must not stop the lease renewals
+                log.exception("driver: could not publish the cluster's capacity")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from services.predictor.deps import ModelServicesDep
 from shared.auth import Principal, tenant_folder
@@ -94,7 +95,9 @@ class ImportMeta(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="Its hyperparameters.")
     metric: str = Field(default="val_accuracy", max_length=64)
     mode: Literal["max", "min"] = "max"
-    validation_value: float = Field(description="Its value of the metric on validation.")
+    validation_value: float = Field(
+        allow_inf_nan=False, description="Its value of the metric on validation."
+    )
 
 
 @router.post("/import", status_code=201)
@@ -118,7 +121,8 @@ async def import_model(
     with tempfile.TemporaryDirectory() as folder:
         (FilePath(folder) / CHECKPOINT_FILE).write_bytes(content)
         try:
-            bundle = ModelBundle.load(folder)  # weights only: nothing is unpickled
+            # Weights only: nothing is unpickled. Off the event loop: it takes a while.
+            bundle = await run_in_threadpool(ModelBundle.load, folder)
         except Exception as exc:
             raise InvalidInputError(
                 f"not a tunefleet checkpoint ({type(exc).__name__}); only {CHECKPOINT_FILE} "

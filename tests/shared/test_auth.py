@@ -8,6 +8,7 @@ import redis
 from shared import keys
 from shared.auth import KeyStore
 from shared.errors import InvalidInputError, TooManyJobsError
+from shared.features import instances_to_matrix
 from shared.jobs import JobStore, QueuePolicy
 from shared.registry import ModelRegistry
 from tests.shared.test_jobs import spec
@@ -72,3 +73,17 @@ def test_aliases_are_per_tenant(redis_client: redis.Redis) -> None:
     assert registry.aliases() == {"prod": ours.id}
     assert registry.aliases("t") == {"prod": theirs.id}
     assert [m.id for m in registry.recent(tenant="t")] == [theirs.id]
+
+
+def test_one_unreadable_model_record_hides_no_other(redis_client: redis.Redis) -> None:
+    registry = ModelRegistry(redis_client)
+    good = record("a" * 32, 0.9)
+    registry.register(good)
+    redis_client.set(keys.model("b" * 32), '{"id": "b", "validation_value": null}')
+    redis_client.zadd(keys.MODELS, {"b" * 32: 1e12})
+    assert [m.id for m in registry.recent()] == [good.id]
+
+
+def test_a_huge_integer_feature_is_a_clear_422() -> None:
+    with pytest.raises(InvalidInputError, match=r"instance 0, feature 'a'.*not a finite number"):
+        instances_to_matrix([{"a": 10**400, "b": 1}], ["a", "b"])

@@ -18,27 +18,40 @@ def instances_to_matrix(instances: Sequence[Any], feature_names: Sequence[str]) 
     """
     if not instances:
         raise InvalidInputError('"instances" is empty; send at least one row')
-    matrix = np.empty((len(instances), len(feature_names)), dtype=np.float64)
+    wanted = set(feature_names)
+    rows: list[Sequence[Any]] = []
     for index, instance in enumerate(instances):
         if isinstance(instance, dict):
-            values = _by_name(index, instance, feature_names)
+            if instance.keys() != wanted:
+                _by_name(index, instance, feature_names)  # raises, naming what differs
+            rows.append([instance[name] for name in feature_names])
         elif isinstance(instance, list):
             if len(instance) != len(feature_names):
                 raise InvalidInputError(
                     f"instance {index} has {len(instance)} values; the model takes "
                     f"{len(feature_names)} features in this order: {_names(feature_names)}"
                 )
-            values = instance
+            rows.append(instance)
         else:
             raise InvalidInputError(
                 f"instance {index} must be an object of feature values or a list in feature order"
             )
-        for column, (name, value) in enumerate(zip(feature_names, values, strict=True)):
-            matrix[index, column] = _number(index, name, value)
-    return matrix
+    # The common case in one pass through NumPy; anything odd takes the slow path below,
+    # which names the instance and feature at fault.
+    if {type(value) for row in rows for value in row} <= {int, float}:
+        try:
+            matrix = np.array(rows, dtype=np.float64)
+        except OverflowError:  # an integer too large for a float
+            matrix = None
+        if matrix is not None and np.isfinite(matrix).all():
+            return matrix
+    for index, row in enumerate(rows):
+        for name, value in zip(feature_names, row, strict=True):
+            _number(index, name, value)
+    raise AssertionError("unreachable: the slow path raises for what NumPy refused")
 
 
-def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str]) -> list[Any]:
+def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str]) -> None:
     missing = [name for name in feature_names if name not in instance]
     extra = sorted(set(instance) - set(feature_names))
     if missing or extra:
@@ -50,7 +63,6 @@ def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str])
         raise InvalidInputError(
             f"instance {index}: {' and '.join(parts)}; the model takes: {_names(feature_names)}"
         )
-    return [instance[name] for name in feature_names]
 
 
 def _number(index: int, name: str, value: Any) -> float:

@@ -55,6 +55,8 @@ class Predictor:
     async def predict(self, model_id: str, matrix: np.ndarray) -> dict[str, Any]:
         """Predictions for raw rows in the model's feature order."""
         answer: dict[str, Any] = await self._predict_batch((model_id, matrix))
+        if "error" in answer:
+            raise answer["error"]
         return answer
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
@@ -62,9 +64,14 @@ class Predictor:
         answers: list[dict[str, Any]] = [{} for _ in requests]
         for model_id in {model_id for model_id, _ in requests}:
             mine = [i for i, (m, _) in enumerate(requests) if m == model_id]
-            bundle = await self.get_model(model_id)
-            rows = np.concatenate([requests[i][1] for i in mine])
-            predictions, probabilities = bundle.predict(rows)
+            try:
+                bundle = await self.get_model(model_id)
+                rows = np.concatenate([requests[i][1] for i in mine])
+                predictions, probabilities = bundle.predict(rows)
+            except Exception as exc:  # this model's requests fail, not the whole batch
+                for i in mine:
+                    answers[i] = {"error": exc}
+                continue
             start = 0
             for i in mine:
                 end = start + len(requests[i][1])

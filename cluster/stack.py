@@ -73,8 +73,9 @@ def up(settings: Settings) -> None:
         )
         parts.callback(serve.shutdown)
         # Two applications: Serve's proxy sends /models/... straight to the predictor.
-        serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")
+        # The predictor first: once the gateway answers /healthz, /models answers too.
         serve.run(build_predictor(settings), name=PREDICTOR_APP, route_prefix=PREDICTOR_ROUTE)
+        serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")
 
         driver_env = {
             **os.environ,

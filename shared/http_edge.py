@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import redis
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import ANONYMOUS, KeyStore, Principal
+from shared.auth import ANONYMOUS, LOOPBACK_HOSTS, KeyStore, Principal
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -21,6 +22,7 @@ from shared.errors import (
     TunefleetError,
     UnauthorizedError,
 )
+from shared.settings import Settings
 
 STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
     NotFoundError: 404,
@@ -31,6 +33,23 @@ STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
     TooManyJobsError: 429,
     UnauthorizedError: 401,
 }
+
+
+def install_edge(
+    app: FastAPI, settings: Settings, client: redis.Redis, upload_paths: tuple[str, ...]
+) -> None:
+    """What every tunefleet app has at its edge: API keys, errors mapped to HTTP (and
+    documented), and body limits (``upload_paths`` take files up to the upload limit)."""
+    app.state.keys = KeyStore(client)
+    # Were every key revoked while the stack listens beyond this machine, nobody may in.
+    app.state.open_without_keys = settings.http_host in LOOPBACK_HOSTS
+    add_error_handlers(app)
+    app.add_middleware(
+        BodyLimit,
+        body_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+        upload_paths=upload_paths,
+    )
 
 
 def add_error_handlers(app: FastAPI) -> None:

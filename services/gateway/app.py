@@ -8,9 +8,8 @@ from fastapi import FastAPI
 from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
 from services.gateway.routes import datasets, health, jobs
-from shared.auth import LOOPBACK_HOSTS, KeyStore
 from shared.capacity import CapacityStore
-from shared.http_edge import BodyLimit, add_error_handlers
+from shared.http_edge import install_edge
 from shared.jobs import JobStore
 from shared.results import EventFeed
 from shared.settings import Settings
@@ -27,9 +26,6 @@ def create_app(settings: Settings) -> FastAPI:
         "Models and predictions: /models/docs.",
         version="0.1.0",
     )
-    app.state.keys = KeyStore(client)
-    # Were every key revoked while the stack listens beyond this machine, nobody may in.
-    app.state.open_without_keys = settings.http_host in LOOPBACK_HOSTS
     app.state.services = Services(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
@@ -39,11 +35,5 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (jobs.router, datasets.router, health.router):
         app.include_router(router)
     add_dashboard(app)
-    add_error_handlers(app)
-    app.add_middleware(
-        BodyLimit,
-        body_bytes=settings.max_body_bytes,
-        upload_bytes=settings.max_upload_bytes,
-        upload_paths=("/datasets",),
-    )
+    install_edge(app, settings, client, upload_paths=("/datasets",))
     return app

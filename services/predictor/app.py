@@ -12,8 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.predictor import routes
 from services.predictor.deps import ModelServices, PredictFn
-from shared.auth import LOOPBACK_HOSTS, KeyStore
-from shared.http_edge import BodyLimit, add_error_handlers
+from shared.http_edge import install_edge
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -29,9 +28,6 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
         summary="Registered models, their aliases, and predictions. Jobs: /docs.",
         version="0.1.0",
     )
-    app.state.keys = KeyStore(client)
-    # Were every key revoked while the stack listens beyond this machine, nobody may in.
-    app.state.open_without_keys = settings.http_host in LOOPBACK_HOSTS
     app.state.services = ModelServices(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
@@ -39,13 +35,7 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
         predict=predict,
     )
     app.include_router(routes.router)
-    add_error_handlers(app)
-    app.add_middleware(
-        BodyLimit,
-        body_bytes=settings.max_body_bytes,
-        upload_bytes=settings.max_upload_bytes,
-        upload_paths=("/import",),
-    )
+    install_edge(app, settings, client, upload_paths=("/import",))
     app.add_middleware(_RootWithoutSlash)
     return app
 

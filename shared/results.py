@@ -56,10 +56,6 @@ class ResultStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
 
-    @classmethod
-    def from_url(cls, url: str) -> ResultStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
-
     def record_trial(self, job_id: str, row: TrialRow, epoch: dict[str, Any] | None = None) -> None:
         """Store a trial's latest row, and with ``epoch`` that epoch's metrics."""
         row_json = row.model_dump_json()
@@ -134,24 +130,25 @@ class EventFeed:
         return [(str(i), str(f["type"]), str(f.get("data", ""))) for i, f in answer[0][1]]
 
 
-def trials_table(
-    records: list[dict[str, Any]], metric: str | None = None, mode: str = "max"
-) -> pd.DataFrame:
+def best_first(records: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    """Trial rows ordered by each trial's best value of ``metric`` (highest first for
+    mode max); trials that never reported it last."""
+    reported = [r for r in records if metric in r.get("best_metrics", {})]
+    unreported = [r for r in records if metric not in r.get("best_metrics", {})]
+    reported.sort(key=lambda r: float(r["best_metrics"][metric]), reverse=mode == "max")
+    return reported + unreported
+
+
+def trials_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Trial rows as a flat table: one column per scalar, ``config/<name>``,
-    ``metrics/<name>`` and ``best_metrics/<name>``; best first when ``metric`` is given
-    (by each trial's best value of it; trials without it last)."""
+    ``metrics/<name>`` and ``best_metrics/<name>``."""
     flat = []
     for record in records:
         row = {k: v for k, v in record.items() if not isinstance(v, dict)}
         for group in ("config", "metrics", "best_metrics"):
             row.update({f"{group}/{k}": v for k, v in record.get(group, {}).items()})
         flat.append(row)
-    table = pd.DataFrame.from_records(flat)
-    column = f"best_metrics/{metric}"
-    if metric is not None and column in table.columns:
-        ascending = mode == "min"
-        table = table.sort_values(column, ascending=ascending, na_position="last", kind="stable")
-    return table.reset_index(drop=True)
+    return pd.DataFrame.from_records(flat)
 
 
 def _append(client: Any, job_id: str, kind: str, data: str) -> None:

@@ -56,9 +56,7 @@ class Driver:
         self._stopped = threading.Event()
         self._beat_interval_s = max(0.2, settings.lease_s / 3)
         assert settings.redis_url is not None
-        self._capacity = CapacityStore(
-            redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        )
+        self._capacity = CapacityStore.from_url(settings.redis_url)
         self._capacity_at = -CAPACITY_REFRESH_S
         # The alive nodes when the storage was last found shared: checked again when
         # they change.

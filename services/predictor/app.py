@@ -18,7 +18,7 @@ from shared.registry import ModelRegistry
 from shared.settings import Settings
 
 
-def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
+def create_app(settings: Settings, registry: ModelRegistry, predict: PredictFn) -> FastAPI:
     """Build the /models app on a Redis at ``settings.redis_url``."""
     if settings.redis_url is None:
         raise ValueError("the predictor needs TUNEFLEET_REDIS_URL")
@@ -31,7 +31,7 @@ def create_app(settings: Settings, predict: PredictFn) -> FastAPI:
     app.state.services = ModelServices(
         settings=settings,
         jobs=JobStore(client, settings.queue_policy()),
-        registry=ModelRegistry(client),
+        registry=registry,
         predict=predict,
     )
     app.include_router(routes.router)

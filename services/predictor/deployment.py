@@ -44,7 +44,8 @@ class Predictor:
         batch.set_batch_wait_timeout_s(settings.predict_batch_wait_s)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return create_app(self._settings, predict=self.predict)
+        # One registry (and its cache of records) for the routes and the model loader.
+        return create_app(self._settings, self._registry, predict=self.predict)
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str) -> ModelBundle:

@@ -18,7 +18,7 @@ from shared.auth import Principal
 from shared.errors import InvalidInputError, NotFoundError
 from shared.http_edge import PrincipalDep
 from shared.jobs import JOB_ID_PATTERN, JobView
-from shared.results import TrialRow, trials_table
+from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -101,14 +101,13 @@ def get_trials(
     whether the scheduler stopped it early; as JSON, CSV or Parquet."""
     job = own_job(job_id, services, principal)
     records = services.jobs.results.trial_records(job_id)
-    metric = (job.metric or job.spec.metric) if sort == "metric" else None
-    if format == "json" and metric is None:
-        return records[:limit]
-    table = trials_table(records, metric, job.mode or job.spec.mode or "max")
-    if limit is not None:
-        table = table.head(limit)
+    metric = job.metric or job.spec.metric
+    if sort == "metric" and metric is not None:
+        records = best_first(records, metric, job.mode or job.spec.mode or "max")
+    records = records[:limit]
     if format == "json":
-        return table_records(table, records)
+        return records
+    table = trials_table(records)
     buffer = io.BytesIO()
     arrow = pyarrow.Table.from_pandas(table, preserve_index=False)
     if format == "csv":
@@ -175,11 +174,3 @@ def _check_limits(spec: JobSpec, services: ServicesDep) -> None:
     refusal = capacity.refusal(spec.resources) if capacity is not None else None
     if refusal is not None:  # rather than a job that waits forever for its trials
         raise InvalidInputError(f"resources: {refusal}")
-
-
-def table_records(table: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The original (nested) rows in the table's order."""
-    if table.empty:
-        return []
-    by_id = {record["trial_id"]: record for record in records}
-    return [by_id[trial_id] for trial_id in table["trial_id"]]

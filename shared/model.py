@@ -70,6 +70,35 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+def checkpoint_payload(
+    state_dict: dict[str, torch.Tensor],
+    architecture: dict[str, Any],
+    *,
+    task: str,
+    feature_names: list[str],
+    classes: list[Any],
+    scale: torch.Tensor,
+    offset: torch.Tensor,
+    target_mean: float,
+    target_std: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A checkpoint's content: an MLP's weights and everything prediction needs."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": state_dict,
+        "architecture": dict(architecture),
+        "task": task,
+        "target_mean": target_mean,
+        "target_std": target_std,
+        "feature_names": list(feature_names),
+        "classes": list(classes),
+        "scale": scale,
+        "offset": offset,
+        **extra,
+    }
+
+
 @dataclass
 class ModelBundle:
     """A trained network with everything prediction needs: features, classes or the
@@ -88,19 +117,18 @@ class ModelBundle:
     def payload(self, **extra: Any) -> dict[str, Any]:
         """The checkpoint's content: tensors and plain values only, so that it loads
         with ``torch.load(weights_only=True)``."""
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": self.model.state_dict(),
-            "architecture": dict(self.architecture),
-            "task": self.task,
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
-            "feature_names": list(self.feature_names),
-            "classes": list(self.classes),
-            "scale": self.scale,
-            "offset": self.offset,
+        return checkpoint_payload(
+            self.model.state_dict(),
+            self.architecture,
+            task=self.task,
+            feature_names=self.feature_names,
+            classes=self.classes,
+            scale=self.scale,
+            offset=self.offset,
+            target_mean=self.target_mean,
+            target_std=self.target_std,
             **extra,
-        }
+        )
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ModelBundle:

@@ -1,0 +1,253 @@
+"""A pack's training, epoch by epoch: the packed twin of shared.training's loop.
+
+Tune-independent and stateless between calls: a pack's whole state (members' weights,
+Adam moments, best values, the batch order's generator) is a plain ``PackState`` that
+goes in and comes out of each epoch, so that any warm process can run the next epoch
+and a resumed job can continue from the saved state.
+
+Members see the same batches (one balanced draw per pack and epoch) from a generator
+seeded as an unpacked trial's is, start from the weights an unpacked trial with the same
+seed starts from, and report the same metrics under the same names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.model import checkpoint_payload
+from shared.packed import Member, PackedMLP, initial_state_dict
+from shared.training import TrialPlan, _balanced_weights, _epoch_order
+
+# What may differ inside a pack is in Member; the rest of a config must match.
+PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
+
+
+def pack_key(config: dict[str, Any]) -> tuple[int, int, int]:
+    """What members of one pack share: (batch size, epochs, hidden layers)."""
+    return (
+        int(config["batch_size"]),
+        int(config["epochs"]),
+        int(config.get("hidden_layers", 1)),
+    )
+
+
+def member_of(trial_id: str, config: dict[str, Any]) -> Member:
+    return Member(
+        trial_id=trial_id,
+        hidden_units=int(config["hidden_units"]),
+        dropout=float(config["dropout"]),
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+    )
+
+
+@dataclass
+class PackState:
+    """Everything a pack needs to train its next epoch."""
+
+    members: list[Member]
+    batch_size: int
+    epochs: int
+    hidden_layers: int
+    epoch: int = 0  # epochs done
+    step: int = 0
+    num_batches_tracked: int = 0
+    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    exp_avg: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    exp_avg_sq: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    best_values: dict[str, float] = field(default_factory=dict)
+    order_generator: torch.Tensor | None = None
+    dropout_generator: dict[str, Any] | None = None
+
+    @classmethod
+    def new(cls, configs: dict[str, dict[str, Any]]) -> PackState:
+        """A pack of trial id -> config, every config with the same pack_key."""
+        keys = {pack_key(config) for config in configs.values()}
+        if len(keys) != 1:
+            raise ValueError(f"configurations of one pack must share {keys}")
+        batch_size, epochs, hidden_layers = keys.pop()
+        members = [member_of(trial_id, config) for trial_id, config in configs.items()]
+        return cls(members, batch_size, epochs, hidden_layers)
+
+    def without(self, trial_ids: set[str]) -> PackState:
+        """The pack after ``trial_ids`` left it (stopped early or failed)."""
+        kept = [m for m in self.members if m.trial_id not in trial_ids]
+
+        def keep(values: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in values.items() if k not in trial_ids}
+
+        return PackState(
+            kept,
+            self.batch_size,
+            self.epochs,
+            self.hidden_layers,
+            self.epoch,
+            self.step,
+            self.num_batches_tracked,
+            keep(self.weights),
+            keep(self.exp_avg),
+            keep(self.exp_avg_sq),
+            keep(self.best_values),
+            self.order_generator,
+            self.dropout_generator,
+        )
+
+
+@dataclass
+class EpochResult:
+    """One member's epoch: its metrics, and its checkpoint payload if one is due."""
+
+    metrics: dict[str, float]
+    payload: dict[str, Any] | None
+
+
+def train_pack_epoch(
+    state: PackState, plan: TrialPlan, device: str = "cpu"
+) -> tuple[PackState, dict[str, EpochResult]]:
+    """Train every member of the pack for one epoch; the new state and each member's
+    result. A member's checkpoint goes with an epoch that improves its best metric, and
+    with its last epoch (with every epoch if the plan says so), as unpacked."""
+    data = plan.data
+    regression = data.task == "regression"
+    n_outputs = 1 if regression else len(data.classes)
+    pack = PackedMLP(state.members, len(data.feature_names), n_outputs, state.hidden_layers, device)
+    order_generator = torch.Generator().manual_seed(plan.seed)
+    dropout_rng = np.random.default_rng(plan.seed)
+    if state.epoch == 0:
+        for index, member in enumerate(pack.members):
+            weights = initial_state_dict(
+                len(data.feature_names), n_outputs, member.hidden_units,
+                state.hidden_layers, plan.seed,
+            )  # fmt: skip
+            pack.load_member(index, weights)
+    else:
+        for index, member in enumerate(pack.members):
+            pack.load_member(index, state.weights[member.trial_id])
+            pack.load_moments(
+                index, state.exp_avg[member.trial_id], state.exp_avg_sq[member.trial_id]
+            )
+        pack.step, pack.num_batches_tracked = state.step, state.num_batches_tracked
+        assert state.order_generator is not None and state.dropout_generator is not None
+        order_generator.set_state(state.order_generator)
+        dropout_rng.bit_generator.state = state.dropout_generator
+
+    x_train = torch.from_numpy(np.array(data.x_train)).to(device)
+    y_train = torch.from_numpy(np.array(data.y_train)).to(device)
+    weights = None
+    if plan.balance and not regression:
+        weights = _balanced_weights(data.y_train, len(data.classes))
+    order = _epoch_order(len(y_train), weights, order_generator).to(device)
+    train_loss, train_correct = pack.train_epoch(
+        x_train, y_train, order, state.batch_size, regression, dropout_rng
+    )
+    n_trained = max(1, len(order) // state.batch_size) * state.batch_size
+    training = _metrics(train_loss, train_correct, min(n_trained, len(order)), data, regression)
+    validation = evaluate_pack(pack, data.x_val, data.y_val, plan)
+
+    epoch = state.epoch + 1
+    new_state = PackState(
+        pack.members, state.batch_size, state.epochs, state.hidden_layers, epoch,
+        pack.step, pack.num_batches_tracked,
+        order_generator=order_generator.get_state(),
+        dropout_generator=dropout_rng.bit_generator.state,
+    )  # fmt: skip
+    results: dict[str, EpochResult] = {}
+    for index, member in enumerate(pack.members):
+        metrics = {
+            **{f"training_{k}": v[index] for k, v in training.items()},
+            **{f"val_{k}": v[index] for k, v in validation.items()},
+        }
+        value, best = metrics[plan.metric], state.best_values.get(member.trial_id)
+        improved = math.isfinite(value) and (
+            best is None or (value > best if plan.mode == "max" else value < best)
+        )
+        if improved:
+            best = value
+        if best is not None:
+            new_state.best_values[member.trial_id] = best
+        new_state.weights[member.trial_id] = pack.member_state_dict(index)
+        exp_avg, exp_avg_sq = pack.member_moments(index)
+        new_state.exp_avg[member.trial_id] = exp_avg
+        new_state.exp_avg_sq[member.trial_id] = exp_avg_sq
+        payload = None
+        if improved or epoch == state.epochs or plan.checkpoint_every_epoch:
+            payload = _payload(pack, index, new_state, plan, epoch, best)
+        results[member.trial_id] = EpochResult(metrics, payload)
+    return new_state, results
+
+
+def _payload(
+    pack: PackedMLP, index: int, state: PackState, plan: TrialPlan, epoch: int, best: Any
+) -> dict[str, Any]:
+    """The member's checkpoint, the same as an unpacked trial's."""
+    data, member = plan.data, pack.members[index]
+    architecture = {
+        "n_features": pack.n_features,
+        "n_outputs": pack.n_outputs,
+        "hidden_units": member.hidden_units,
+        "hidden_layers": pack.hidden_layers,
+        "dropout": member.dropout,
+    }
+    return checkpoint_payload(
+        state.weights[member.trial_id],
+        architecture,
+        task=data.task,
+        feature_names=data.feature_names,
+        classes=data.classes,
+        scale=torch.from_numpy(data.scale),
+        offset=torch.from_numpy(data.offset),
+        target_mean=data.target_mean,
+        target_std=data.target_std,
+        optimizer=pack.member_optimizer_state(index),
+        epoch=epoch,
+        best_value=best,
+    )
+
+
+def evaluate_pack(
+    pack: PackedMLP, x_rows: np.ndarray, y_rows: np.ndarray, plan: TrialPlan
+) -> dict[str, list[float]]:
+    """Every member's metrics on scaled rows, as shared.training.evaluate computes them."""
+    data = plan.data
+    regression = data.task == "regression"
+    x = torch.from_numpy(np.array(x_rows)).to(pack.device)
+    y = torch.from_numpy(np.array(y_rows)).to(pack.device)
+    count = len(pack.members)
+    loss_sum = torch.zeros(count, dtype=torch.float64, device=pack.device)
+    correct = torch.zeros(count, dtype=torch.long, device=pack.device)
+    for rows, outputs in pack.outputs_in_chunks(x):
+        y_part = y[rows]
+        if regression:
+            loss_sum += ((outputs[:, :, 0] - y_part[:, None]) ** 2).sum(dim=0).double()
+        else:
+            loss_sum += pack.member_losses(outputs, y_part, False).double() * len(y_part)
+            correct += (outputs.argmax(dim=2) == y_part[:, None]).sum(dim=0)
+    n = len(y)
+    if regression:
+        squared = loss_sum.cpu().numpy()
+        total = float(((y - y.mean()) ** 2).sum())
+        mse = squared / n * data.target_std**2
+        return {
+            "loss": mse.tolist(),
+            "rmse": np.sqrt(mse).tolist(),
+            "r2": (1.0 - squared / total if total else np.zeros(count)).tolist(),
+        }
+    return {
+        "loss": (loss_sum / n).cpu().tolist(),
+        "accuracy": (correct.double() / n).cpu().tolist(),
+    }
+
+
+def _metrics(
+    mean_loss: torch.Tensor, correct: torch.Tensor, seen: int, data: Any, regression: bool
+) -> dict[str, list[float]]:
+    losses = mean_loss.cpu().double()
+    if regression:
+        mse = losses * data.target_std**2
+        return {"loss": mse.tolist(), "rmse": mse.sqrt().tolist()}
+    return {"loss": losses.tolist(), "accuracy": (correct.cpu().double() / seen).tolist()}

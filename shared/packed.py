@@ -1,0 +1,422 @@
+"""Packed training: many configurations of the seed's MLP trained as one computation.
+
+The networks are tiny: a step at batch size 8 is about a millisecond of Python and
+dispatch around microseconds of arithmetic. A pack trains K configurations that share
+batch size, epochs, depth and task in one step, so that the dispatch is paid once:
+
+- Hidden layers lie side by side as columns of one wide layer: the first layer is one
+  matmul into sum(widths) columns; BatchNorm, ReLU and dropout act per column, which
+  keeps each member's statistics, masks and rates apart. Deeper layers and the output
+  layer are one batched matmul per width (members are sorted by width).
+- Every trainable tensor is a view into one flat parameter, so that Adam is a handful
+  of element-wise operations over all members, with each element's own learning rate
+  and weight decay (torch.optim.Adam's update, member by member).
+- The loss is the sum of the members' mean losses, so each member's gradient is the
+  one it would get alone. A member that diverges (NaN) spoils only its own columns.
+
+A member's state converts to and from the unpacked MLP's ``state_dict`` and
+torch.optim.Adam's moments, so its checkpoints are the same as an unpacked trial's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.model import MLP
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+BN_MOMENTUM = 0.1
+BN_EPS = 1e-5
+# Rows x hidden columns evaluated at once: bounds validation memory for wide packs.
+EVAL_CELLS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Member:
+    """One configuration in a pack: the values that may differ inside a pack."""
+
+    trial_id: str
+    hidden_units: int
+    dropout: float
+    lr: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """A packed tensor, where each member's part of it lies, and its name in MLP."""
+
+    name: str
+    shape: tuple[int, ...]
+    # "cols": rows of dim 0 are hidden columns; "group": dim 0 indexes the members of
+    # one width group; "member": dim 0 indexes all members.
+    kind: str
+    mlp_name: str
+    group: int = -1
+
+
+class PackedMLP:
+    """K members of the seed's MLP (same depth, inputs and outputs) as one network."""
+
+    def __init__(
+        self,
+        members: list[Member],
+        n_features: int,
+        n_outputs: int,
+        hidden_layers: int,
+        device: str = "cpu",
+    ) -> None:
+        if not members:
+            raise ValueError("a pack needs at least one member")
+        self.members = sorted(members, key=lambda m: m.hidden_units)
+        self.n_features, self.n_outputs = n_features, n_outputs
+        self.hidden_layers = hidden_layers
+        self.device = torch.device(device)
+        widths = [m.hidden_units for m in self.members]
+        self.col_offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+        self.total_width = int(self.col_offsets[-1])
+        # (width, first member, count) for runs of equal width.
+        self.groups: list[tuple[int, int, int]] = []
+        for index, width in enumerate(widths):
+            if self.groups and self.groups[-1][0] == width:
+                w, first, count = self.groups[-1]
+                self.groups[-1] = (w, first, count + 1)
+            else:
+                self.groups.append((width, index, 1))
+        self.params = self._param_layout()
+        self.buffers = self._buffer_layout()
+        sizes = [math.prod(t.shape) for t in self.params]
+        self._sizes = sizes
+        self.flat = torch.zeros(sum(sizes), device=self.device)
+        self.flat_grad = torch.zeros_like(self.flat)
+        # Each parameter is a leaf of its own over the flat storage, with its gradient
+        # pre-set to a view of the flat gradient: autograd adds into it in place, so
+        # the whole gradient is one tensor without a copy into it every step.
+        self._leaves: dict[str, torch.Tensor] = {}
+        for spec, view, grad in zip(
+            self.params, self._views(self.flat), self._views(self.flat_grad), strict=True
+        ):
+            leaf = view.detach().requires_grad_()
+            leaf.grad = grad
+            self._leaves[spec.name] = leaf
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self._denom = torch.empty_like(self.exp_avg)
+        self._scaled = torch.empty_like(self.exp_avg)
+        self.buffer_values = {
+            t.name: torch.zeros(t.shape, device=self.device) for t in self.buffers
+        }
+        self.num_batches_tracked = 0
+        self.step = 0
+        self.lr = self._per_element(lambda m: m.lr)
+        self.weight_decay = self._per_element(lambda m: m.weight_decay)
+        self._decays = bool(self.weight_decay.any())
+        keep = np.repeat([1.0 - m.dropout for m in self.members], widths).astype(np.float32)
+        self._keep = keep
+        self._inv_keep = (1.0 / keep).astype(np.float32)
+        self._drops = bool((keep < 1.0).any())
+        self._keep_torch = torch.from_numpy(keep).to(self.device)
+        self._inv_keep_torch = torch.from_numpy(self._inv_keep).to(self.device)
+        self.training = True
+
+    # -- layout ----------------------------------------------------------------------
+
+    def _param_layout(self) -> list[_Tensor]:
+        k, w_all, f, c = len(self.members), self.total_width, self.n_features, self.n_outputs
+        layout = []
+        for layer in range(self.hidden_layers):
+            linear, norm = f"layers.{4 * layer}", f"layers.{4 * layer + 1}"
+            if layer == 0:
+                layout.append(_Tensor("h0.weight", (w_all, f), "cols", f"{linear}.weight"))
+            else:
+                for g, (width, _, count) in enumerate(self.groups):
+                    layout.append(
+                        _Tensor(
+                            f"h{layer}.weight.{g}", (count, width, width), "group",
+                            f"{linear}.weight", g,
+                        )
+                    )  # fmt: skip
+            layout.append(_Tensor(f"h{layer}.bias", (w_all,), "cols", f"{linear}.bias"))
+            layout.append(_Tensor(f"bn{layer}.weight", (w_all,), "cols", f"{norm}.weight"))
+            layout.append(_Tensor(f"bn{layer}.bias", (w_all,), "cols", f"{norm}.bias"))
+        out = f"layers.{4 * self.hidden_layers}"
+        for g, (width, _, count) in enumerate(self.groups):
+            layout.append(
+                _Tensor(f"out.weight.{g}", (count, c, width), "group", f"{out}.weight", g)
+            )
+        layout.append(_Tensor("out.bias", (k, c), "member", f"{out}.bias"))
+        return layout
+
+    def _buffer_layout(self) -> list[_Tensor]:
+        layout = []
+        for layer in range(self.hidden_layers):
+            norm = f"layers.{4 * layer + 1}"
+            for stat in ("running_mean", "running_var"):
+                layout.append(
+                    _Tensor(f"bn{layer}.{stat}", (self.total_width,), "cols", f"{norm}.{stat}")
+                )
+        return layout
+
+    def _part(self, spec: _Tensor, tensor: torch.Tensor, index: int) -> torch.Tensor | None:
+        """Member ``index``'s part of a packed tensor (a view), or None if it has none."""
+        if spec.kind == "cols":
+            return tensor[self.col_offsets[index] : self.col_offsets[index + 1]]
+        if spec.kind == "member":
+            return tensor[index]
+        _, first, count = self.groups[spec.group]
+        if first <= index < first + count:
+            return tensor[index - first]
+        return None
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            part.view(spec.shape)
+            for part, spec in zip(flat.split(self._sizes), self.params, strict=True)
+        ]
+
+    def _per_element(self, value: Callable[[Member], float]) -> torch.Tensor:
+        flat = torch.zeros(sum(self._sizes), device=self.device)
+        views = self._views(flat)
+        for index, member in enumerate(self.members):
+            for spec, view in zip(self.params, views, strict=True):
+                part = self._part(spec, view, index)
+                if part is not None:
+                    part.fill_(value(member))
+        return flat
+
+    # -- members in and out ----------------------------------------------------------
+
+    def load_member(self, index: int, state_dict: dict[str, torch.Tensor]) -> None:
+        """Put an MLP ``state_dict`` into member ``index``'s place."""
+        with torch.no_grad():
+            for spec, view in zip(self.params, self._views(self.flat), strict=True):
+                part = self._part(spec, view, index)
+                if part is not None:
+                    part.copy_(state_dict[spec.mlp_name])
+            for spec in self.buffers:
+                part = self._part(spec, self.buffer_values[spec.name], index)
+                assert part is not None
+                part.copy_(state_dict[spec.mlp_name])
+
+    def member_state_dict(self, index: int) -> dict[str, torch.Tensor]:
+        """Member ``index`` as the unpacked MLP's ``state_dict``."""
+        state: dict[str, torch.Tensor] = {}
+        for spec, view in zip(self.params, self._views(self.flat), strict=True):
+            part = self._part(spec, view, index)
+            if part is not None:
+                state[spec.mlp_name] = part.clone().cpu()
+        for spec in self.buffers:
+            part = self._part(spec, self.buffer_values[spec.name], index)
+            assert part is not None
+            state[spec.mlp_name] = part.clone().cpu()
+        for layer in range(self.hidden_layers):
+            tracked = torch.tensor(self.num_batches_tracked, dtype=torch.long)
+            state[f"layers.{4 * layer + 1}.num_batches_tracked"] = tracked
+        return state
+
+    def member_moments(self, index: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Member ``index``'s Adam moments (exp_avg, exp_avg_sq) by MLP parameter name."""
+        moments: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] = ({}, {})
+        for moment, flat in zip(moments, (self.exp_avg, self.exp_avg_sq), strict=True):
+            for spec, view in zip(self.params, self._views(flat), strict=True):
+                part = self._part(spec, view, index)
+                if part is not None:
+                    moment[spec.mlp_name] = part.clone().cpu()
+        return moments
+
+    def load_moments(
+        self, index: int, exp_avg: dict[str, torch.Tensor], exp_avg_sq: dict[str, torch.Tensor]
+    ) -> None:
+        for moment, flat in ((exp_avg, self.exp_avg), (exp_avg_sq, self.exp_avg_sq)):
+            for spec, view in zip(self.params, self._views(flat), strict=True):
+                part = self._part(spec, view, index)
+                if part is not None:
+                    part.copy_(moment[spec.mlp_name])
+
+    def member_optimizer_state(self, index: int) -> dict[str, Any]:
+        """Member ``index``'s torch.optim.Adam ``state_dict``, as an unpacked trial saves it."""
+        member = self.members[index]
+        exp_avg, exp_avg_sq = self.member_moments(index)
+        names = [name for name, _ in _mlp_parameter_names(self.hidden_layers)]
+        return {
+            "state": {
+                position: {
+                    "step": torch.tensor(float(self.step)),
+                    "exp_avg": exp_avg[name],
+                    "exp_avg_sq": exp_avg_sq[name],
+                }
+                for position, name in enumerate(names)
+            },
+            "param_groups": [
+                {
+                    "lr": member.lr,
+                    "betas": ADAM_BETAS,
+                    "eps": ADAM_EPS,
+                    "weight_decay": member.weight_decay,
+                    "amsgrad": False,
+                    "maximize": False,
+                    "foreach": None,
+                    "capturable": False,
+                    "differentiable": False,
+                    "fused": True,
+                    "params": list(range(len(names))),
+                }
+            ],
+        }
+
+    # -- computing -------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Outputs (rows, members, outputs). ``rng`` draws dropout masks when training."""
+        views = self._leaves
+        h = nn.functional.linear(x, views["h0.weight"], views["h0.bias"])
+        for layer in range(self.hidden_layers):
+            if layer > 0:
+                h = self._grouped(h, views, f"h{layer}.weight") + views[f"h{layer}.bias"]
+            h = nn.functional.batch_norm(
+                h,
+                self.buffer_values[f"bn{layer}.running_mean"],
+                self.buffer_values[f"bn{layer}.running_var"],
+                views[f"bn{layer}.weight"],
+                views[f"bn{layer}.bias"],
+                training=self.training,
+                momentum=BN_MOMENTUM,
+                eps=BN_EPS,
+            )
+            h = torch.relu(h)
+            if self.training and self._drops:
+                h = h * self._dropout_multiplier(tuple(h.shape), rng)
+        return self._grouped(h, views, "out.weight", transpose=False) + views["out.bias"]
+
+    def _grouped(
+        self, h: torch.Tensor, views: dict[str, torch.Tensor], name: str, transpose: bool = True
+    ) -> torch.Tensor:
+        """Each member's columns of ``h`` through its own layer ``name``: one batched
+        matmul per width. (rows, columns) out for hidden layers, (rows, members,
+        outputs) for the output layer."""
+        rows, parts = len(h), []
+        for g, (width, first, count) in enumerate(self.groups):
+            start = self.col_offsets[first]
+            part = h[:, start : start + width * count].reshape(rows, count, width)
+            # (count, rows, width) @ (count, width, out) -> (count, rows, out)
+            out = torch.bmm(part.transpose(0, 1), views[f"{name}.{g}"].transpose(1, 2))
+            parts.append(out.transpose(0, 1))
+        joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return joined.reshape(rows, -1) if transpose else joined
+
+    def _dropout_multiplier(
+        self, shape: tuple[int, ...], rng: np.random.Generator | None
+    ) -> torch.Tensor:
+        # NumPy's generator draws a CPU mask about 4x faster than torch's bernoulli_.
+        if self.device.type == "cpu" and rng is not None:
+            mask = rng.random(shape, dtype=np.float32) < self._keep
+            return torch.from_numpy(mask * self._inv_keep)
+        keep = torch.rand(shape, device=self.device) < self._keep_torch
+        return keep * self._inv_keep_torch
+
+    def adam_step(self) -> None:
+        """torch.optim.Adam's update (L2 weight decay, no amsgrad), every element with
+        its own member's learning rate and weight decay."""
+        grad = self.flat_grad
+        beta1, beta2 = ADAM_BETAS
+        self.step += 1
+        bias_correction1 = 1 - beta1**self.step
+        bias_correction2_sqrt = math.sqrt(1 - beta2**self.step)
+        # Every pass in place into buffers kept between steps: fresh temporaries of this
+        # size cost a page-faulting allocation each.
+        with torch.no_grad():
+            if self._decays:
+                grad.addcmul_(self.flat, self.weight_decay)
+            self.exp_avg.lerp_(grad, 1 - beta1)
+            self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            # lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps), with sqrt(bc2) moved out.
+            torch.sqrt(self.exp_avg_sq, out=self._denom).add_(ADAM_EPS * bias_correction2_sqrt)
+            torch.mul(self.exp_avg, self.lr, out=self._scaled)
+            self.flat.addcdiv_(
+                self._scaled, self._denom, value=-bias_correction2_sqrt / bias_correction1
+            )
+
+    def member_losses(
+        self, outputs: torch.Tensor, y: torch.Tensor, regression: bool
+    ) -> torch.Tensor:
+        """Each member's mean loss over the rows: (members,)."""
+        if regression:
+            return ((outputs[:, :, 0] - y[:, None]) ** 2).mean(dim=0)
+        rows, count, classes = outputs.shape
+        losses = nn.functional.cross_entropy(
+            outputs.reshape(rows * count, classes),
+            y.repeat_interleave(count),
+            reduction="none",
+        )
+        return losses.view(rows, count).mean(dim=0)
+
+    def train_epoch(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        order: torch.Tensor,
+        batch_size: int,
+        regression: bool,
+        rng: np.random.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch over ``order``'s rows: each member's mean loss and correct count."""
+        self.training = True
+        # Full batches only (the seed's drop_last), but at least one batch on tiny data.
+        n_batches = max(1, len(order) // batch_size)
+        # Kept per step and summed once at the end: a few tensor operations fewer in a
+        # step that is mostly dispatch at small batch sizes.
+        losses_seen: list[torch.Tensor] = []
+        predictions: list[torch.Tensor] = []
+        for start in range(0, n_batches * batch_size, batch_size):
+            rows = order[start : start + batch_size]
+            outputs = self.forward(x[rows], rng)
+            losses = self.member_losses(outputs, y[rows], regression)
+            self.flat_grad.zero_()
+            losses.sum().backward()
+            self.adam_step()
+            losses_seen.append(losses.detach())
+            if not regression:
+                predictions.append(outputs.detach().argmax(dim=2))
+        self.num_batches_tracked += n_batches
+        trained = order[: n_batches * batch_size]
+        # Batches are all of one size, so the mean of their means is the mean per row.
+        mean_loss = torch.stack(losses_seen).mean(dim=0)
+        correct = torch.zeros(len(self.members), device=self.device, dtype=torch.long)
+        if predictions:
+            correct = (torch.cat(predictions) == y[trained][:, None]).sum(dim=0)
+        return mean_loss, correct
+
+    @torch.no_grad()
+    def outputs_in_chunks(self, x: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Outputs for many rows, a bounded number of cells at a time."""
+        self.training = False
+        rows = max(1, EVAL_CELLS // max(1, self.total_width))
+        for start in range(0, len(x), rows):
+            yield slice(start, start + rows), self.forward(x[start : start + rows])
+
+
+def _mlp_parameter_names(hidden_layers: int) -> list[tuple[str, str]]:
+    """(name, kind) of MLP's parameters in ``model.parameters()`` order."""
+    names = []
+    for layer in range(hidden_layers):
+        for module in (4 * layer, 4 * layer + 1):
+            names += [(f"layers.{module}.weight", "w"), (f"layers.{module}.bias", "b")]
+    out = 4 * hidden_layers
+    return [*names, (f"layers.{out}.weight", "w"), (f"layers.{out}.bias", "b")]
+
+
+def initial_state_dict(
+    n_features: int, n_outputs: int, hidden_units: int, hidden_layers: int, seed: int
+) -> dict[str, torch.Tensor]:
+    """The weights an unpacked trial starts from with the same seed."""
+    torch.manual_seed(seed)
+    model = MLP(n_features, n_outputs, hidden_units, hidden_layers, seed=seed)
+    return model.state_dict()

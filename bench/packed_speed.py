@@ -58,6 +58,7 @@ def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     unpacked_count = int(sys.argv[2]) if len(sys.argv) > 2 else len(WIDTHS)
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
     data = seed_split(seed_like_csv(rows))
     plan = TrialPlan(data=data, metric="val_accuracy", mode="max", seed=21)
     for batch_size in (8, 32, 256):

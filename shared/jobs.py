@@ -59,6 +59,11 @@ class JobView(BaseModel):
     best: BestTrial | None = None
     test_metrics: dict[str, float] | None = None
     error: str | None = None
+    engine: str | None = Field(
+        default=None,
+        description="How the trials run: packed (configurations trained together, each "
+        "still a trial of its own), or unpacked and why.",
+    )
     attempts: int = 0
     driver: str | None = None
     tenant: str = DEFAULT_TENANT
@@ -294,6 +299,10 @@ class JobStore:
         """Store the task and metric a running job settled on."""
         self._redis.hset(keys.job(job_id), mapping={"task": task, "metric": metric, "mode": mode})
 
+    def record_engine(self, job_id: str, engine: str) -> None:
+        """Store how the job's trials run (packed, or unpacked and why)."""
+        self._redis.hset(keys.job(job_id), "engine", engine)
+
     def record_progress(
         self, job_id: str, trials_done: int, trials_running: int, best: BestTrial | None
     ) -> None:
@@ -360,6 +369,7 @@ def _view(raw: Fields) -> JobView:
         task=raw.get("task"),
         metric=raw.get("metric"),
         mode=raw.get("mode"),
+        engine=raw.get("engine"),
         trials_total=int(raw["trials_total"]),
         trials_done=int(raw.get("trials_done", 0)),
         trials_running=int(raw.get("trials_running", 0)),

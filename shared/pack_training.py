@@ -98,6 +98,26 @@ class PackState:
         )
 
 
+def state_to_payload(state: PackState) -> dict[str, Any]:
+    """The state as tensors and plain values, to save with torch.save and load with
+    ``torch.load(weights_only=True)``: nothing in it is unpickled as an object."""
+    return {
+        **{name: getattr(state, name) for name in _STATE_FIELDS},
+        "members": [vars(member) for member in state.members],
+    }
+
+
+def state_from_payload(payload: dict[str, Any]) -> PackState:
+    fields = {name: payload[name] for name in _STATE_FIELDS}
+    return PackState(members=[Member(**member) for member in payload["members"]], **fields)
+
+
+_STATE_FIELDS = (
+    "batch_size", "epochs", "hidden_layers", "epoch", "step", "num_batches_tracked",
+    "weights", "exp_avg", "exp_avg_sq", "best_values", "order_generator", "dropout_generator",
+)  # fmt: skip
+
+
 @dataclass
 class EpochResult:
     """One member's epoch: its metrics, and its checkpoint payload if one is due."""
@@ -110,8 +130,8 @@ def train_pack_epoch(
     state: PackState, plan: TrialPlan, device: str = "cpu"
 ) -> tuple[PackState, dict[str, EpochResult]]:
     """Train every member of the pack for one epoch; the new state and each member's
-    result. A member's checkpoint goes with an epoch that improves its best metric, and
-    with its last epoch (with every epoch if the plan says so), as unpacked."""
+    result. A member's checkpoint goes with an epoch that improves its best metric: the
+    one checkpoint an unpacked trial keeps. The pack's state resumes the rest."""
     data = plan.data
     regression = data.task == "regression"
     n_outputs = 1 if regression else len(data.classes)
@@ -138,10 +158,10 @@ def train_pack_epoch(
 
     x_train = torch.from_numpy(np.array(data.x_train)).to(device)
     y_train = torch.from_numpy(np.array(data.y_train)).to(device)
-    weights = None
+    sample_weights = None
     if plan.balance and not regression:
-        weights = _balanced_weights(data.y_train, len(data.classes))
-    order = _epoch_order(len(y_train), weights, order_generator).to(device)
+        sample_weights = _balanced_weights(data.y_train, len(data.classes))
+    order = _epoch_order(len(y_train), sample_weights, order_generator).to(device)
     train_loss, train_correct = pack.train_epoch(
         x_train, y_train, order, state.batch_size, regression, dropout_rng
     )
@@ -154,7 +174,7 @@ def train_pack_epoch(
         pack.members, state.batch_size, state.epochs, state.hidden_layers, epoch,
         pack.step, pack.num_batches_tracked,
         order_generator=order_generator.get_state(),
-        dropout_generator=dropout_rng.bit_generator.state,
+        dropout_generator=dict(dropout_rng.bit_generator.state),
     )  # fmt: skip
     results: dict[str, EpochResult] = {}
     for index, member in enumerate(pack.members):
@@ -175,7 +195,7 @@ def train_pack_epoch(
         new_state.exp_avg[member.trial_id] = exp_avg
         new_state.exp_avg_sq[member.trial_id] = exp_avg_sq
         payload = None
-        if improved or epoch == state.epochs or plan.checkpoint_every_epoch:
+        if improved:
             payload = _payload(pack, index, new_state, plan, epoch, best)
         results[member.trial_id] = EpochResult(metrics, payload)
     return new_state, results
@@ -199,8 +219,8 @@ def _payload(
         task=data.task,
         feature_names=data.feature_names,
         classes=data.classes,
-        scale=torch.from_numpy(data.scale),
-        offset=torch.from_numpy(data.offset),
+        scale=torch.tensor(data.scale),
+        offset=torch.tensor(data.offset),
         target_mean=data.target_mean,
         target_std=data.target_std,
         optimizer=pack.member_optimizer_state(index),

@@ -122,6 +122,18 @@ class Resources(_Strict):
     gpu: float = Field(default=0.0, ge=0, le=64)
 
 
+class Packing(_Strict):
+    """How many configurations train together as one computation (a pack)."""
+
+    max_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Most configurations in one pack; default: the driver's choice "
+        "(64 on a CPU, 512 on a GPU).",
+    )
+
+
 class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
@@ -151,6 +163,11 @@ class JobSpec(_Strict):
         "alias's current model (test_accuracy, or test_loss for regression).",
     )
     max_concurrent_trials: int | None = Field(default=None, ge=1, le=10_000)
+    packing: Packing | bool = Field(
+        default=True,
+        description="Train configurations that share batch size, epochs and depth as "
+        "packs (each still a trial of its own); false trains one per trial process.",
+    )
     time_budget_s: float | None = Field(
         default=None,
         gt=0,
@@ -224,6 +241,10 @@ class JobSpec(_Strict):
             )
         mode = self.mode or ("max" if metric.endswith(("accuracy", "r2")) else "min")
         return metric, mode
+
+    def pack_size_limit(self) -> int | None:
+        """The spec's own cap on configurations per pack, if it sets one."""
+        return self.packing.max_k if isinstance(self.packing, Packing) else None
 
     def trial_count(self) -> int:
         """How many trials the job will run."""

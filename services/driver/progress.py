@@ -24,9 +24,9 @@ METRIC_NAMES = (
 HIGHER_IS_BETTER = {"training_accuracy", "val_accuracy", "val_r2"}
 
 
-class ProgressToRedis(Callback):
+class TrialProgress:
     """Keeps the job, its trials table, each trial's history and the job's event
-    stream current while Tune runs."""
+    stream current while trials run; Tune's callback and the packed engine feed it."""
 
     def __init__(self, store: JobStore, job_id: str, metric: str, mode: str) -> None:
         self._store = store
@@ -35,23 +35,27 @@ class ProgressToRedis(Callback):
         self._metric = metric
         self._mode = mode
         # A resumed job keeps what its earlier attempts recorded.
-        self._best: BestTrial | None = store.get(job_id).best
+        self.best: BestTrial | None = store.get(job_id).best
         rows = store.results.trials(job_id)
-        self._ended = {row.trial_id for row in rows if row.state in ("TERMINATED", "ERROR")}
+        self.ended = {row.trial_id for row in rows if row.state in ("TERMINATED", "ERROR")}
         self._best_metrics = {row.trial_id: row.best_metrics for row in rows}
         self._running: set[str] = set()
 
-    def on_trial_start(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        self._running.add(trial.trial_id)
-        self._results.record_trial(self._job_id, self._row(trial, "RUNNING"))
+    def rows(self) -> list[TrialRow]:
+        """The job's trials as recorded so far (by earlier attempts too)."""
+        return self._results.trials(self._job_id)
+
+    def history(self, trial_id: str) -> list[dict[str, Any]]:
+        """A trial's recorded epochs, first to last."""
+        return self._results.history(self._job_id, trial_id)
+
+    def start(self, trial_id: str, config: dict[str, Any], last: dict[str, Any]) -> None:
+        self._running.add(trial_id)
+        self._results.record_trial(self._job_id, self._row(trial_id, config, "RUNNING", last))
         self._progress()
 
-    def on_trial_result(
-        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
-    ) -> None:
-        best = self._best_metrics.setdefault(trial.trial_id, {})
+    def result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        best = self._best_metrics.setdefault(trial_id, {})
         reported = _finite_metrics(result)
         for name in METRIC_NAMES:
             if name in reported:
@@ -64,53 +68,53 @@ class ProgressToRedis(Callback):
             "training_iteration": int(result.get("training_iteration", 0) or 0)
         }
         epoch.update(reported)
-        self._results.record_trial(self._job_id, self._row(trial, "RUNNING", result), epoch)
+        row = self._row(trial_id, config, "RUNNING", result)
+        self._results.record_trial(self._job_id, row, epoch)
         objective = reported.get(self._metric)
         if objective is not None and self._improves(objective):
-            self._best = BestTrial(
-                trial_id=trial.trial_id,
-                metric=self._metric,
-                value=objective,
-                config=dict(trial.config),
+            self.best = BestTrial(
+                trial_id=trial_id, metric=self._metric, value=objective, config=dict(config)
             )
             self._progress()
 
-    def on_trial_complete(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    def end(
+        self,
+        trial_id: str,
+        config: dict[str, Any],
+        last: dict[str, Any],
+        error: str | None = None,
     ) -> None:
-        self._end(trial, self._row(trial, "TERMINATED"))
-
-    def on_trial_error(
-        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
-    ) -> None:
-        self._end(trial, self._row(trial, "ERROR", error=trial_error(trial)))
-
-    def _end(self, trial: Trial, row: TrialRow) -> None:
-        self._ended.add(trial.trial_id)
-        self._running.discard(trial.trial_id)
-        self._results.record_trial(self._job_id, row)
+        """The trial ended: TERMINATED, or ERROR with ``error``."""
+        state = "ERROR" if error is not None else "TERMINATED"
+        self.ended.add(trial_id)
+        self._running.discard(trial_id)
+        self._results.record_trial(self._job_id, self._row(trial_id, config, state, last, error))
         self._progress()
 
     def _progress(self) -> None:
-        self._store.record_progress(self._job_id, len(self._ended), len(self._running), self._best)
+        self._store.record_progress(self._job_id, len(self.ended), len(self._running), self.best)
 
     def _improves(self, value: float) -> bool:
-        if self._best is None:
+        if self.best is None:
             return True
-        return value > self._best.value if self._mode == "max" else value < self._best.value
+        return value > self.best.value if self._mode == "max" else value < self.best.value
 
     def _row(
-        self, trial: Trial, state: str, result: dict | None = None, error: str | None = None
+        self,
+        trial_id: str,
+        config: dict[str, Any],
+        state: str,
+        last: dict[str, Any],
+        error: str | None = None,
     ) -> TrialRow:
-        last = result if result is not None else (trial.last_result or {})
         iterations = int(last.get("training_iteration", 0) or 0)
-        epochs = trial.config.get("epochs")
+        epochs = config.get("epochs")
         return TrialRow(
-            trial_id=trial.trial_id,
+            trial_id=trial_id,
             state=state,
-            config=dict(trial.config),
+            config=dict(config),
             metrics=_finite_metrics(last),
-            best_metrics=dict(self._best_metrics.get(trial.trial_id, {})),
+            best_metrics=dict(self._best_metrics.get(trial_id, {})),
             iterations=iterations,
             time_total_s=float(last["time_total_s"]) if "time_total_s" in last else None,
             node_id=last.get("node_id"),
@@ -120,6 +124,34 @@ class ProgressToRedis(Callback):
             device=last.get("device"),
             error=error,
         )
+
+
+class ProgressToRedis(Callback):
+    """TrialProgress fed by Tune as its trials start, report and end."""
+
+    def __init__(self, store: JobStore, job_id: str, metric: str, mode: str) -> None:
+        self._progress = TrialProgress(store, job_id, metric, mode)
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._progress.start(trial.trial_id, trial.config, trial.last_result or {})
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
+    ) -> None:
+        self._progress.result(trial.trial_id, trial.config, result)
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self._progress.end(trial.trial_id, trial.config, trial.last_result or {})
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        error = trial_error(trial)
+        self._progress.end(trial.trial_id, trial.config, trial.last_result or {}, error)
 
 
 def _finite_metrics(result: dict[str, Any]) -> dict[str, float]:

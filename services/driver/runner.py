@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from ray import tune
 
-from services.driver import search
-from services.driver.progress import ProgressToRedis, trial_error
+from services.driver import packs, search
+from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.trainable import tunefleet_trial
 from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
@@ -107,6 +107,76 @@ def run_job(
         balance=spec.dataset.balance == "weighted_sampler",
         checkpoint_every_epoch=search.pauses_trials(spec),
     )
+    jobs.record_engine(job_id, packs.engine_note(spec))
+    if search.unpacked_reason(spec) is None:
+        found = _run_packed(job_id, spec, plan, settings, jobs, should_stop)
+    else:
+        found = _run_unpacked(job_id, spec, plan, settings, jobs, should_stop)
+    if found is None:
+        return
+    best, checkpoint_path = found
+    test_metrics = _score_on_test(checkpoint_path, data)
+    record = ModelRecord(
+        id=job_id,
+        job_id=job_id,
+        checkpoint_uri=checkpoint_path,
+        task=data.task,
+        target=target,
+        config=best.config,
+        metric=metric,
+        mode=mode,
+        validation_value=best.value,
+        test_metrics=test_metrics,
+        feature_names=data.feature_names,
+        classes=data.classes,
+        created_at=time.time(),
+        tenant=tenant,
+    )
+    registry.register(record)
+    if spec.promote is not None:
+        promoted = registry.promote_if_better(spec.promote, record)
+        log.info("job %s: alias %s %s", job_id, spec.promote, "moved" if promoted else "kept")
+    jobs.succeed(job_id, best, test_metrics)
+
+
+def _run_packed(
+    job_id: str,
+    spec: JobSpec,
+    plan: TrialPlan,
+    settings: Settings,
+    jobs: JobStore,
+    should_stop: Callable[[], bool],
+) -> tuple[BestTrial, str] | None:
+    """The trials as packs on warm Ray workers; None if stopped before the end."""
+    progress = TrialProgress(jobs, job_id, plan.metric, plan.mode)
+    run = packs.PackedRun(
+        job_id, spec, plan, settings.experiments_dir / job_id, progress, should_stop
+    )
+    started = time.monotonic()
+    finished = run.run()
+    jobs.record_engine(
+        job_id, f"packed: {run.packs_total} packs of up to {run.largest_pack} configurations"
+    )
+    log.info("job %s: %d packs took %.1f s", job_id, run.packs_total, time.monotonic() - started)
+    if not finished or should_stop():
+        return None
+    found = run.best()
+    if found is None:
+        first = run.errors[0] if run.errors else "no trial reported a result"
+        raise JobFailedError(f"all {spec.trial_count()} trials failed; the first: {first}")
+    return found
+
+
+def _run_unpacked(
+    job_id: str,
+    spec: JobSpec,
+    plan: TrialPlan,
+    settings: Settings,
+    jobs: JobStore,
+    should_stop: Callable[[], bool],
+) -> tuple[BestTrial, str] | None:
+    """One Tune trial per configuration, with tune.run; None if stopped before the end."""
+    metric, mode = plan.metric, plan.mode
     # The data goes into Ray's object store once; trials read it from there. The
     # trainable is registered under the job's own name, so that jobs running at once
     # on one cluster never pick up each other's trainable (and data).
@@ -124,7 +194,7 @@ def run_job(
         storage_path=str(settings.experiments_dir),
         config=search.tune_config(spec),
         num_samples=search.num_samples(spec),
-        search_alg=search.search_algorithm(spec, seed),
+        search_alg=search.search_algorithm(spec, plan.seed),
         scheduler=search.scheduler(spec),
         metric=metric,
         mode=mode,
@@ -143,7 +213,7 @@ def run_job(
     )
     log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)
     if should_stop():
-        return
+        return None
 
     best_trial = analysis.get_best_trial(metric, mode, scope="all")
     if best_trial is None:
@@ -153,35 +223,13 @@ def run_job(
     checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
     if checkpoint is None:
         raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
-
-    test_metrics = _score_on_test(checkpoint.path, data)
     best = BestTrial(
         trial_id=best_trial.trial_id,
         metric=metric,
         value=float(best_trial.metric_analysis[metric][mode]),
         config=dict(best_trial.config),
     )
-    record = ModelRecord(
-        id=job_id,
-        job_id=job_id,
-        checkpoint_uri=checkpoint.path,
-        task=data.task,
-        target=target,
-        config=best.config,
-        metric=metric,
-        mode=mode,
-        validation_value=best.value,
-        test_metrics=test_metrics,
-        feature_names=data.feature_names,
-        classes=data.classes,
-        created_at=time.time(),
-        tenant=tenant,
-    )
-    registry.register(record)
-    if spec.promote is not None:
-        promoted = registry.promote_if_better(spec.promote, record)
-        log.info("job %s: alias %s %s", job_id, spec.promote, "moved" if promoted else "kept")
-    jobs.succeed(job_id, best, test_metrics)
+    return best, checkpoint.path
 
 
 def _score_on_test(checkpoint_dir: str, data: PreparedData) -> dict[str, float]:

@@ -6,6 +6,7 @@ import itertools
 import random
 from typing import Any
 
+import numpy as np
 from ray import tune
 from ray.tune.schedulers import (
     ASHAScheduler,
@@ -18,6 +19,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.search_algorithm import SearchAlgorithm
+from ray.tune.search.variant_generator import generate_variants
 
 from shared.search_space import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
 from shared.spec import JobSpec
@@ -49,6 +51,35 @@ def _shuffles_grid(spec: JobSpec) -> bool:
         and spec.scheduler.type in ("asha", "median")
         and bool(spec.search_space.named(Grid))
     )
+
+
+def unpacked_reason(spec: JobSpec) -> str | None:
+    """Why the job's trials cannot be packed, or None if they can."""
+    if spec.packing is False:
+        return "packing is off in the job spec"
+    if spec.search.algorithm == "optuna":
+        return "optuna suggests each configuration from the results of those before it"
+    if pauses_trials(spec):
+        return "hyperband pauses trials and resumes them later"
+    return None
+
+
+def configurations(spec: JobSpec, seed: int) -> list[dict[str, Any]]:
+    """Every configuration the job tries, drawn by Tune's variant generator (seeded):
+    the same configurations tune.run would run, in the order it would hand them out."""
+    random_state = np.random.RandomState(seed)
+    space = tune_config(spec)
+    if _shuffles_grid(spec):
+        drawn = []
+        for point in _grid_points(spec, seed):
+            variants = generate_variants({"config": {**space, **point}}, random_state=random_state)
+            drawn.append(next(variants)[1]["config"])
+        return drawn
+    drawn = []
+    for _ in range(spec.search.num_samples):
+        variants = generate_variants({"config": space}, random_state=random_state)
+        drawn += [variant["config"] for _, variant in variants]
+    return drawn
 
 
 def _grid_points(spec: JobSpec, seed: int) -> list[dict[str, Any]]:

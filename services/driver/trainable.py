@@ -19,6 +19,9 @@ def tunefleet_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))
+    # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
+    # sink into subnormal floats, which the CPU handles many times slower.
+    torch.set_flush_denormal(True)
 
     resume_from = None
     checkpoint = tune.get_checkpoint()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import ray
 import redis
 
-from services.driver import cluster
+from services.driver import cluster, pack_task
 from services.driver.runner import run_job
 from shared.capacity import CapacityStore
 from shared.errors import TunefleetError
@@ -64,6 +64,7 @@ class Driver:
 
     def run_forever(self) -> None:
         log.info("driver %s: waiting for jobs", self.driver_id)
+        self._warm_workers()
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat_once()
         beat.start()
@@ -80,6 +81,12 @@ class Driver:
         finally:
             self._stopped.set()
             self._jobs.forget_driver(self.driver_id)
+
+    def _warm_workers(self) -> None:
+        """Start Ray's workers with the packed engine imported, one per CPU, before the
+        first job needs them. Ray keeps idle workers between tasks; they hold no CPU."""
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._warming = [pack_task.warm_up.remote() for _ in range(max(1, cpus))]
 
     def stop(self) -> None:
         self._stopped.set()

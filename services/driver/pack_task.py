@@ -1,0 +1,75 @@
+"""The Ray tasks of the packed engine: one epoch of a pack, and warming a worker.
+
+Tasks, not actors: Ray keeps its idle worker processes (torch imported, this module
+loaded) between tasks and between jobs, so the next epoch or the next job starts in a
+warm process, while an idle worker holds no CPU that the autoscaler or Tune's trials
+might want.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+import torch
+
+from shared.model import CHECKPOINT_FILE
+from shared.pack_training import PackState, train_pack_epoch
+from shared.training import TrialPlan
+
+BEST_CHECKPOINT = "checkpoint_best"
+
+
+def checkpoint_folder(experiment_dir: str | Path, trial_id: str) -> Path:
+    """Where a packed trial keeps its best checkpoint."""
+    return Path(experiment_dir) / trial_id / BEST_CHECKPOINT
+
+
+@ray.remote(num_returns=2)
+def train_epoch(
+    state: PackState, plan: TrialPlan, experiment_dir: str
+) -> tuple[PackState, dict[str, dict[str, Any]]]:
+    """Train the pack one epoch; write improved members' checkpoints; return the new
+    state and each member's result (metrics, device, node, seconds)."""
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
+    # sink into subnormal floats, which the CPU handles many times slower.
+    torch.set_flush_denormal(True)
+    started = time.perf_counter()
+    new_state, results = train_pack_epoch(state, plan, device)
+    for trial_id, result in results.items():
+        if result.payload is not None:
+            _save(result.payload, checkpoint_folder(experiment_dir, trial_id))
+    seconds = time.perf_counter() - started
+    node_id = ray.get_runtime_context().get_node_id()
+    return new_state, {
+        trial_id: {
+            **result.metrics,
+            "device": device,
+            "node_id": node_id,
+            "epoch": new_state.epoch,
+            "epoch_s": seconds,
+        }
+        for trial_id, result in results.items()
+    }
+
+
+def _save(payload: dict[str, Any], folder: Path) -> None:
+    """Replace the checkpoint at once: a reader never sees half of one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{CHECKPOINT_FILE}.{os.getpid()}"
+    torch.save(payload, partial)
+    os.replace(partial, folder / CHECKPOINT_FILE)
+
+
+@ray.remote(num_cpus=1)
+def warm_up() -> int:
+    """Start a worker with the packed engine imported, so the first job need not."""
+    import shared.packed  # noqa: F401  (the import is the point)
+
+    return os.getpid()

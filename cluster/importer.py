@@ -8,6 +8,7 @@ on any machine that has the folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT_STATE_GLOB = "experiment_state-*.json"
 RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+# A job folder of the packed engine: its plan of packs, and each trial's best checkpoint.
+PACK_PLAN_FILE = "packs.json"
+PACKED_CHECKPOINT = "checkpoint_best"
 # What a job is judged on when the caller does not say: tunefleet's defaults.
 DEFAULT_OBJECTIVES = (("val_accuracy", "max"), ("val_loss", "min"))
 # Numbers Tune adds to every result that say nothing about the model. Kept out of the
@@ -63,9 +68,11 @@ def read_experiment(
     in tunefleet's driver. ValueError when ``path`` is not an experiment folder or the
     metric is missing.
     """
-    folder = _experiment_folder(Path(path))
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+    if (Path(path).expanduser() / PACK_PLAN_FILE).is_file():
+        return _read_packed(Path(path).expanduser().resolve(), metric, mode)
+    folder = _experiment_folder(Path(path))
     try:
         analysis = ExperimentAnalysis(str(folder))
     except Exception as error:
@@ -89,6 +96,43 @@ def read_experiment(
         best_config=dict(best_trial.config),
         best_metrics=_numbers(best_trial.last_result or {}),
         best_checkpoint=_best_checkpoint(analysis, best_trial, metric, mode),
+    )
+
+
+def _read_packed(folder: Path, metric: str | None, mode: str | None) -> ImportedExperiment:
+    """A job folder of tunefleet's packed engine: one folder per trial with its
+    params.json, result.json (a line per epoch, as Tune writes) and best checkpoint."""
+    trials = []
+    for trial_folder in sorted(p for p in folder.iterdir() if (p / RESULT_FILE).is_file()):
+        lines = (trial_folder / RESULT_FILE).read_text().splitlines()
+        results = [json.loads(line) for line in lines if line.strip()]
+        config = json.loads((trial_folder / PARAMS_FILE).read_text())
+        trials.append((trial_folder, config, results))
+    if not trials:
+        raise ValueError(f"{folder} has no trial folder with a {RESULT_FILE} yet")
+    reported = set().union(*(set(_numbers(r[-1])) for _, _, r in trials if r))
+    metric, mode = _objective(folder, reported - {"training_iteration"}, metric, mode)
+    pick = max if mode == "max" else min
+    rows, best_of = [], {}
+    for trial_folder, config, results in trials:
+        values = [r[metric] for r in results if metric in _numbers(r)]
+        best_of[trial_folder] = pick(values) if values else math.nan
+        status = "TERMINATED" if results and results[-1].get("done") else "RUNNING"
+        last = results[-1] if results else {}
+        rows.append(_row(trial_folder.name, status, config, last, best_of[trial_folder]))
+    ranked = [t for t in trials if not math.isnan(best_of[t[0]])]
+    if not ranked:
+        raise ValueError(f"no trial in {folder} has a finite {metric!r}")
+    best_folder, best_config, best_results = pick(ranked, key=lambda t: best_of[t[0]])
+    checkpoint = best_folder / PACKED_CHECKPOINT
+    return ImportedExperiment(
+        path=folder,
+        metric=metric,
+        mode=mode,
+        results=_frame(rows, metric, mode),
+        best_config=dict(best_config),
+        best_metrics=_numbers(best_results[-1]),
+        best_checkpoint=checkpoint if tunefleet_checkpoint(checkpoint) else None,
     )
 
 
@@ -186,15 +230,28 @@ def _flat_config(config: dict[str, Any], prefix: str = "config/") -> dict[str, A
 
 def _results_frame(trials: list[Trial], metric: str, mode: str) -> pd.DataFrame:
     rows = []
-    best_column = f"best_{metric}"
     for trial in trials:
-        row: dict[str, Any] = {"trial_id": trial.trial_id, "status": trial.status}
-        row |= _flat_config(trial.config)
-        row |= _numbers(trial.last_result or {})
         analysis = trial.metric_analysis.get(metric)
-        row[best_column] = analysis[mode] if analysis else math.nan
-        rows.append(row)
-    frame = pd.DataFrame(rows)
+        best = analysis[mode] if analysis else math.nan
+        rows.append(_row(trial.trial_id, trial.status, trial.config, trial.last_result, best))
+    return _frame(rows, metric, mode)
+
+
+def _row(
+    trial_id: str, status: str, config: dict[str, Any], last: dict | None, best: float
+) -> dict[str, Any]:
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        **_flat_config(config),
+        **_numbers(last or {}),
+        "best": best,
+    }
+
+
+def _frame(rows: list[dict[str, Any]], metric: str, mode: str) -> pd.DataFrame:
+    best_column = f"best_{metric}"
+    frame = pd.DataFrame(rows).rename(columns={"best": best_column})
     metrics = [c for c in frame.columns if c not in ("trial_id", "status")]
     metrics = [c for c in metrics if not c.startswith("config/")]
     # Identity, then the knobs, then what they gave, objective first.

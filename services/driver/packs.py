@@ -244,6 +244,7 @@ class PackedRun:
                 self._scheduler.on_trial_complete(self._controller, trial, result)  # type: ignore[arg-type]
                 self._progress.end(trial_id, config, result)
                 ended.add(trial_id)
+            self._write_result(trial_id, config, result, done=trial_id in ended)
         state_ref: Any = pack.state
         state: PackState = ray.get(state_ref).without(ended)
         pack.state = state
@@ -259,6 +260,20 @@ class PackedRun:
             "training_iteration": int(reported.pop("epoch")),
             "time_total_s": self._time_total_s[trial_id],
         }
+
+    def _write_result(
+        self, trial_id: str, config: dict[str, Any], result: dict[str, Any], done: bool
+    ) -> None:
+        """The epoch in the trial's folder as Tune writes it (params.json, a result.json
+        line per epoch), so that the job's folder can be read back without Redis."""
+        folder = self._dir / trial_id
+        folder.mkdir(parents=True, exist_ok=True)
+        if result["training_iteration"] == 1:
+            (folder / "params.json").write_text(json.dumps(config))
+            (folder / "result.json").write_text("")
+        line = {**result, "trial_id": trial_id, "config": config, "done": done}
+        with open(folder / "result.json", "a") as results:
+            results.write(json.dumps(line) + "\n")
 
     def _save(self, index: int, state: PackState) -> None:
         path = self._state_path(index)

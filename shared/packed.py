@@ -294,10 +294,10 @@ class PackedMLP:
             h = torch.relu(h)
             if self.training and self._drops:
                 h = h * self._dropout_multiplier(tuple(h.shape), rng)
-        return self._grouped(h, views, "out.weight", transpose=False) + views["out.bias"]
+        return self._grouped(h, views, "out.weight", flatten=False) + views["out.bias"]
 
     def _grouped(
-        self, h: torch.Tensor, views: dict[str, torch.Tensor], name: str, transpose: bool = True
+        self, h: torch.Tensor, views: dict[str, torch.Tensor], name: str, flatten: bool = True
     ) -> torch.Tensor:
         """Each member's columns of ``h`` through its own layer ``name``: one batched
         matmul per width. (rows, columns) out for hidden layers, (rows, members,
@@ -308,9 +308,9 @@ class PackedMLP:
             part = h[:, start : start + width * count].reshape(rows, count, width)
             # (count, rows, width) @ (count, width, out) -> (count, rows, out)
             out = torch.bmm(part.transpose(0, 1), views[f"{name}.{g}"].transpose(1, 2))
-            parts.append(out.transpose(0, 1))
-        joined = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return joined.reshape(rows, -1) if transpose else joined
+            out = out.transpose(0, 1)
+            parts.append(out.reshape(rows, -1) if flatten else out)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _dropout_multiplier(
         self, shape: tuple[int, ...], rng: np.random.Generator | None

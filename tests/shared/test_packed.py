@@ -1,0 +1,156 @@
+"""The packed engine against the unpacked loop: same seed, same batches, same results."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from shared.data import DatasetStore, load_frame, prepare
+from shared.model import ModelBundle
+from shared.pack_training import (
+    PackState,
+    state_from_payload,
+    state_to_payload,
+    train_pack_epoch,
+)
+from shared.prepared import PreparedData
+from shared.spec import DatasetSpec
+from shared.training import TrialPlan, train_trial
+
+BASE = {"batch_size": 16, "epochs": 3, "weight_decay": 0.0}
+# Mixed widths, dropouts, learning rates and weight decays; "a" and "c" without dropout,
+# so that their masks (drawn per pack, not per member) cannot differ from alone.
+PACK = {
+    "a": {**BASE, "lr": 0.01, "dropout": 0.0, "hidden_units": 32},
+    "b": {**BASE, "lr": 0.003, "dropout": 0.5, "hidden_units": 64},
+    "c": {**BASE, "lr": 0.02, "dropout": 0.0, "hidden_units": 8, "weight_decay": 1e-3},
+    "d": {**BASE, "lr": 0.001, "dropout": 0.2, "hidden_units": 32},
+}
+
+
+def builtin(name: str) -> PreparedData:
+    spec = DatasetSpec(builtin=name)  # type: ignore[arg-type]
+    return prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+
+
+@pytest.fixture(scope="module")
+def wine() -> TrialPlan:
+    return TrialPlan(data=builtin("wine"), metric="val_accuracy", mode="max", seed=7)
+
+
+def alone(config: dict[str, Any], plan: TrialPlan) -> list[tuple[dict, dict | None]]:
+    reports: list[tuple[dict, dict | None]] = []
+    train_trial(config, plan, lambda metrics, payload: reports.append((metrics, payload)))
+    return reports
+
+
+def packed(configs: dict[str, dict], plan: TrialPlan, epochs: int) -> list[dict[str, Any]]:
+    state, per_epoch = PackState.new(configs), []
+    for _ in range(epochs):
+        state, results = train_pack_epoch(state, plan)
+        per_epoch.append(results)
+    return per_epoch
+
+
+@pytest.mark.parametrize("hidden_layers", [1, 2])
+def test_a_member_trains_as_it_would_alone(wine: TrialPlan, hidden_layers: int) -> None:
+    configs = {k: {**c, "hidden_layers": hidden_layers} for k, c in PACK.items()}
+    epochs = packed(configs, wine, 3)
+    for trial_id in ("a", "c"):
+        reports = alone(configs[trial_id], wine)
+        for epoch, (metrics, _) in enumerate(reports):
+            got = epochs[epoch][trial_id].metrics
+            # Training sees the same weights, batches and updates: equal to rounding.
+            assert got["training_loss"] == pytest.approx(metrics["training_loss"], rel=1e-4)
+            assert got["training_accuracy"] == pytest.approx(metrics["training_accuracy"])
+            # The bias before BatchNorm has no true gradient; Adam scales its rounding
+            # noise up, and BatchNorm's running mean follows it, so validation agrees
+            # closely rather than to the last digit.
+            assert got["val_loss"] == pytest.approx(metrics["val_loss"], abs=0.02)
+            assert got["val_accuracy"] == pytest.approx(metrics["val_accuracy"], abs=0.03)
+        last_alone = next(p for _, p in reversed(reports) if p is not None)
+        last_packed = next(e[trial_id].payload for e in reversed(epochs) if e[trial_id].payload)
+        noisy = {f"layers.{4 * i}.bias" for i in range(hidden_layers)}
+        noisy |= {f"layers.{4 * i + 1}.running_mean" for i in range(hidden_layers)}
+        for name, tensor in last_alone["state_dict"].items():
+            if name not in noisy:
+                got = last_packed["state_dict"][name].float()
+                assert torch.allclose(got, tensor.float(), atol=1e-4), name
+        assert _agree(last_packed, last_alone, wine.data.x_val) >= 0.95
+
+
+def _agree(first: dict, second: dict, rows: np.ndarray) -> float:
+    a = ModelBundle.from_payload(first).predict(rows)[0]
+    b = ModelBundle.from_payload(second).predict(rows)[0]
+    return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+
+
+def test_a_diverging_member_does_not_spoil_the_others(wine: TrialPlan) -> None:
+    # Without dropout: masks are drawn per pack, so a new member would change them.
+    healthy = {k: PACK[k] for k in ("a", "c")}
+    with_nan = {**healthy, "nan": {**PACK["a"], "lr": 1e38}}
+    clean, spoiled = packed(healthy, wine, 3), packed(with_nan, wine, 3)
+    assert not math.isfinite(spoiled[-1]["nan"].metrics["training_loss"])
+    for epoch in range(3):
+        for trial_id in healthy:
+            assert spoiled[epoch][trial_id].metrics == clean[epoch][trial_id].metrics
+
+
+def test_regression_pack_matches_alone() -> None:
+    plan = TrialPlan(data=builtin("diabetes"), metric="val_loss", mode="min", seed=3)
+    config = {**BASE, "lr": 0.01, "dropout": 0.0, "hidden_units": 16}
+    configs = {"r": config, "s": {**config, "hidden_units": 48, "lr": 0.003}}
+    epochs = packed(configs, plan, 3)
+    for epoch, (metrics, _) in enumerate(alone(config, plan)):
+        got = epochs[epoch]["r"].metrics
+        assert set(got) == set(metrics) - {"device"}
+        assert got["training_rmse"] == pytest.approx(metrics["training_rmse"], rel=1e-4)
+        assert got["val_r2"] == pytest.approx(metrics["val_r2"], abs=0.02)
+
+
+def test_saved_state_resumes_exactly(wine: TrialPlan) -> None:
+    straight = packed(PACK, wine, 3)
+    state = PackState.new(PACK)
+    for _ in range(2):
+        state, _ = train_pack_epoch(state, wine)
+    buffer = io.BytesIO()
+    torch.save(state_to_payload(state), buffer)
+    buffer.seek(0)
+    restored = state_from_payload(torch.load(buffer, weights_only=True))
+    _, resumed = train_pack_epoch(restored, wine)
+    for trial_id in PACK:
+        assert resumed[trial_id].metrics == straight[2][trial_id].metrics
+
+
+def test_members_leave_and_the_rest_go_on(wine: TrialPlan) -> None:
+    state = PackState.new(PACK)
+    state, _ = train_pack_epoch(state, wine)
+    smaller = state.without({"b", "d"})
+    assert [m.trial_id for m in smaller.members] == ["c", "a"]  # sorted by width
+    _, results = train_pack_epoch(smaller, wine)
+    assert set(results) == {"a", "c"}
+    full = packed(PACK, wine, 2)
+    # Members without dropout do not depend on who else is in the pack.
+    for trial_id in ("a", "c"):
+        assert results[trial_id].metrics["training_loss"] == pytest.approx(
+            full[1][trial_id].metrics["training_loss"], rel=1e-5
+        )
+
+
+def test_checkpoints_load_like_unpacked_ones(wine: TrialPlan) -> None:
+    first = packed(PACK, wine, 1)[0]
+    for trial_id, result in first.items():
+        assert result.payload is not None  # the first epoch always improves
+        bundle = ModelBundle.from_payload(result.payload)
+        assert bundle.architecture["hidden_units"] == PACK[trial_id]["hidden_units"]
+        labels, probabilities = bundle.predict(wine.data.x_val)
+        assert probabilities is not None and len(labels) == len(wine.data.y_val)
+        optimizer = torch.optim.Adam(bundle.model.parameters())
+        optimizer.load_state_dict(result.payload["optimizer"])
+        assert optimizer.param_groups[0]["lr"] == PACK[trial_id]["lr"]

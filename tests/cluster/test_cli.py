@@ -128,8 +128,10 @@ def test_predict_from_csv_and_from_stdin(
 
 
 def test_jobs_and_cancel(stack: Stack, tmp_path: Path) -> None:
-    spec = {"dataset": {"builtin": "iris"}, "priority": "low",
-            "search_space": {"lr": {"grid": [0.01, 0.02, 0.03]}, "epochs": 50}}  # fmt: skip
+    # Long enough to be still queued or running when the cancel comes.
+    spec = {"dataset": {"builtin": "digits"}, "priority": "low",
+            "search_space": {"lr": {"grid": [0.01, 0.02, 0.03]}, "epochs": 200,
+                             "batch_size": 8}}  # fmt: skip
     submitted = tunefleet(stack, "submit", str(write_spec(tmp_path, "long.json", spec)))
     job_id = submitted.stdout.split()[1]
     cancelled = tunefleet(stack, "cancel", job_id)

@@ -79,6 +79,9 @@ def test_each_scheduler_runs_a_tiny_job(engine: Any, scheduler: str) -> None:
     assert job.state == "succeeded", job.error
     assert len(trials) == 4 and job.trials_done == 4
     assert all(1 <= t.iterations <= 4 for t in trials)
+    # HyperBand pauses and resumes trials, which packs cannot: the record says so.
+    assert job.engine is not None
+    assert job.engine.startswith("unpacked" if scheduler == "hyperband" else "packed")
 
 
 def test_asha_stops_trials_early(engine: Any) -> None:
@@ -99,6 +102,9 @@ def test_asha_stops_trials_early(engine: Any) -> None:
     assert sum(t.iterations for t in fifo) == 8 * 9
     assert sum(t.iterations for t in asha) < 8 * 9
     assert any(t.iterations < 9 for t in asha)
+    # Members of packs, stopped one by one.
+    assert asha_job.engine is not None and asha_job.engine.startswith("packed")
+    assert any(t.early_stopped for t in asha)
 
 
 def test_same_seed_same_configs_and_metrics(engine: Any) -> None:
@@ -157,3 +163,32 @@ def test_time_budget_ends_the_job_with_what_finished(engine: Any) -> None:
     )
     assert job.state == "succeeded", job.error
     assert 1 <= trials[0].iterations < 200
+
+
+def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:
+    spec = {
+        "dataset": {"builtin": "wine"},
+        "search_space": {
+            **TINY,
+            "lr": {"grid": [0.003, 0.03]},
+            "hidden_units": {"grid": [8, 32]},
+            "dropout": {"grid": [0.0, 0.3]},
+        },
+    }
+    packed_job, packed = engine(spec)
+    unpacked_job, unpacked = engine({**spec, "packing": False})
+    assert packed_job.engine is not None and packed_job.engine.startswith("packed")
+    assert unpacked_job.engine == "unpacked: packing is off in the job spec"
+    for job, trials in ((packed_job, packed), (unpacked_job, unpacked)):
+        assert job.state == "succeeded", job.error
+        assert job.trials_done == job.trials_total == 8
+        assert all(t.state == "TERMINATED" and t.iterations == 3 for t in trials)
+        assert all(t.node_id and t.device == "cpu" and t.time_total_s for t in trials)
+        assert {frozenset(t.metrics) for t in trials} == {
+            frozenset({"training_loss", "training_accuracy", "val_loss", "val_accuracy"})
+        }
+        model = engine.registry.get(job.id)
+        assert model.config == job.best.config and model.test_metrics["test_accuracy"] > 0.5
+    assert sorted(map(str, (t.config for t in packed))) == sorted(
+        map(str, (t.config for t in unpacked))
+    )

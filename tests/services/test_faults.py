@@ -101,10 +101,14 @@ def ended(store: JobStore, job_id: str) -> Callable[[], bool]:
     return lambda: store.get(job_id).state.is_terminal()
 
 
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
 def test_killed_driver_job_is_finished_by_a_new_driver(
-    drivers: Drivers, store: JobStore, tmp_path: Path
+    drivers: Drivers, store: JobStore, tmp_path: Path, packing: bool
 ) -> None:
     learning_rates = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
+    # Packs train all their members at once, so the packed job runs longer epochs to
+    # be killed in its middle.
+    epochs = 30 if packing else 6
     job_id = submit(
         store,
         {
@@ -112,16 +116,24 @@ def test_killed_driver_job_is_finished_by_a_new_driver(
             "search_space": {
                 "lr": {"grid": learning_rates},
                 "hidden_units": 32,
-                "batch_size": 16,
-                "epochs": 6,
+                "batch_size": 8 if packing else 16,
+                "epochs": epochs,
             },
+            "packing": packing,
         },
     )
     first = drivers.start()
-    wait_until(lambda: store.get(job_id).trials_done >= 2, 180, "two trials finished")
-    done_before = store.get(job_id).trials_done
+    if packing:
+        wait_until(
+            lambda: any(t.iterations >= 3 for t in store.results.trials(job_id)),
+            180,
+            "three epochs reported",
+        )
+    else:
+        wait_until(lambda: store.get(job_id).trials_done >= 2, 180, "two trials finished")
     first.send_signal(signal.SIGKILL)
     first.wait()
+    assert not store.get(job_id).state.is_terminal()
 
     drivers.start()
     wait_until(ended(store, job_id), 240, "the job ended")
@@ -130,15 +142,19 @@ def test_killed_driver_job_is_finished_by_a_new_driver(
     assert job.attempts == 2 and job.trials_done == job.trials_total == 6
     trials = store.results.trials(job_id)
     assert sorted(t.config["lr"] for t in trials) == learning_rates
-    # A trial running at the kill resumes from its last checkpoint (taken when its
-    # metric improved), so it may repeat epochs: at least 6 reported, not exactly 6.
-    assert all(t.iterations >= 6 for t in trials)
-    # Resumed, not restarted: Tune's experiment holds the grid's 6 trials, no more.
-    trial_dirs = [
-        p for p in (tmp_path / "storage" / "experiments" / job_id).iterdir() if p.is_dir()
-    ]
+    experiment = tmp_path / "storage" / "experiments" / job_id
+    trial_dirs = [p for p in experiment.iterdir() if p.is_dir() and p.name != "packs"]
+    # Resumed, not restarted: the grid's 6 trials, no more.
     assert len(trial_dirs) == 6
-    assert done_before >= 2
+    if packing:
+        # Packs resume from the state saved after each epoch: no epoch runs twice.
+        assert all(t.iterations == epochs for t in trials)
+        assert all(len(store.results.history(job_id, t.trial_id)) == epochs for t in trials)
+        assert job.engine is not None and job.engine.startswith("packed")
+    else:
+        # A trial running at the kill resumes from its last checkpoint (taken when its
+        # metric improved), so it may repeat epochs: at least 6 reported, not exactly 6.
+        assert all(t.iterations >= 6 for t in trials)
 
 
 def test_cancel_stops_a_running_job_and_frees_the_cpus(drivers: Drivers, store: JobStore) -> None:

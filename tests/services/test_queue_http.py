@@ -18,6 +18,11 @@ TRIVIAL = {
     "dataset": {"builtin": "iris"},
     "search_space": {"epochs": 1, "hidden_units": 4},
 }
+# Minutes of work for the one driver: jobs behind it wait in the queue.
+LONG = {
+    "dataset": {"builtin": "digits"},
+    "search_space": {"epochs": 200, "hidden_units": 64, "batch_size": 8},
+}
 
 
 def cancel_all(stack: Stack, ids: set[str]) -> None:
@@ -47,7 +52,7 @@ def test_concurrent_retried_submissions_make_one_job_each(stack: Stack) -> None:
 
 
 def test_cancel_answers_by_state(stack: Stack) -> None:
-    job_id = stack.http.post("/jobs", json=TRIVIAL).json()["id"]
+    job_id = stack.http.post("/jobs", json=LONG).json()["id"]
     answer = stack.http.delete(f"/jobs/{job_id}")
     assert answer.status_code == 202
     assert answer.json()["state"] in ("cancelled", "cancelling")
@@ -59,7 +64,9 @@ def test_cancel_answers_by_state(stack: Stack) -> None:
 
 
 def test_full_queue_answers_429_with_retry_after(stack: Stack) -> None:
-    submitted: set[str] = set()
+    # A trivial job ends in a fraction of a second; behind a long one, they queue up.
+    busy = stack.http.post("/jobs", json={**LONG, "priority": "high"}).json()["id"]
+    submitted: set[str] = {busy}
     refused: httpx.Response | None = None
     for _ in range(MAX_QUEUED + 20):
         answer = stack.http.post("/jobs", json=TRIVIAL)

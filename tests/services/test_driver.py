@@ -41,6 +41,7 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
         return jobs.get(job_id), jobs.results.trials(job_id)
 
     run.registry = registry  # type: ignore[attr-defined]
+    run.jobs = jobs  # type: ignore[attr-defined]
     return run
 
 
@@ -189,6 +190,11 @@ def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:
         }
         model = engine.registry.get(job.id)
         assert model.config == job.best.config and model.test_metrics["test_accuracy"] > 0.5
+        for trial in trials:
+            history = engine.jobs.results.history(job.id, trial.trial_id)
+            assert [epoch["training_iteration"] for epoch in history] == [1, 2, 3]
+    # Nothing holds a CPU once the job is done: packs run as tasks on idle workers.
+    assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]
     assert sorted(map(str, (t.config for t in packed))) == sorted(
         map(str, (t.config for t in unpacked))
     )

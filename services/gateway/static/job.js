@@ -181,6 +181,7 @@ function renderHead(head, job, onCancel) {
     ["submitted ", timeCell(job.submitted_at)],
     job.started_at ? ["started ", timeCell(job.started_at)] : null,
     job.attempts > 1 ? `${job.attempts} attempts` : null,
+    job.engine ? h("span", { title: "how the trials ran" }, job.engine) : null,
   ].filter(Boolean);
   // An ended job's count of running trials is its last, not news.
   const running = TERMINAL.has(job.state) ? 0 : job.trials_running;

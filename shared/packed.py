@@ -56,6 +56,8 @@ class _Tensor:
 
     name: str
     shape: tuple[int, ...]
+    # "inputs": columns of dim 1 are hidden columns (the first layer's weight, kept as
+    # (inputs, columns): its gradient is computed faster so than transposed);
     # "cols": rows of dim 0 are hidden columns; "group": dim 0 indexes the members of
     # one width group; "member": dim 0 indexes all members.
     kind: str
@@ -107,6 +109,11 @@ class PackedMLP:
             leaf = view.detach().requires_grad_()
             leaf.grad = grad
             self._leaves[spec.name] = leaf
+        self._group_columns = [
+            (int(self.col_offsets[first]), int(self.col_offsets[first + count]), count, width)
+            for width, first, count in self.groups
+        ]
+        self._out_weights = [self._leaves[f"out.weight.{g}"] for g in range(len(self.groups))]
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self._denom = torch.empty_like(self.exp_avg)
@@ -114,6 +121,20 @@ class PackedMLP:
         self.buffer_values = {
             t.name: torch.zeros(t.shape, device=self.device) for t in self.buffers
         }
+        # Per hidden layer: (group weights, bias, BN scale, BN shift, BN mean, BN var).
+        self._layers = [
+            (
+                [self._leaves[f"h{layer}.weight.{g}"] for g in range(len(self.groups))]
+                if layer > 0
+                else [],
+                self._leaves[f"h{layer}.bias"],
+                self._leaves[f"bn{layer}.weight"],
+                self._leaves[f"bn{layer}.bias"],
+                self.buffer_values[f"bn{layer}.running_mean"],
+                self.buffer_values[f"bn{layer}.running_var"],
+            )
+            for layer in range(hidden_layers)
+        ]
         self.num_batches_tracked = 0
         self.step = 0
         self.lr = self._per_element(lambda m: m.lr)
@@ -135,7 +156,7 @@ class PackedMLP:
         for layer in range(self.hidden_layers):
             linear, norm = f"layers.{4 * layer}", f"layers.{4 * layer + 1}"
             if layer == 0:
-                layout.append(_Tensor("h0.weight", (w_all, f), "cols", f"{linear}.weight"))
+                layout.append(_Tensor("h0.weight", (f, w_all), "inputs", f"{linear}.weight"))
             else:
                 for g, (width, _, count) in enumerate(self.groups):
                     layout.append(
@@ -150,7 +171,7 @@ class PackedMLP:
         out = f"layers.{4 * self.hidden_layers}"
         for g, (width, _, count) in enumerate(self.groups):
             layout.append(
-                _Tensor(f"out.weight.{g}", (count, c, width), "group", f"{out}.weight", g)
+                _Tensor(f"out.weight.{g}", (count, width, c), "group", f"{out}.weight", g)
             )
         layout.append(_Tensor("out.bias", (k, c), "member", f"{out}.bias"))
         return layout
@@ -166,14 +187,18 @@ class PackedMLP:
         return layout
 
     def _part(self, spec: _Tensor, tensor: torch.Tensor, index: int) -> torch.Tensor | None:
-        """Member ``index``'s part of a packed tensor (a view), or None if it has none."""
+        """Member ``index``'s part of a packed tensor (a view, shaped as in the MLP), or
+        None if it has none."""
         if spec.kind == "cols":
             return tensor[self.col_offsets[index] : self.col_offsets[index + 1]]
+        if spec.kind == "inputs":  # transposed: the (columns, inputs) of nn.Linear
+            return tensor[:, self.col_offsets[index] : self.col_offsets[index + 1]].T
         if spec.kind == "member":
             return tensor[index]
         _, first, count = self.groups[spec.group]
         if first <= index < first + count:
-            return tensor[index - first]
+            # Kept as (inputs, outputs) for the batched matmul: transposed to nn.Linear's.
+            return tensor[index - first].T
         return None
 
     def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
@@ -212,11 +237,11 @@ class PackedMLP:
         for spec, view in zip(self.params, self._views(self.flat), strict=True):
             part = self._part(spec, view, index)
             if part is not None:
-                state[spec.mlp_name] = part.clone().cpu()
+                state[spec.mlp_name] = _copy(part)
         for spec in self.buffers:
             part = self._part(spec, self.buffer_values[spec.name], index)
             assert part is not None
-            state[spec.mlp_name] = part.clone().cpu()
+            state[spec.mlp_name] = _copy(part)
         for layer in range(self.hidden_layers):
             tracked = torch.tensor(self.num_batches_tracked, dtype=torch.long)
             state[f"layers.{4 * layer + 1}.num_batches_tracked"] = tracked
@@ -229,7 +254,7 @@ class PackedMLP:
             for spec, view in zip(self.params, self._views(flat), strict=True):
                 part = self._part(spec, view, index)
                 if part is not None:
-                    moment[spec.mlp_name] = part.clone().cpu()
+                    moment[spec.mlp_name] = _copy(part)
         return moments
 
     def load_moments(
@@ -277,38 +302,30 @@ class PackedMLP:
     def forward(self, x: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Outputs (rows, members, outputs). ``rng`` draws dropout masks when training."""
         views = self._leaves
-        h = nn.functional.linear(x, views["h0.weight"], views["h0.bias"])
-        for layer in range(self.hidden_layers):
+        h = torch.addmm(views["h0.bias"], x, views["h0.weight"])
+        for layer, (weights, bias, scale, shift, mean, var) in enumerate(self._layers):
             if layer > 0:
-                h = self._grouped(h, views, f"h{layer}.weight") + views[f"h{layer}.bias"]
+                h = self._grouped(h, weights) + bias
             h = nn.functional.batch_norm(
-                h,
-                self.buffer_values[f"bn{layer}.running_mean"],
-                self.buffer_values[f"bn{layer}.running_var"],
-                views[f"bn{layer}.weight"],
-                views[f"bn{layer}.bias"],
-                training=self.training,
-                momentum=BN_MOMENTUM,
-                eps=BN_EPS,
-            )
+                h, mean, var, scale, shift,
+                training=self.training, momentum=BN_MOMENTUM, eps=BN_EPS,
+            )  # fmt: skip
             h = torch.relu(h)
             if self.training and self._drops:
                 h = h * self._dropout_multiplier(tuple(h.shape), rng)
-        return self._grouped(h, views, "out.weight", flatten=False) + views["out.bias"]
+        return self._grouped(h, self._out_weights, flatten=False) + views["out.bias"]
 
     def _grouped(
-        self, h: torch.Tensor, views: dict[str, torch.Tensor], name: str, flatten: bool = True
+        self, h: torch.Tensor, weights: list[torch.Tensor], flatten: bool = True
     ) -> torch.Tensor:
-        """Each member's columns of ``h`` through its own layer ``name``: one batched
-        matmul per width. (rows, columns) out for hidden layers, (rows, members,
-        outputs) for the output layer."""
+        """Each member's columns of ``h`` through its own layer: one batched matmul per
+        width. (rows, columns) out for hidden layers, (rows, members, outputs) for the
+        output layer."""
         rows, parts = len(h), []
-        for g, (width, first, count) in enumerate(self.groups):
-            start = self.col_offsets[first]
-            part = h[:, start : start + width * count].reshape(rows, count, width)
-            # (count, rows, width) @ (count, width, out) -> (count, rows, out)
-            out = torch.bmm(part.transpose(0, 1), views[f"{name}.{g}"].transpose(1, 2))
-            out = out.transpose(0, 1)
+        for (start, end, count, width), weight in zip(self._group_columns, weights, strict=True):
+            part = h[:, start:end].reshape(rows, count, width)
+            # (count, rows, inputs) @ (count, inputs, outputs) -> (count, rows, outputs)
+            out = torch.bmm(part.transpose(0, 1), weight).transpose(0, 1)
             parts.append(out.reshape(rows, -1) if flatten else out)
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
@@ -350,13 +367,12 @@ class PackedMLP:
         """Each member's mean loss over the rows: (members,)."""
         if regression:
             return ((outputs[:, :, 0] - y[:, None]) ** 2).mean(dim=0)
-        rows, count, classes = outputs.shape
+        rows, count, _ = outputs.shape
+        # (rows, classes, members) against (rows, members): one loss per row and member.
         losses = nn.functional.cross_entropy(
-            outputs.reshape(rows * count, classes),
-            y.repeat_interleave(count),
-            reduction="none",
+            outputs.transpose(1, 2), y[:, None].expand(rows, count), reduction="none"
         )
-        return losses.view(rows, count).mean(dim=0)
+        return losses.mean(dim=0)
 
     def train_epoch(
         self,
@@ -375,10 +391,13 @@ class PackedMLP:
         # step that is mostly dispatch at small batch sizes.
         losses_seen: list[torch.Tensor] = []
         predictions: list[torch.Tensor] = []
+        # The epoch's rows gathered once; each batch is then a view, not a gather.
+        trained = order[: n_batches * batch_size]
+        x_epoch, y_epoch = x[trained], y[trained]
         for start in range(0, n_batches * batch_size, batch_size):
-            rows = order[start : start + batch_size]
-            outputs = self.forward(x[rows], rng)
-            losses = self.member_losses(outputs, y[rows], regression)
+            y_batch = y_epoch[start : start + batch_size]
+            outputs = self.forward(x_epoch[start : start + batch_size], rng)
+            losses = self.member_losses(outputs, y_batch, regression)
             self.flat_grad.zero_()
             losses.sum().backward()
             self.adam_step()
@@ -386,12 +405,11 @@ class PackedMLP:
             if not regression:
                 predictions.append(outputs.detach().argmax(dim=2))
         self.num_batches_tracked += n_batches
-        trained = order[: n_batches * batch_size]
         # Batches are all of one size, so the mean of their means is the mean per row.
         mean_loss = torch.stack(losses_seen).mean(dim=0)
         correct = torch.zeros(len(self.members), device=self.device, dtype=torch.long)
         if predictions:
-            correct = (torch.cat(predictions) == y[trained][:, None]).sum(dim=0)
+            correct = (torch.cat(predictions) == y_epoch[:, None]).sum(dim=0)
         return mean_loss, correct
 
     @torch.no_grad()
@@ -401,6 +419,11 @@ class PackedMLP:
         rows = max(1, EVAL_CELLS // max(1, self.total_width))
         for start in range(0, len(x), rows):
             yield slice(start, start + rows), self.forward(x[start : start + rows])
+
+
+def _copy(part: torch.Tensor) -> torch.Tensor:
+    """A member's part on its own: contiguous, on the CPU (as a state_dict holds it)."""
+    return part.clone(memory_format=torch.contiguous_format).cpu()
 
 
 def _mlp_parameter_names(hidden_layers: int) -> list[tuple[str, str]]:

@@ -58,12 +58,6 @@ class _NoController:
         return []
 
 
-def engine_note(spec: JobSpec) -> str:
-    """How the job's trials will run, for the job record."""
-    reason = search.unpacked_reason(spec)
-    return "packed" if reason is None else f"unpacked: {reason}"
-
-
 class PackedRun:
     """One job's packed trials, from the first epoch (or a resumed one) to the last."""
 
@@ -88,14 +82,19 @@ class PackedRun:
         self._trials: dict[str, Trial] = {}
         self._time_total_s: dict[str, float] = {}
         self.errors: list[str] = []
-        self.packs_total = 0
-        self.largest_pack = 0
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._packs: list[list[str]] = []
+
+    def plan(self) -> str:
+        """Draw the configurations and form the packs (or read them back on resume);
+        says how, for the job record."""
+        self._configs, self._packs = self._plan_packs()
+        largest = max((len(p) for p in self._packs), default=0)
+        return f"packed: {len(self._packs)} packs of up to {largest} configurations"
 
     def run(self) -> bool:
         """Train every pack to its end; False if stopped first (cancel, lost lease)."""
-        configs, packs = self._plan_packs()
-        self.packs_total = len(packs)
-        self.largest_pack = max((len(p) for p in packs), default=0)
+        configs, packs = self._configs, self._packs
         self._replay_history(configs)
         plan_ref = ray.put(self._plan)
         resumed = [self._resumable(index, members, configs) for index, members in enumerate(packs)]
@@ -283,10 +282,12 @@ class PackedRun:
         partial.replace(path)
 
     def _end_all(self, packs: list[_Pack]) -> None:
-        """The time budget ran out: every member still training ends where it is."""
+        """The time budget ran out: every member that started ends where it is; those
+        that never started stay out of the table, as Tune leaves them."""
         for pack in packs:
             for trial_id, config in pack.configs.items():
-                self._progress.end(trial_id, config, pack.last.get(trial_id, {}))
+                if trial_id in self._time_total_s:
+                    self._progress.end(trial_id, config, pack.last.get(trial_id, {}))
 
     # -- the scheduler across attempts -----------------------------------------------
 

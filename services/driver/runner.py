@@ -107,10 +107,11 @@ def run_job(
         balance=spec.dataset.balance == "weighted_sampler",
         checkpoint_every_epoch=search.pauses_trials(spec),
     )
-    jobs.record_engine(job_id, packs.engine_note(spec))
-    if search.unpacked_reason(spec) is None:
+    unpacked_reason = search.unpacked_reason(spec)
+    if unpacked_reason is None:
         found = _run_packed(job_id, spec, plan, settings, jobs, should_stop)
     else:
+        jobs.record_engine(job_id, f"unpacked: {unpacked_reason}")
         found = _run_unpacked(job_id, spec, plan, settings, jobs, should_stop)
     if found is None:
         return
@@ -152,12 +153,10 @@ def _run_packed(
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, should_stop
     )
+    jobs.record_engine(job_id, run.plan())
     started = time.monotonic()
     finished = run.run()
-    jobs.record_engine(
-        job_id, f"packed: {run.packs_total} packs of up to {run.largest_pack} configurations"
-    )
-    log.info("job %s: %d packs took %.1f s", job_id, run.packs_total, time.monotonic() - started)
+    log.info("job %s: its packs took %.1f s", job_id, time.monotonic() - started)
     if not finished or should_stop():
         return None
     found = run.best()

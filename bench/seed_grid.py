@@ -84,6 +84,7 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
             "scheduler": scheduler,
             "engine": job["engine"],
             "state": job["state"],
+            "error": job["error"],
             "trials": len(done["trials"]),
             "epochs_run": sum(t["iterations"] for t in done["trials"]),
             "wall_s": round(done["wall_s"], 1),

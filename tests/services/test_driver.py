@@ -198,3 +198,16 @@ def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:
     assert sorted(map(str, (t.config for t in packed))) == sorted(
         map(str, (t.config for t in unpacked))
     )
+
+
+def test_pack_size_follows_the_spec(engine: Any) -> None:
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {**TINY, "lr": {"grid": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}},
+            "packing": {"max_k": 2},
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert job.engine == "packed: 3 packs of up to 2 configurations"
+    assert len(trials) == 6 and all(t.iterations == 3 for t in trials)

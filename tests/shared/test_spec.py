@@ -202,3 +202,13 @@ def test_metric_of_the_other_task_is_refused_when_task_is_given() -> None:
         {"dataset": {"builtin": "diabetes"}, "task": "regression", "metric": "val_accuracy"}
     )
     assert "val_accuracy is not a regression metric" in msg
+
+
+def test_packing_is_on_unless_turned_off_and_its_size_is_checked() -> None:
+    base = {"dataset": {"builtin": "iris"}}
+    assert JobSpec.model_validate(base).packing is True
+    assert JobSpec.model_validate({**base, "packing": False}).packing is False
+    capped = JobSpec.model_validate({**base, "packing": {"max_k": 8}})
+    assert capped.pack_size_limit() == 8
+    assert errors_of({**base, "packing": {"max_k": 0}})[0][0] == "packing.Packing.max_k"
+    assert errors_of({**base, "packing": {"size": 8}})[0][1] == "Extra inputs are not permitted"

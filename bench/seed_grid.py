@@ -76,6 +76,8 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
         spec["scheduler"] = scheduler
         spec["packing"] = engine == "packed"
         done = run_job(client, spec)
+        if done["job"]["state"] != "succeeded":
+            print(stack.log.read_text(errors="replace")[-4000:], file=sys.stderr)
     job = done["job"]
     emit(
         {

@@ -65,6 +65,10 @@ class Driver:
     def run_forever(self) -> None:
         log.info("driver %s: waiting for jobs", self.driver_id)
         self._warm_workers()
+        try:  # now rather than in the first job's time; each job checks again
+            self._check_storage()
+        except TunefleetError as exc:
+            log.warning("driver: %s", exc)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat_once()
         beat.start()

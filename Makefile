@@ -24,9 +24,11 @@ lint: $(BIN)/.installed
 # Benchmarks print JSON lines; see README.md for what each measures.
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.epoch_speed
+	$(BIN)/python -m bench.packed_speed
 	$(BIN)/python -m bench.trial_overhead
 	$(BIN)/python -m bench.time_to_best
 	$(BIN)/python -m bench.queue_latency
+	$(BIN)/python -m bench.seed_grid small
 	$(BIN)/python -m bench.predict_speed
 	$(BIN)/python -m bench.results_speed
 

@@ -26,6 +26,7 @@ import ray
 import torch
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import search
 from services.driver.pack_task import checkpoint_folder, train_epoch
@@ -48,6 +49,7 @@ class _Pack:
     configs: dict[str, dict[str, Any]]  # trial id -> config, of the members still in it
     state: PackState | Any  # a PackState, or Ray's reference to the one an epoch made
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result each
+    node_id: str | None = None  # where its last epoch ran
 
 
 class _NoController:
@@ -215,7 +217,14 @@ class PackedRun:
                 self._progress.start(trial_id, config, {})
                 self._time_total_s[trial_id] = 0.0
         resources = self._spec.resources
-        task: Any = train_epoch.options(num_cpus=resources.cpu, num_gpus=resources.gpu)
+        # A pack's first epoch goes where Ray spreads it; the next ones stay on its node
+        # (if it has room), next to the pack's state in that node's object store.
+        strategy: Any = "SPREAD"
+        if pack.node_id is not None:
+            strategy = NodeAffinitySchedulingStrategy(pack.node_id, soft=True)
+        task: Any = train_epoch.options(
+            num_cpus=resources.cpu, num_gpus=resources.gpu, scheduling_strategy=strategy
+        )
         refs: list[Any] = task.remote(pack.state, plan_ref, str(self._dir))
         pack.state = refs[0]
         return refs[1]
@@ -234,6 +243,7 @@ class PackedRun:
             return False
         ended = set()
         for trial_id, config in pack.configs.items():
+            pack.node_id = results[trial_id]["node_id"]
             result = self._result(trial_id, results[trial_id])
             pack.last[trial_id] = result
             self._progress.result(trial_id, config, result)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import ray
 import redis
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import cluster, pack_task
 from services.driver.runner import run_job
@@ -87,10 +88,15 @@ class Driver:
             self._jobs.forget_driver(self.driver_id)
 
     def _warm_workers(self) -> None:
-        """Start Ray's workers with the packed engine imported, one per CPU, before the
-        first job needs them. Ray keeps idle workers between tasks; they hold no CPU."""
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._warming = [pack_task.warm_up.remote() for _ in range(max(1, cpus))]
+        """Start Ray's workers with the packed engine imported, one per CPU of every
+        node, before the first job needs them. Ray keeps idle workers between tasks;
+        they hold no CPU."""
+        self._warming = []
+        for node in ray.nodes():
+            cpus = int(node["Resources"].get("CPU", 0)) if node.get("Alive") else 0
+            on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
+            task = pack_task.warm_up.options(scheduling_strategy=on_node)
+            self._warming += [task.remote() for _ in range(cpus)]
 
     def stop(self) -> None:
         self._stopped.set()

@@ -24,9 +24,16 @@ from tests.conftest import Stack
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RAY = Path(sys.executable).parent / "ray"
+# Two packs of two on this 2-CPU cluster. Epochs long enough (digits, batch size 4) that
+# both packs' epochs run at once, so each needs a node of its own.
 JOB = {
-    "dataset": {"builtin": "iris"},
-    "search_space": {"lr": {"grid": [0.005, 0.01, 0.02, 0.04]}, "hidden_units": 16, "epochs": 3},
+    "dataset": {"builtin": "digits"},
+    "search_space": {
+        "lr": {"grid": [0.005, 0.01, 0.02, 0.04]},
+        "hidden_units": 16,
+        "batch_size": 4,
+        "epochs": 3,
+    },
 }
 
 
@@ -158,7 +165,9 @@ def test_trials_spread_over_every_node_that_has_cpus(
     assert len(workers) == 2
     rows = trials_of(cluster_stack, JOB)
     assert len(rows) == 4
-    assert {row["node_id"] for row in rows} == workers
+    assert {row["node_id"] for row in rows} == workers, [
+        (r["trial_id"], r["node_id"]) for r in rows
+    ]
 
 
 def test_gpu_trials_land_only_on_the_gpu_node(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,12 @@ def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:
         },
     }
     packed_job, packed = engine(spec)
+    # Nothing holds a CPU once the job is done: packs run as tasks on idle workers.
+    # (Ray's view of free resources lags a moment behind.)
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU") != ray.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, ray.available_resources()
+        time.sleep(0.1)
     unpacked_job, unpacked = engine({**spec, "packing": False})
     assert packed_job.engine is not None and packed_job.engine.startswith("packed")
     assert unpacked_job.engine == "unpacked: packing is off in the job spec"
@@ -193,8 +200,6 @@ def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:
         for trial in trials:
             history = engine.jobs.results.history(job.id, trial.trial_id)
             assert [epoch["training_iteration"] for epoch in history] == [1, 2, 3]
-    # Nothing holds a CPU once the job is done: packs run as tasks on idle workers.
-    assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]
     assert sorted(map(str, (t.config for t in packed))) == sorted(
         map(str, (t.config for t in unpacked))
     )

@@ -8,6 +8,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -163,7 +164,7 @@ class JobSpec(_Strict):
         "alias's current model (test_accuracy, or test_loss for regression).",
     )
     max_concurrent_trials: int | None = Field(default=None, ge=1, le=10_000)
-    packing: Packing | bool = Field(
+    packing: Packing | StrictBool = Field(
         default=True,
         description="Train configurations that share batch size, epochs and depth as "
         "packs (each still a trial of its own); false trains one per trial process.",

@@ -212,3 +212,4 @@ def test_packing_is_on_unless_turned_off_and_its_size_is_checked() -> None:
     assert capped.pack_size_limit() == 8
     assert errors_of({**base, "packing": {"max_k": 0}})[0][0] == "packing.Packing.max_k"
     assert errors_of({**base, "packing": {"size": 8}})[0][1] == "Extra inputs are not permitted"
+    assert errors_of({**base, "packing": "yes"})[-1][0] == "packing.bool"

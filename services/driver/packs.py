@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,7 @@ class _Pack:
     configs: dict[str, dict[str, Any]]  # trial id -> config, of the members still in it
     state: PackState | Any  # a PackState, or Ray's reference to the one an epoch made
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result each
-    node_id: str | None = None  # where its last epoch ran
+    node_id: str | None = None  # the node its epochs are asked to run on
 
 
 class _NoController:
@@ -86,6 +86,8 @@ class PackedRun:
         self.errors: list[str] = []
         self._configs: dict[str, dict[str, Any]] = {}
         self._packs: list[list[str]] = []
+        self._node_slots: dict[str, int] = {}
+        self._placed: Counter[str] = Counter()
 
     def plan(self) -> str:
         """Draw the configurations and form the packs (or read them back on resume);
@@ -101,6 +103,7 @@ class PackedRun:
         plan_ref = ray.put(self._plan)
         resumed = [self._resumable(index, members, configs) for index, members in enumerate(packs)]
         waiting = deque(pack for pack in resumed if pack is not None and pack.configs)
+        self._node_slots = self._slots_per_node()
         slots = self._slots(max((len(p.configs) for p in waiting), default=1))
         started = time.monotonic()
         running: dict[Any, _Pack] = {}
@@ -123,6 +126,8 @@ class PackedRun:
                     pack = running.pop(ref)
                     if self._epoch_done(pack, ref):
                         running[self._submit(pack, plan_ref)] = pack
+                    else:
+                        self._unplace(pack)
         finally:
             for ref in running:
                 ray.cancel(ref)
@@ -191,6 +196,20 @@ class PackedRun:
             fits = min(fits, self._spec.max_concurrent_trials // max(1, pack_size))
         return max(1, fits)
 
+    def _slots_per_node(self) -> dict[str, int]:
+        """Alive node id -> how many packs of the spec's resources it holds."""
+        wanted = self._spec.resources
+        slots = {}
+        for node in ray.nodes():
+            resources = node["Resources"] if node.get("Alive") else {}
+            if wanted.gpu > 0:
+                fits = int(resources.get("GPU", 0) // wanted.gpu)
+            else:
+                fits = int(resources.get("CPU", 0) // wanted.cpu)
+            if fits > 0:
+                slots[node["NodeID"]] = fits
+        return slots
+
     def _resumable(
         self, index: int, members: list[str], configs: dict[str, dict[str, Any]]
     ) -> _Pack | None:
@@ -217,9 +236,11 @@ class PackedRun:
                 self._progress.start(trial_id, config, {})
                 self._time_total_s[trial_id] = 0.0
         resources = self._spec.resources
-        # A pack's first epoch goes where Ray spreads it; the next ones stay on its node
-        # (if it has room), next to the pack's state in that node's object store.
-        strategy: Any = "SPREAD"
+        if pack.node_id is None:
+            pack.node_id = self._place()
+        # Every epoch of a pack asks for the same node (soft: elsewhere if that node is
+        # gone or full), next to the pack's state in that node's object store.
+        strategy: Any = "DEFAULT"
         if pack.node_id is not None:
             strategy = NodeAffinitySchedulingStrategy(pack.node_id, soft=True)
         task: Any = train_epoch.options(
@@ -228,6 +249,19 @@ class PackedRun:
         refs: list[Any] = task.remote(pack.state, plan_ref, str(self._dir))
         pack.state = refs[0]
         return refs[1]
+
+    def _place(self) -> str | None:
+        """The node for a new pack: the one with the most slots that no pack holds.
+        Left to Ray, tiny epochs of several packs follow one node's reused worker."""
+        if not self._node_slots:
+            return None
+        node = max(self._node_slots, key=lambda n: self._node_slots[n] - self._placed[n])
+        self._placed[node] += 1
+        return node
+
+    def _unplace(self, pack: _Pack) -> None:
+        if pack.node_id is not None:
+            self._placed[pack.node_id] -= 1
 
     def _epoch_done(self, pack: _Pack, results_ref: Any) -> bool:
         """Record a pack's epoch, let the scheduler judge each member, and save the pack;
@@ -243,7 +277,6 @@ class PackedRun:
             return False
         ended = set()
         for trial_id, config in pack.configs.items():
-            pack.node_id = results[trial_id]["node_id"]
             result = self._result(trial_id, results[trial_id])
             pack.last[trial_id] = result
             self._progress.result(trial_id, config, result)

@@ -28,18 +28,23 @@ def checkpoint_folder(experiment_dir: str | Path, trial_id: str) -> Path:
     return Path(experiment_dir) / trial_id / BEST_CHECKPOINT
 
 
+def torch_for_this_worker() -> str:
+    """Set torch up for the Ray task or trial it runs in; the device to train on."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))
+    # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
+    # sink into subnormal floats, which the CPU handles many times slower.
+    torch.set_flush_denormal(True)
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
 @ray.remote(num_returns=2)
 def train_epoch(
     state: PackState, plan: TrialPlan, experiment_dir: str
 ) -> tuple[PackState, dict[str, dict[str, Any]]]:
     """Train the pack one epoch; write improved members' checkpoints; return the new
     state and each member's result (metrics, device, node, seconds)."""
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
-    # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
-    # sink into subnormal floats, which the CPU handles many times slower.
-    torch.set_flush_denormal(True)
+    device = torch_for_this_worker()
     started = time.perf_counter()
     new_state, results = train_pack_epoch(state, plan, device)
     for trial_id, result in results.items():

@@ -184,14 +184,9 @@ class PackedRun:
         return max(1, min(limit, math.ceil(trials / self._slots(1))))
 
     def _slots(self, pack_size: int) -> int:
-        """How many packs train at once: what the cluster holds of the spec's resources
-        per trial (a pack takes one trial's), within max_concurrent_trials."""
-        resources = ray.cluster_resources()
-        wanted = self._spec.resources
-        if wanted.gpu > 0:
-            fits = int(resources.get("GPU", 0) // wanted.gpu)
-        else:
-            fits = int(resources.get("CPU", 1) // wanted.cpu)
+        """How many packs train at once: the sum of what each node holds of the spec's
+        resources per trial (a pack takes one trial's), within max_concurrent_trials."""
+        fits = sum(self._slots_per_node().values())
         if self._spec.max_concurrent_trials is not None:
             fits = min(fits, self._spec.max_concurrent_trials // max(1, pack_size))
         return max(1, fits)

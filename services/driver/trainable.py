@@ -10,18 +10,14 @@ import ray
 import torch
 from ray import tune
 
+from services.driver.pack_task import torch_for_this_worker
 from shared.model import CHECKPOINT_FILE
 from shared.training import TrialPlan, train_trial
 
 
 def tunefleet_trial(config: dict[str, Any], plan: TrialPlan) -> None:
     """Run one trial; resume from Tune's checkpoint when the trial is restored."""
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(cpus)))
-    # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
-    # sink into subnormal floats, which the CPU handles many times slower.
-    torch.set_flush_denormal(True)
+    device = torch_for_this_worker()
 
     resume_from = None
     checkpoint = tune.get_checkpoint()

@@ -62,6 +62,8 @@ class Driver:
         # The alive nodes when the storage was last found shared: checked again when
         # they change.
         self._storage_checked_for: frozenset[str] = frozenset()
+        # Warm-up tasks in flight (kept so that their results are not dropped unread).
+        self._warming: list[ray.ObjectRef] = []
 
     def run_forever(self) -> None:
         log.info("driver %s: waiting for jobs", self.driver_id)
@@ -91,7 +93,7 @@ class Driver:
         """Start Ray's workers with the packed engine imported, one per CPU of every
         node, before the first job needs them. Ray keeps idle workers between tasks;
         they hold no CPU."""
-        self._warming = []
+        self._warming.clear()
         for node in ray.nodes():
             cpus = int(node["Resources"].get("CPU", 0)) if node.get("Alive") else 0
             on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)

@@ -79,9 +79,10 @@ def ours(csv: Path, epochs: int) -> tuple[float, float]:
         jobs = JobStore(client)
         driver = Driver(settings, jobs, ModelRegistry(client))
         job_id, _ = jobs.enqueue(spec)
-        jobs.claim(driver.driver_id)
+        lease = jobs.claim(driver.driver_id)
+        assert lease is not None
         started = time.perf_counter()
-        driver.run_one(job_id)
+        driver.run_one(lease)
         wall_s = time.perf_counter() - started
         ray.shutdown()
         job = jobs.get(job_id)

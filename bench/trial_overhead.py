@@ -58,9 +58,10 @@ def main() -> None:
                 }
             )
             job_id, _ = jobs.enqueue(spec)
-            jobs.claim(driver.driver_id)
+            lease = jobs.claim(driver.driver_id)
+            assert lease is not None
             started = time.perf_counter()
-            driver.run_one(job_id)
+            driver.run_one(lease)
             assert jobs.get(job_id).state == "succeeded", jobs.get(job_id).error
             return (time.perf_counter() - started) / trials
 

@@ -81,6 +81,12 @@ class RedisServer:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout_s} s")
 
+    def exited(self) -> int | None:
+        """The exit code of a server that was started and has died since; else None."""
+        if self._process is None:
+            return None
+        return self._process.poll()
+
     def stop(self) -> None:
         """Stop the server (SIGTERM: it flushes its append-only file first)."""
         if self._process is None:

@@ -43,6 +43,7 @@ def up(settings: Settings) -> None:
 
     with ExitStack() as parts:
         redis_url = settings.redis_url
+        server: RedisServer | None = None
         if redis_url is None:
             server = RedisServer(settings.home / "redis", settings.redis_port)
             redis_url = server.start()
@@ -92,12 +93,29 @@ def up(settings: Settings) -> None:
             settings.storage_root,
         )
         while not stopping:
+            if server is not None:
+                _restart_if_dead(server)
             for index, driver in enumerate(drivers):
                 if driver.poll() is not None:
                     log.warning("driver exited with code %s; starting a new one", driver.returncode)
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+
+
+def _restart_if_dead(server: RedisServer) -> None:
+    """Start the embedded redis-server again (same port, same append-only files) if it
+    died; the gateway answers 503 and the drivers wait meanwhile."""
+    code = server.exited()
+    if code is None:
+        return
+    log.warning("redis-server exited with code %s; starting it again on its data", code)
+    try:
+        server.start()
+    except RuntimeError as exc:  # the port taken, the disk full: say so, try again
+        log.error("redis-server did not start again: %s", exc)
+        return
+    log.info("Redis: back on %s", server.url)
 
 
 def _check_exposure(settings: Settings, keys: KeyStore) -> None:

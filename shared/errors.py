@@ -42,3 +42,18 @@ class TooManyJobsError(TunefleetError):
     """Raised when a tenant already has its limit of queued and running jobs."""
 
     retry_after_s = 30
+
+
+class TooManyStreamsError(TunefleetError):
+    """Raised when a tenant already has its limit of open event streams."""
+
+    retry_after_s = 5
+
+
+class UnsupportedMediaTypeError(TunefleetError):
+    """Raised when a request body comes in a content type that the route does not take."""
+
+
+class LeaseLostError(TunefleetError):
+    """Raised when a driver writes for a job whose claim has ended under it (it was
+    paused or cut off past its lease, and the job was handed on); nothing was written."""

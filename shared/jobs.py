@@ -6,13 +6,20 @@ from its priority queue into the processing set with a lease deadline, so a clai
 job exists in Redis until its driver finishes it; a driver renews its lease while it
 runs, and any driver puts a job whose lease ran out back at the head of its queue
 (the reaper), or fails it after ``max_attempts``.
+
+Each claim carries a fencing token (a ``Lease``). Every write a driver makes for its
+job (progress, trial rows, the end state, the model) shows the token and is refused
+once the claim has ended, so a driver that was paused past its lease cannot finish
+a job that another driver now holds. Lease deadlines are Redis's clock, not a driver's.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -20,8 +27,14 @@ from pydantic import BaseModel, Field
 
 from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
-from shared.errors import ConflictError, NotFoundError, QueueFullError, TooManyJobsError
-from shared.results import ResultStore
+from shared.errors import (
+    ConflictError,
+    LeaseLostError,
+    NotFoundError,
+    QueueFullError,
+    TooManyJobsError,
+)
+from shared.results import ResultStore, TrialRow
 from shared.spec import JobSpec
 from shared.status import JobStatus
 
@@ -84,6 +97,16 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A driver's claim on one job. ``token`` fences the claim's writes; ``lost`` is set
+    once the claim has ended under the driver (not renewed in time, or a write refused)."""
+
+    job_id: str
+    token: str
+    lost: threading.Event = field(default_factory=threading.Event, compare=False)
+
+
 class JobStore:
     """Jobs, their queue and their progress. The only place that touches job keys."""
 
@@ -95,6 +118,9 @@ class JobStore:
         self._renew = client.register_script(queue_scripts.RENEW)
         self._reap = client.register_script(queue_scripts.REAP)
         self._cancel = client.register_script(queue_scripts.CANCEL)
+        self._update = client.register_script(queue_scripts.UPDATE)
+        self._finish_script = client.register_script(queue_scripts.FINISH)
+        self._release = client.register_script(queue_scripts.RELEASE)
         # Trials, histories and events of the jobs, on the same connection.
         self.results = ResultStore(client)
 
@@ -220,43 +246,58 @@ class JobStore:
 
     # -- the driver's side -----------------------------------------------------------
 
-    def claim(self, driver_id: str, timeout_s: float = 0.0) -> str | None:
+    def claim(self, driver_id: str, timeout_s: float = 0.0) -> Lease | None:
         """Take the next queued job (high, then normal, then low; oldest first), waiting
         up to ``timeout_s``; None if none came. The job is leased to ``driver_id``."""
         deadline = time.monotonic() + timeout_s
         while True:
-            now = time.time()
-            job_id = self._claim(
+            claimed = self._claim(
                 keys=[*keys.QUEUES, keys.PROCESSING],
-                args=[_ms(now + self.policy.lease_s), driver_id, repr(now), keys.job("")],
+                args=[_ms(self.policy.lease_s), driver_id, keys.job("")],
             )
-            if job_id:
-                self.results.job_changed(str(job_id))
-                return str(job_id)
+            if claimed:
+                job_id, token = (str(part) for part in claimed)
+                self.results.job_changed(job_id)
+                return Lease(job_id, token)
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(CLAIM_POLL_S, max(0.0, deadline - time.monotonic())))
 
-    def renew(self, job_id: str, driver_id: str) -> bool:
-        """Extend the lease on a job; False if the driver no longer holds it."""
-        deadline = _ms(time.time() + self.policy.lease_s)
-        return bool(
-            self._renew(
-                keys=[keys.PROCESSING, keys.job(job_id)], args=[job_id, driver_id, deadline]
+    def renew(self, lease: Lease) -> bool:
+        """Extend a lease; False (and the lease marked lost) if the claim has ended."""
+        renewed = self._renew(
+            keys=[keys.PROCESSING, keys.job(lease.job_id)],
+            args=[lease.job_id, lease.token, _ms(self.policy.lease_s)],
+        )
+        if not renewed:
+            lease.lost.set()
+        return bool(renewed)
+
+    def release(self, lease: Lease) -> str:
+        """Hand a job back to the head of its queue without spending an attempt (its
+        driver is stopping); "queued", "cancelled" (a cancel was asked) or "lost"."""
+        outcome = str(
+            self._release(
+                keys=[keys.job(lease.job_id), keys.PROCESSING],
+                args=[lease.token, lease.job_id, keys.queue(""), self.policy.retention_s],
             )
         )
+        if outcome == "lost":
+            lease.lost.set()
+        else:
+            self.results.job_changed(lease.job_id)
+        if outcome == "cancelled":
+            self.results.expire(lease.job_id, self.policy.retention_s)
+        return outcome
 
     def reap(self) -> list[str]:
         """Requeue (or fail, after max_attempts) the jobs whose lease ran out."""
-        now = time.time()
         moved = self._reap(
             keys=[keys.PROCESSING],
             args=[
-                _ms(now),
                 self.policy.max_attempts,
                 keys.job(""),
                 keys.queue(""),
-                repr(now),
                 self.policy.retention_s,
             ],
         )
@@ -295,57 +336,72 @@ class JobStore:
             self._redis.zrem(keys.DRIVERS, *gone)
         return [d for d, flag in zip(known, flags, strict=True) if flag]
 
-    def record_objective(self, job_id: str, task: str, metric: str, mode: str) -> None:
+    def record_objective(self, lease: Lease, task: str, metric: str, mode: str) -> None:
         """Store the task and metric a running job settled on."""
-        self._redis.hset(keys.job(job_id), mapping={"task": task, "metric": metric, "mode": mode})
+        self._update_running(lease, {"task": task, "metric": metric, "mode": mode})
 
-    def record_engine(self, job_id: str, engine: str) -> None:
+    def record_engine(self, lease: Lease, engine: str) -> None:
         """Store how the job's trials run (packed, or unpacked and why)."""
-        self._redis.hset(keys.job(job_id), "engine", engine)
+        self._update_running(lease, {"engine": engine})
 
     def record_progress(
-        self, job_id: str, trials_done: int, trials_running: int, best: BestTrial | None
+        self, lease: Lease, trials_done: int, trials_running: int, best: BestTrial | None
     ) -> None:
         """Store how many trials have ended and run now, and the best trial so far."""
         mapping: Fields = {"trials_done": str(trials_done), "trials_running": str(trials_running)}
         if best is not None:
             mapping["best"] = best.model_dump_json()
-        self._redis.hset(keys.job(job_id), mapping=mapping)
-        self.results.job_changed(job_id)
+        self._update_running(lease, mapping)
 
-    def succeed(self, job_id: str, best: BestTrial, test_metrics: dict[str, float]) -> None:
+    def record_trial(self, lease: Lease, row: TrialRow, epoch: dict[str, Any] | None) -> None:
+        """Store a trial's latest row, and with ``epoch`` that epoch's metrics."""
+        if not self.results.record_trial(lease.job_id, row, epoch, lease.token):
+            self._lost(lease)
+
+    def succeed(self, lease: Lease, best: BestTrial, test_metrics: dict[str, float]) -> None:
         """Mark the job succeeded with its best trial and test score, and acknowledge it."""
         self._finish(
-            job_id,
+            lease,
             JobStatus.SUCCEEDED,
             {"best": best.model_dump_json(), "test_metrics": json.dumps(test_metrics)},
         )
 
-    def fail(self, job_id: str, reason: str) -> None:
+    def fail(self, lease: Lease, reason: str) -> None:
         """Mark the job failed with a reason a user can act on, and acknowledge it."""
-        self._finish(job_id, JobStatus.FAILED, {"error": reason})
+        self._finish(lease, JobStatus.FAILED, {"error": reason})
 
-    def mark_cancelled(self, job_id: str) -> None:
+    def mark_cancelled(self, lease: Lease) -> None:
         """Mark a job whose trials have stopped cancelled, and acknowledge it."""
-        self._finish(job_id, JobStatus.CANCELLED, {})
+        self._finish(lease, JobStatus.CANCELLED, {})
 
-    def _finish(self, job_id: str, state: JobStatus, fields: Fields) -> None:
+    def _update_running(self, lease: Lease, mapping: Fields) -> None:
+        fields = [item for pair in mapping.items() for item in pair]
+        written = self._update(
+            keys=[keys.job(lease.job_id), keys.job_events(lease.job_id)],
+            args=[lease.token, keys.JOB_EVENTS_KEPT, *fields],
+        )
+        if not written:
+            self._lost(lease)
+
+    def _finish(self, lease: Lease, state: JobStatus, fields: Fields) -> None:
         retention_s = self.policy.retention_s
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.job(job_id),
-                mapping={
-                    "state": state.value,
-                    "finished_at": repr(time.time()),
-                    "trials_running": "0",
-                    **fields,
-                },
-            )
-            pipe.zrem(keys.PROCESSING, job_id)
-            pipe.expire(keys.job(job_id), retention_s)
-            pipe.execute()
-        self.results.expire(job_id, retention_s)
-        self.results.job_changed(job_id)
+        flat = [item for pair in fields.items() for item in pair]
+        finished = self._finish_script(
+            keys=[keys.job(lease.job_id), keys.PROCESSING],
+            args=[lease.token, lease.job_id, state.value, retention_s, *flat],
+        )
+        if not finished:
+            self._lost(lease)
+        self.results.expire(lease.job_id, retention_s)
+        self.results.job_changed(lease.job_id)
+
+    def _lost(self, lease: Lease) -> None:
+        lease.lost.set()
+        holder = self._redis.hget(keys.job(lease.job_id), "lease")
+        raise LeaseLostError(
+            f"job {lease.job_id}: claim {lease.token} has ended (the job's claim now: "
+            f"{str(holder) if holder else 'none'}); this driver's write was refused"
+        )
 
 
 CLAIM_POLL_S = 0.2

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import BaseModel, Field, ValidationError
 
-from shared import keys
+from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
-from shared.errors import NotFoundError
+from shared.errors import LeaseLostError, NotFoundError
+
+if TYPE_CHECKING:
+    from shared.jobs import Lease
 
 MODEL_ID_PATTERN = r"^[0-9a-f]{32}$"
 # At most 31 characters, so that an alias can never be mistaken for a model id.
@@ -54,6 +57,7 @@ class ModelRegistry:
         # A record never changes once registered, so one read per process is enough;
         # the predictor reads a record for every request.
         self._records: OrderedDict[str, ModelRecord] = OrderedDict()
+        self._register = client.register_script(queue_scripts.REGISTER)
 
     @classmethod
     def from_url(cls, url: str) -> ModelRegistry:
@@ -63,11 +67,21 @@ class ModelRegistry:
         """Raise if Redis does not answer."""
         self._redis.ping()
 
-    def register(self, record: ModelRecord) -> None:
-        with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.model(record.id), record.model_dump_json())
-            pipe.zadd(keys.MODELS, {record.id: record.created_at})
-            pipe.execute()
+    def register(self, record: ModelRecord, lease: Lease | None = None) -> None:
+        """Store a model. With the ``lease`` of the driver that ran its job, only while
+        that driver's claim holds (LeaseLostError otherwise)."""
+        if lease is None:
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(keys.model(record.id), record.model_dump_json())
+                pipe.zadd(keys.MODELS, {record.id: record.created_at})
+                pipe.execute()
+            return
+        registered = self._register(
+            keys=[keys.job(lease.job_id), keys.model(record.id), keys.MODELS],
+            args=[lease.token, record.id, record.model_dump_json(), repr(record.created_at)],
+        )
+        if not registered:
+            raise _lease_lost(lease, "register its model")
 
     def find(self, model_id: str) -> ModelRecord | None:
         record = self._records.get(model_id)
@@ -136,14 +150,22 @@ class ModelRegistry:
         model_id = self._redis.hget(keys.ALIASES, _alias_field(tenant, ref))
         return str(model_id) if model_id else None
 
-    def promote_if_better(self, name: str, candidate: ModelRecord) -> bool:
+    def promote_if_better(
+        self, name: str, candidate: ModelRecord, lease: Lease | None = None
+    ) -> bool:
         """Point ``name`` at ``candidate`` if its test metric beats the model the alias
-        points at now (or nothing does). Atomic against concurrent promotions."""
+        points at now (or nothing does). Atomic against concurrent promotions and, with
+        the ``lease`` of the driver that ran the job, against that claim ending."""
         metric, mode = TEST_METRIC_OF_TASK[candidate.task]
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(keys.ALIASES)
+                    if lease is not None:
+                        pipe.watch(keys.job(lease.job_id))
+                        if pipe.hget(keys.job(lease.job_id), "lease") != lease.token:
+                            pipe.unwatch()
+                            raise _lease_lost(lease, "move the alias")
                     field = _alias_field(candidate.tenant, name)
                     current_id = pipe.hget(keys.ALIASES, field)
                     current = self.find(str(current_id)) if current_id else None
@@ -156,6 +178,13 @@ class ModelRegistry:
                     return True
                 except redis.WatchError:
                     continue
+
+
+def _lease_lost(lease: Lease, what: str) -> LeaseLostError:
+    lease.lost.set()
+    return LeaseLostError(
+        f"job {lease.job_id}: claim {lease.token} has ended; this driver may not {what}"
+    )
 
 
 def _record_or_none(raw: Any) -> ModelRecord | None:

@@ -14,7 +14,7 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel, Field
 
-from shared import keys
+from shared import keys, queue_scripts
 from shared.errors import NotFoundError
 
 # Event types in a job's stream: "job" when its state or progress changed (readers
@@ -55,17 +55,37 @@ class ResultStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
+        self._record_trial = client.register_script(queue_scripts.RECORD_TRIAL)
 
-    def record_trial(self, job_id: str, row: TrialRow, epoch: dict[str, Any] | None = None) -> None:
-        """Store a trial's latest row, and with ``epoch`` that epoch's metrics."""
+    def record_trial(
+        self,
+        job_id: str,
+        row: TrialRow,
+        epoch: dict[str, Any] | None = None,
+        lease_token: str = "",
+    ) -> bool:
+        """Store a trial's latest row, and with ``epoch`` that epoch's metrics. With the
+        ``lease_token`` of a driver's claim, only while that claim holds; False if refused."""
         row_json = row.model_dump_json()
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.job_trials(job_id), row.trial_id, row_json)
-            if epoch is not None:
-                iteration = int(epoch["training_iteration"])
-                pipe.hset(keys.trial_history(job_id, row.trial_id), iteration, json.dumps(epoch))
-            _append(pipe, job_id, TRIAL_RESULT, row_json)
-            pipe.execute()
+        iteration = str(int(epoch["training_iteration"])) if epoch is not None else ""
+        return bool(
+            self._record_trial(
+                keys=[
+                    keys.job(job_id),
+                    keys.job_trials(job_id),
+                    keys.trial_history(job_id, row.trial_id),
+                    keys.job_events(job_id),
+                ],
+                args=[
+                    lease_token,
+                    keys.JOB_EVENTS_KEPT,
+                    row.trial_id,
+                    row_json,
+                    iteration,
+                    json.dumps(epoch) if epoch is not None else "",
+                ],
+            )
+        )
 
     def job_changed(self, job_id: str) -> None:
         """Tell the job's followers that its state or progress changed."""
@@ -123,7 +143,8 @@ class EventFeed:
     async def after(self, job_id: str, after_id: str, wait_s: float) -> list[tuple[str, str, str]]:
         """Events after ``after_id`` as (id, type, data), waiting up to ``wait_s``
         (at most EVENT_WAIT_MAX_S) for one."""
-        block_ms = int(1000 * min(wait_s, EVENT_WAIT_MAX_S))
+        # At least 1 ms: XREAD BLOCK 0 would wait for ever.
+        block_ms = max(1, int(1000 * min(wait_s, EVENT_WAIT_MAX_S)))
         answer: Any = await self._redis.xread({keys.job_events(job_id): after_id}, block=block_ms)
         if not answer:
             return []

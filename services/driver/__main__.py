@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType
 
 import ray
 import redis
 
 from services.driver.worker import Driver
 from shared.jobs import JobStore
+from shared.redis_client import connect
 from shared.registry import ModelRegistry
 from shared.settings import get_settings
+
+log = logging.getLogger("services.driver")
+REDIS_PATIENCE_S = 60.0
 
 
 def check(store: JobStore) -> int:
@@ -41,14 +47,27 @@ def main(argv: list[str] | None = None) -> int:
     if settings.redis_url is None:
         print("set TUNEFLEET_REDIS_URL to the Redis that holds the job queue", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    store = JobStore(client, settings.queue_policy())
     if args.check:
-        return check(store)
+        return check(JobStore(redis.Redis.from_url(settings.redis_url, decode_responses=True)))
+    # A Redis restart (seconds) is ridden out; a longer outage leaves the job to be
+    # reclaimed once Redis is back.
+    client = connect(settings.redis_url, patience_s=REDIS_PATIENCE_S)
+    store = JobStore(client, settings.queue_policy())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # RAY_ADDRESS, when set, names the cluster; otherwise Ray finds or starts a local one.
     ray.init(logging_level=logging.WARNING)
-    Driver(settings, store, ModelRegistry(client)).run_forever()
+    driver = Driver(settings, store, ModelRegistry(client))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info(
+            "driver: %s; stopping its trials and handing its job back", signal.Signals(signum).name
+        )
+        driver.stop()
+
+    # A deploy, `ray down` or Ctrl-C on the stack: the job goes back to the queue.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    driver.run_forever()
     return 0
 
 

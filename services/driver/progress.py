@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from typing import Any
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from shared.jobs import BestTrial, JobStore
+from shared.errors import LeaseLostError
+from shared.jobs import BestTrial, JobStore, Lease
 from shared.results import TrialRow
 
 METRIC_NAMES = (
@@ -26,12 +29,14 @@ HIGHER_IS_BETTER = {"training_accuracy", "val_accuracy", "val_r2"}
 
 class TrialProgress:
     """Keeps the job, its trials table, each trial's history and the job's event
-    stream current while trials run; Tune's callback and the packed engine feed it."""
+    stream current while trials run; Tune's callback and the packed engine feed it.
+    Every write shows the driver's lease: LeaseLostError once the job is no longer its."""
 
-    def __init__(self, store: JobStore, job_id: str, metric: str, mode: str) -> None:
+    def __init__(self, store: JobStore, lease: Lease, metric: str, mode: str) -> None:
         self._store = store
         self._results = store.results
-        self._job_id = job_id
+        self._lease = lease
+        job_id = self._job_id = lease.job_id
         self._metric = metric
         self._mode = mode
         # A resumed job keeps what its earlier attempts recorded.
@@ -51,7 +56,7 @@ class TrialProgress:
 
     def start(self, trial_id: str, config: dict[str, Any], last: dict[str, Any]) -> None:
         self._running.add(trial_id)
-        self._results.record_trial(self._job_id, self._row(trial_id, config, "RUNNING", last))
+        self._store.record_trial(self._lease, self._row(trial_id, config, "RUNNING", last), None)
         self._progress()
 
     def result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
@@ -69,7 +74,7 @@ class TrialProgress:
         }
         epoch.update(reported)
         row = self._row(trial_id, config, "RUNNING", result)
-        self._results.record_trial(self._job_id, row, epoch)
+        self._store.record_trial(self._lease, row, epoch)
         objective = reported.get(self._metric)
         if objective is not None and self._improves(objective):
             self.best = BestTrial(
@@ -88,11 +93,12 @@ class TrialProgress:
         state = "ERROR" if error is not None else "TERMINATED"
         self.ended.add(trial_id)
         self._running.discard(trial_id)
-        self._results.record_trial(self._job_id, self._row(trial_id, config, state, last, error))
+        row = self._row(trial_id, config, state, last, error)
+        self._store.record_trial(self._lease, row, None)
         self._progress()
 
     def _progress(self) -> None:
-        self._store.record_progress(self._job_id, len(self.ended), len(self._running), self.best)
+        self._store.record_progress(self._lease, len(self.ended), len(self._running), self.best)
 
     def _improves(self, value: float) -> bool:
         if self.best is None:
@@ -127,31 +133,40 @@ class TrialProgress:
 
 
 class ProgressToRedis(Callback):
-    """TrialProgress fed by Tune as its trials start, report and end."""
+    """TrialProgress fed by Tune as its trials start, report and end. A refused write
+    (the lease is lost) is not Tune's error: the lease is marked lost, and the job's
+    stopper ends the run."""
 
-    def __init__(self, store: JobStore, job_id: str, metric: str, mode: str) -> None:
-        self._progress = TrialProgress(store, job_id, metric, mode)
+    def __init__(self, store: JobStore, lease: Lease, metric: str, mode: str) -> None:
+        self._progress = TrialProgress(store, lease, metric, mode)
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._progress.start(trial.trial_id, trial.config, trial.last_result or {})
+        with _refused_writes_ignored():
+            self._progress.start(trial.trial_id, trial.config, trial.last_result or {})
 
     def on_trial_result(
         self, iteration: int, trials: list[Trial], trial: Trial, result: dict, **info: Any
     ) -> None:
-        self._progress.result(trial.trial_id, trial.config, result)
+        with _refused_writes_ignored():
+            self._progress.result(trial.trial_id, trial.config, result)
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self._progress.end(trial.trial_id, trial.config, trial.last_result or {})
+        with _refused_writes_ignored():
+            self._progress.end(trial.trial_id, trial.config, trial.last_result or {})
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         error = trial_error(trial)
-        self._progress.end(trial.trial_id, trial.config, trial.last_result or {}, error)
+        with _refused_writes_ignored():
+            self._progress.end(trial.trial_id, trial.config, trial.last_result or {}, error)
+
+
+_refused_writes_ignored = functools.partial(contextlib.suppress, LeaseLostError)
 
 
 def _finite_metrics(result: dict[str, Any]) -> dict[str, float]:

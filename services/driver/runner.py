@@ -18,7 +18,7 @@ from services.driver.trainable import tunefleet_trial
 from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
-from shared.jobs import BestTrial, JobStore
+from shared.jobs import BestTrial, JobStore, Lease
 from shared.model import ModelBundle
 from shared.prepared import PreparedData
 from shared.registry import ModelRecord, ModelRegistry
@@ -70,7 +70,7 @@ class StopWhen(tune.Stopper):
 
 
 def run_job(
-    job_id: str,
+    lease: Lease,
     spec: JobSpec,
     settings: Settings,
     jobs: JobStore,
@@ -83,8 +83,10 @@ def run_job(
     A job run before (its driver died) resumes its experiment from storage: finished
     trials are kept, unfinished ones continue from their checkpoints. When
     ``should_stop`` turns true the trials stop and the job is left for the caller.
-    Raises a TunefleetError with a reason for the user when the job cannot succeed.
+    Raises a TunefleetError with a reason for the user when the job cannot succeed,
+    LeaseLostError when the job is no longer this driver's (nothing more is written).
     """
+    job_id = lease.job_id
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     target = target_of(spec.dataset, datasets)
     # The limits again: they may have been lowered since the upload.
@@ -96,7 +98,7 @@ def run_job(
     )
     data = prepare(frame, spec.dataset, target, spec.task)
     metric, mode = spec.objective(data.task)
-    jobs.record_objective(job_id, data.task, metric, mode)
+    jobs.record_objective(lease, data.task, metric, mode)
     seed = spec.search.seed if spec.search.seed is not None else spec.dataset.seed
     plan = TrialPlan(
         # Trials never see the test split: it scores the chosen model only.
@@ -109,10 +111,10 @@ def run_job(
     )
     unpacked_reason = search.unpacked_reason(spec)
     if unpacked_reason is None:
-        found = _run_packed(job_id, spec, plan, settings, jobs, should_stop)
+        found = _run_packed(lease, spec, plan, settings, jobs, should_stop)
     else:
-        jobs.record_engine(job_id, f"unpacked: {unpacked_reason}")
-        found = _run_unpacked(job_id, spec, plan, settings, jobs, should_stop)
+        jobs.record_engine(lease, f"unpacked: {unpacked_reason}")
+        found = _run_unpacked(lease, spec, plan, settings, jobs, should_stop)
     if found is None:
         return
     best, checkpoint_path = found
@@ -133,15 +135,15 @@ def run_job(
         created_at=time.time(),
         tenant=tenant,
     )
-    registry.register(record)
+    registry.register(record, lease)
     if spec.promote is not None:
-        promoted = registry.promote_if_better(spec.promote, record)
+        promoted = registry.promote_if_better(spec.promote, record, lease)
         log.info("job %s: alias %s %s", job_id, spec.promote, "moved" if promoted else "kept")
-    jobs.succeed(job_id, best, test_metrics)
+    jobs.succeed(lease, best, test_metrics)
 
 
 def _run_packed(
-    job_id: str,
+    lease: Lease,
     spec: JobSpec,
     plan: TrialPlan,
     settings: Settings,
@@ -149,11 +151,12 @@ def _run_packed(
     should_stop: Callable[[], bool],
 ) -> tuple[BestTrial, str] | None:
     """The trials as packs on warm Ray workers; None if stopped before the end."""
-    progress = TrialProgress(jobs, job_id, plan.metric, plan.mode)
+    job_id = lease.job_id
+    progress = TrialProgress(jobs, lease, plan.metric, plan.mode)
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, should_stop
     )
-    jobs.record_engine(job_id, run.plan())
+    jobs.record_engine(lease, run.plan())
     started = time.monotonic()
     finished = run.run()
     log.info("job %s: its packs took %.1f s", job_id, time.monotonic() - started)
@@ -167,7 +170,7 @@ def _run_packed(
 
 
 def _run_unpacked(
-    job_id: str,
+    lease: Lease,
     spec: JobSpec,
     plan: TrialPlan,
     settings: Settings,
@@ -175,7 +178,7 @@ def _run_unpacked(
     should_stop: Callable[[], bool],
 ) -> tuple[BestTrial, str] | None:
     """One Tune trial per configuration, with tune.run; None if stopped before the end."""
-    metric, mode = plan.metric, plan.mode
+    job_id, metric, mode = lease.job_id, plan.metric, plan.mode
     # The data goes into Ray's object store once; trials read it from there. The
     # trainable is registered under the job's own name, so that jobs running at once
     # on one cluster never pick up each other's trainable (and data).
@@ -207,7 +210,7 @@ def _run_unpacked(
         ),
         reuse_actors=True,
         raise_on_failed_trial=False,
-        callbacks=[ProgressToRedis(jobs, job_id, metric, mode)],
+        callbacks=[ProgressToRedis(jobs, lease, metric, mode)],
         verbose=0,
     )
     log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)

@@ -1,19 +1,23 @@
 """The driver's loop: claim a job, run it, record how it ended, take the next.
 
 A heartbeat thread keeps the driver's health key and its job's lease alive, and reaps
-jobs whose drivers died. If the lease is lost (this driver was silent too long and the
-job went to another), the run stops rather than run twice.
+jobs whose drivers died; another publishes the cluster's node shapes, so that a slow
+``ray.nodes()`` never delays a lease renewal. If the lease is lost (this driver was
+silent too long and the job went to another), the run stops rather than run twice, and
+Redis refuses whatever it still tries to write. A driver told to stop (SIGTERM) stops
+its trials and hands its job back to the queue without spending an attempt. Redis
+errors during a job leave the job to be reclaimed; they never end the driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import ray
 import redis
@@ -22,8 +26,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from services.driver import cluster, pack_task
 from services.driver.runner import run_job
 from shared.capacity import CapacityStore
-from shared.errors import TunefleetError
-from shared.jobs import JobStore
+from shared.errors import LeaseLostError, TunefleetError
+from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -52,13 +56,11 @@ class Driver:
         self._jobs = jobs
         self._registry = registry
         self.driver_id = driver_id or new_driver_id()
-        self._current: str | None = None
-        self._lease_lost = threading.Event()
+        self._lease: Lease | None = None
         self._stopped = threading.Event()
         self._beat_interval_s = max(0.2, settings.lease_s / 3)
         assert settings.redis_url is not None
         self._capacity = CapacityStore.from_url(settings.redis_url)
-        self._capacity_at = -CAPACITY_REFRESH_S
         # The alive nodes when the storage was last found shared: checked again when
         # they change.
         self._storage_checked_for: frozenset[str] = frozenset()
@@ -72,22 +74,24 @@ class Driver:
             self._check_storage()
         except TunefleetError as exc:
             log.warning("driver: %s", exc)
-        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._beat_once()
-        beat.start()
+        for loop, name in ((self._heartbeat_loop, "heartbeat"), (self._capacity_loop, "capacity")):
+            threading.Thread(target=loop, name=name, daemon=True).start()
         try:
             while not self._stopped.is_set():
                 try:
-                    job_id = self._jobs.claim(self.driver_id, self._settings.driver_poll_s)
-                except redis.ConnectionError as exc:
+                    lease = self._jobs.claim(self.driver_id, self._settings.driver_poll_s)
+                except redis.RedisError as exc:
                     log.warning("driver: Redis unreachable (%s); retrying", exc)
                     time.sleep(REDIS_RETRY_S)
                     continue
-                if job_id is not None:
-                    self.run_one(job_id)
+                if lease is not None:
+                    self.run_one(lease)
         finally:
             self._stopped.set()
-            self._jobs.forget_driver(self.driver_id)
+            with contextlib.suppress(redis.RedisError):  # its heartbeat expires by itself
+                self._jobs.forget_driver(self.driver_id)
+            log.info("driver %s: stopped", self.driver_id)
 
     def _warm_workers(self) -> None:
         """Start Ray's workers with the packed engine imported, one per CPU of every
@@ -101,39 +105,73 @@ class Driver:
             self._warming += [task.remote() for _ in range(cpus)]
 
     def stop(self) -> None:
+        """Stop after the current job's trials stop; the job goes back to the queue."""
         self._stopped.set()
 
-    def run_one(self, job_id: str) -> None:
-        """Run a claimed job to its end state (or until its lease is lost)."""
-        log.info("job %s: started by %s", job_id, self.driver_id)
-        self._current = job_id
-        self._lease_lost.clear()
+    def run_one(self, lease: Lease) -> None:
+        """Run a claimed job to its end state, or until its lease is lost or the driver
+        stops (then hand it back). Nothing raised here ends the driver."""
+        job_id = lease.job_id
+        log.info("job %s: started by %s (claim %s)", job_id, self.driver_id, lease.token)
+        self._lease = lease
+        try:
+            self._run(lease)
+        except LeaseLostError as exc:
+            log.warning("job %s: %s; leaving it to the driver that holds it", job_id, exc)
+        except redis.RedisError as exc:
+            log.warning(
+                "job %s: Redis unreachable (%s); the job goes back to the queue when "
+                "its lease runs out",
+                job_id,
+                exc,
+            )
+        finally:
+            self._lease = None
+
+    def _run(self, lease: Lease) -> None:
+        job_id = lease.job_id
         try:
             job = self._jobs.get(job_id)
             self._check_storage()
             run_job(
-                job_id,
+                lease,
                 job.spec,
                 self._settings,
                 self._jobs,
                 self._registry,
-                should_stop=lambda: self._should_stop(job_id),
+                should_stop=lambda: self._should_stop(lease),
                 tenant=job.tenant,
             )
+        except (LeaseLostError, redis.RedisError):
+            raise
         except TunefleetError as exc:
             log.info("job %s: failed: %s", job_id, exc)
-            message = str(exc)
-            self._finish_unless_lost(job_id, lambda: self._jobs.fail(job_id, message))
+            if not self._end_early(lease):
+                self._jobs.fail(lease, str(exc))
         except Exception as exc:
             log.exception("job %s: failed unexpectedly", job_id)
             reason = f"the job failed unexpectedly: {type(exc).__name__}: {exc}"
-            self._finish_unless_lost(job_id, lambda: self._jobs.fail(job_id, reason))
+            if not self._end_early(lease):
+                self._jobs.fail(lease, reason)
         else:
-            # Stopped early: cancelled (mark it so) or taken over (leave it alone).
-            self._finish_unless_lost(job_id, lambda: None)
+            self._end_early(lease)
             log.info("job %s: %s", job_id, self._jobs.state(job_id))
-        finally:
-            self._current = None
+
+    def _end_early(self, lease: Lease) -> bool:
+        """The run stopped before the job's end: leave it (lease lost), mark it
+        cancelled (a cancel was asked) or hand it back (this driver is stopping).
+        False when none of these holds."""
+        if lease.lost.is_set():
+            raise LeaseLostError(f"job {lease.job_id}: claim {lease.token} has ended")
+        state = self._jobs.state(lease.job_id)
+        if state is JobStatus.CANCELLING:
+            self._jobs.mark_cancelled(lease)
+            return True
+        if state is JobStatus.RUNNING and self._stopped.is_set():
+            outcome = self._jobs.release(lease)
+            log.info("job %s: handed back to the queue (%s)", lease.job_id, outcome)
+            return True
+        return False
 
     def _check_storage(self) -> None:
         alive = frozenset(node["NodeID"] for node in ray.nodes() if node.get("Alive"))
@@ -141,17 +179,13 @@ class Driver:
             cluster.check_shared_storage(self._settings.storage_root)
             self._storage_checked_for = alive
 
-    def _should_stop(self, job_id: str) -> bool:
-        return self._lease_lost.is_set() or self._jobs.state(job_id) is JobStatus.CANCELLING
-
-    def _finish_unless_lost(self, job_id: str, finish: Callable[[], None]) -> None:
-        if self._lease_lost.is_set():
-            log.warning("job %s: lease lost; leaving it to the driver that holds it", job_id)
-            return
-        if self._jobs.state(job_id) is JobStatus.CANCELLING:
-            self._jobs.mark_cancelled(job_id)
-            return
-        finish()
+    def _should_stop(self, lease: Lease) -> bool:
+        if lease.lost.is_set() or self._stopped.is_set():
+            return True
+        try:
+            return self._jobs.state(lease.job_id) is JobStatus.CANCELLING
+        except redis.RedisError:  # the lease decides; Redis may be back by the next look
+            return False
 
     def _heartbeat_loop(self) -> None:
         while not self._stopped.wait(self._beat_interval_s):
@@ -164,15 +198,18 @@ class Driver:
 
     def _beat_once(self) -> None:
         self._jobs.heartbeat(self.driver_id)
-        job_id = self._current
-        if job_id is not None and not self._jobs.renew(job_id, self.driver_id):
-            log.warning("job %s: lease lost; stopping its trials", job_id)
-            self._lease_lost.set()
+        lease = self._lease  # this job's lease: a lost one never marks the next job
+        if lease is not None and not self._jobs.renew(lease):
+            log.warning("job %s: lease lost; stopping its trials", lease.job_id)
         for reclaimed in self._jobs.reap():
             log.info("job %s: its driver went silent; back in the queue", reclaimed)
-        if time.monotonic() - self._capacity_at >= CAPACITY_REFRESH_S:
-            self._capacity_at = time.monotonic()
+
+    def _capacity_loop(self) -> None:
+        """Publish the node shapes the cluster has or can start, every CAPACITY_REFRESH_S."""
+        while True:
             try:
                 self._capacity.publish(cluster.capacity(self._settings.autoscaler_config))
-            except Exception:  # a bad autoscaler config must not stop the lease renewals
+            except Exception:  # a bad autoscaler config or Redis down: try again later
                 log.exception("driver: could not publish the cluster's capacity")
+            if self._stopped.wait(CAPACITY_REFRESH_S):
+                return

@@ -37,8 +37,9 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
     def run(spec: dict[str, Any]) -> tuple[JobView, list[TrialRow]]:
         driver = Driver(settings, jobs, registry)
         job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
-        assert jobs.claim(driver.driver_id) == job_id
-        driver.run_one(job_id)
+        lease = jobs.claim(driver.driver_id)
+        assert lease is not None and lease.job_id == job_id
+        driver.run_one(lease)
         return jobs.get(job_id), jobs.results.trials(job_id)
 
     run.registry = registry  # type: ignore[attr-defined]

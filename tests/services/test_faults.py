@@ -218,3 +218,82 @@ def test_driver_check_follows_the_heartbeat(drivers: Drivers) -> None:
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     wait_until(lambda: check() == 1, LEASE_S + 10, "the heartbeat expired")
+
+
+# Long enough to be interrupted in its middle several times: 6 configurations in one
+# pack, 30 epochs of the digits at batch size 8.
+INTERRUPTED = {
+    "dataset": {"builtin": "digits"},
+    "search_space": {
+        "lr": {"grid": [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]},
+        "hidden_units": 32,
+        "batch_size": 8,
+        "epochs": 30,
+    },
+}
+
+
+def epochs_reported(store: JobStore, job_id: str) -> int:
+    return max((t.iterations for t in store.results.trials(job_id)), default=0)
+
+
+def held_by(store: JobStore, job_id: str, process: subprocess.Popen[bytes]) -> bool:
+    job = store.get(job_id)
+    return job.state is JobStatus.RUNNING and f"-{process.pid}-" in (job.driver or "")
+
+
+def test_a_paused_driver_cannot_finish_a_job_another_driver_took(
+    drivers: Drivers, store: JobStore, tmp_path: Path
+) -> None:
+    job_id = submit(store, INTERRUPTED)
+    paused = drivers.start()
+    wait_until(lambda: epochs_reported(store, job_id) >= 3, 180, "three epochs reported")
+    paused.send_signal(signal.SIGSTOP)  # a long GC, a stalled VM: past its lease
+    try:
+        second = drivers.start()
+        wait_until(lambda: held_by(store, job_id, second), 120, "the second driver took it")
+        # The second driver has started the job's packs. (It can only train once the
+        # first gives up the CPUs its Ray workers hold: a paused process returns none.)
+        time.sleep(LEASE_S)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    wait_until(ended(store, job_id), 240, "the job ended")
+    job = store.get(job_id)
+    assert job.state is JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 2 and f"-{second.pid}-" in (job.driver or "")
+    assert job.trials_done == job.trials_total == 6
+    models = [m for m in ModelRegistry(store._redis).recent() if m.job_id == job_id]
+    assert len(models) == 1
+    # The paused driver found its claim gone, stopped, and lives on for the next job.
+    paused_log = (tmp_path / "driver-0.log").read_text()
+    assert "lease lost" in paused_log or "has ended" in paused_log, paused_log[-3000:]
+    assert "failed" not in paused_log.split("lease lost")[-1]
+    assert paused.poll() is None
+    # Every trial trained its epochs once, in the second driver's run.
+    assert all(t.iterations == 30 for t in store.results.trials(job_id))
+
+
+def test_stopped_drivers_hand_their_job_back_without_spending_attempts(
+    drivers: Drivers, store: JobStore
+) -> None:
+    job_id = submit(store, INTERRUPTED)
+    for restart in range(3):  # a deploy, `ray down`, Ctrl-C: more than max_attempts (3)
+        driver = drivers.start()
+        further = epochs_reported(store, job_id) + 2
+        wait_until(
+            lambda further=further: epochs_reported(store, job_id) >= further,  # type: ignore[misc]
+            180,
+            "epochs reported",
+        )
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(60) == 0
+        job = store.get(job_id)
+        assert job.state is JobStatus.QUEUED and job.attempts == 0, (restart, job)
+    drivers.start()
+    wait_until(ended(store, job_id), 240, "the job ended")
+    job = store.get(job_id)
+    assert job.state is JobStatus.SUCCEEDED, job.error
+    assert job.attempts == 1
+    # Each restart continued the packs where the last one stopped: no epoch twice.
+    trials = store.results.trials(job_id)
+    assert all(len(store.results.history(job_id, t.trial_id)) == 30 for t in trials)

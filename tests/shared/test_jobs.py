@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from cluster.redis_server import RedisServer
-from shared.errors import ConflictError, NotFoundError, QueueFullError
-from shared.jobs import BestTrial, JobStore, QueuePolicy
+from shared.errors import ConflictError, LeaseLostError, NotFoundError, QueueFullError
+from shared.jobs import BestTrial, JobStore, Lease, QueuePolicy
 from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
 from shared.spec import JobSpec
@@ -35,6 +35,17 @@ def enqueue(store: JobStore, job: JobSpec) -> str:
     return job_id
 
 
+def claim(store: JobStore, driver_id: str, timeout_s: float = 0.0) -> Lease:
+    lease = store.claim(driver_id, timeout_s)
+    assert lease is not None
+    return lease
+
+
+def claimed_id(store: JobStore, driver_id: str, timeout_s: float = 0.0) -> str | None:
+    lease = store.claim(driver_id, timeout_s)
+    return None if lease is None else lease.job_id
+
+
 def test_enqueued_job_is_recorded_and_queued(store: JobStore) -> None:
     job_id = enqueue(store, spec("first"))
     job = store.get(job_id)
@@ -47,7 +58,7 @@ def test_enqueued_job_is_recorded_and_queued(store: JobStore) -> None:
 
 def test_claims_are_first_in_first_out(store: JobStore) -> None:
     ids = [enqueue(store, spec(f"job{i}")) for i in range(3)]
-    claimed = [store.claim("d1") for _ in ids]
+    claimed = [claimed_id(store, "d1") for _ in ids]
     assert claimed == ids
     assert store.get(ids[0]).state is JobStatus.RUNNING
     assert store.get(ids[0]).attempts == 1
@@ -55,7 +66,7 @@ def test_claims_are_first_in_first_out(store: JobStore) -> None:
 
 def test_a_claimed_job_is_not_handed_out_again(store: JobStore) -> None:
     job_id = enqueue(store, spec())
-    assert store.claim("d1", timeout_s=0.1) == job_id
+    assert claimed_id(store, "d1", timeout_s=0.1) == job_id
     assert store.claim("d2", timeout_s=0.1) is None
     assert store.queue_depth() == 0 and store.running_count() == 1
 
@@ -66,8 +77,8 @@ def test_concurrent_drivers_never_share_a_job(redis_server, store: JobStore) -> 
 
     def drain(bucket: list[str]) -> None:
         own = JobStore.from_url(redis_server.url)
-        while (job_id := own.claim(f"driver-{id(bucket)}")) is not None:
-            bucket.append(job_id)
+        while (lease := own.claim(f"driver-{id(bucket)}")) is not None:
+            bucket.append(lease.job_id)
 
     threads = [threading.Thread(target=drain, args=(bucket,)) for bucket in claimed]
     for thread in threads:
@@ -80,11 +91,11 @@ def test_concurrent_drivers_never_share_a_job(redis_server, store: JobStore) -> 
 
 def test_succeed_and_fail_acknowledge_the_job(store: JobStore) -> None:
     good, bad = enqueue(store, spec()), enqueue(store, spec())
-    store.claim("d1")
-    store.claim("d1")
+    first, second = claim(store, "d1"), claim(store, "d1")
+    assert (first.job_id, second.job_id) == (good, bad)
     best = BestTrial(trial_id="t1", metric="val_accuracy", value=0.9, config={"lr": 0.1})
-    store.succeed(good, best, {"test_accuracy": 0.88})
-    store.fail(bad, "target column 'x' is not in the dataset")
+    store.succeed(first, best, {"test_accuracy": 0.88})
+    store.fail(second, "target column 'x' is not in the dataset")
     assert store.running_count() == 0
     done = store.get(good)
     assert done.state is JobStatus.SUCCEEDED and done.state.is_terminal()
@@ -96,11 +107,15 @@ def test_succeed_and_fail_acknowledge_the_job(store: JobStore) -> None:
 
 def test_progress_and_trials_are_readable(store: JobStore) -> None:
     job_id = enqueue(store, spec())
+    lease = claim(store, "d1")
     row = TrialRow(trial_id="a_00001", state="RUNNING", config={"lr": 0.1}, iterations=2)
-    store.results.record_trial(job_id, row)
-    store.results.record_trial(job_id, TrialRow(trial_id="a_00000", state="TERMINATED", config={}))
+    store.record_trial(lease, row, {"training_iteration": 2, "val_accuracy": 0.5})
+    store.record_trial(lease, TrialRow(trial_id="a_00000", state="TERMINATED", config={}), None)
     best = BestTrial(trial_id="a_00001", metric="val_accuracy", value=0.5, config={"lr": 0.1})
-    store.record_progress(job_id, 1, 1, best)
+    store.record_progress(lease, 1, 1, best)
+    assert store.results.history(job_id, "a_00001") == [
+        {"training_iteration": 2, "val_accuracy": 0.5}
+    ]
     assert [t.trial_id for t in store.results.trials(job_id)] == ["a_00000", "a_00001"]
     job = store.get(job_id)
     assert job.trials_done == 1 and job.trials_running == 1 and job.best == best
@@ -120,7 +135,7 @@ def test_high_priority_jumps_the_queue_and_each_priority_is_fifo(store: JobStore
     low = enqueue(store, JobSpec.model_validate({**spec("low").model_dump(), "priority": "low"}))
     high = enqueue(store, JobSpec.model_validate({**spec("high").model_dump(), "priority": "high"}))
     assert store.queue_depths() == {"high": 1, "normal": 3, "low": 1}
-    assert [store.claim("d1") for _ in range(5)] == [high, *normal, low]
+    assert [claimed_id(store, "d1") for _ in range(5)] == [high, *normal, low]
 
 
 def test_idempotency_key_returns_the_first_job(store: JobStore) -> None:
@@ -145,15 +160,15 @@ def test_full_queue_refuses_and_writes_nothing(redis_client: redis.Redis) -> Non
 def test_expired_lease_is_reclaimed_by_another_driver(redis_client: redis.Redis) -> None:
     store = policy_store(redis_client, lease_s=0.3)
     first, second = enqueue(store, spec("a")), enqueue(store, spec("b"))
-    assert store.claim("dead-driver") == first
+    assert claimed_id(store, "dead-driver") == first
     time.sleep(0.5)
     assert store.reap() == [first]
     job = store.get(first)
     assert job.state is JobStatus.QUEUED and store.running_count() == 0
     # Back at the head of its queue, ahead of the job that was waiting.
-    assert store.claim("live-driver") == first
+    assert claimed_id(store, "live-driver") == first
     assert store.get(first).attempts == 2 and store.get(first).driver == "live-driver"
-    assert store.claim("live-driver") == second
+    assert claimed_id(store, "live-driver") == second
 
 
 def test_renewed_lease_is_kept_and_a_lost_one_cannot_be_renewed(
@@ -161,22 +176,23 @@ def test_renewed_lease_is_kept_and_a_lost_one_cannot_be_renewed(
 ) -> None:
     store = policy_store(redis_client, lease_s=0.4)
     job_id = enqueue(store, spec())
-    store.claim("d1")
+    lease = claim(store, "d1")
     for _ in range(4):
         time.sleep(0.2)
-        assert store.renew(job_id, "d1")
+        assert store.renew(lease)
         assert store.reap() == []
-    assert not store.renew(job_id, "someone-else")
+    assert not store.renew(Lease(job_id, "someone-else#1"))
+    assert not lease.lost.is_set()
     time.sleep(0.5)
     store.reap()
-    assert not store.renew(job_id, "d1")
+    assert not store.renew(lease) and lease.lost.is_set()
 
 
 def test_job_fails_after_max_attempts(redis_client: redis.Redis) -> None:
     store = policy_store(redis_client, lease_s=0.2, max_attempts=2)
     job_id = enqueue(store, spec())
     for _ in range(2):
-        assert store.claim("crashy") == job_id
+        assert claimed_id(store, "crashy") == job_id
         time.sleep(0.3)
         store.reap()
     job = store.get(job_id)
@@ -187,15 +203,15 @@ def test_job_fails_after_max_attempts(redis_client: redis.Redis) -> None:
 
 def test_cancel_queued_running_and_finished_jobs(store: JobStore) -> None:
     queued, running = enqueue(store, spec("q")), enqueue(store, spec("r"))
-    assert store.claim("d1") == queued
-    assert store.claim("d1") == running
+    queued_lease, running_lease = claim(store, "d1"), claim(store, "d1")
+    assert (queued_lease.job_id, running_lease.job_id) == (queued, running)
     later = enqueue(store, spec("later"))
     assert store.cancel(later).state is JobStatus.CANCELLED
     assert store.claim("d1") is None  # a cancelled job is never handed out
     assert store.cancel(running).state is JobStatus.CANCELLING
-    store.mark_cancelled(running)
+    store.mark_cancelled(running_lease)
     assert store.get(running).state is JobStatus.CANCELLED and store.running_count() == 1
-    store.fail(queued, "boom")
+    store.fail(queued_lease, "boom")
     with pytest.raises(ConflictError, match="already ended"):
         store.cancel(queued)
     with pytest.raises(NotFoundError):
@@ -207,7 +223,7 @@ def test_finished_jobs_expire_after_retention_but_models_stay(
 ) -> None:
     store = policy_store(redis_client, retention_s=1)
     job_id = enqueue(store, spec())
-    store.claim("d1")
+    lease = claim(store, "d1")
     best = BestTrial(trial_id="t", metric="val_accuracy", value=0.9, config={})
     registry = ModelRegistry(redis_client)
     registry.register(
@@ -218,7 +234,7 @@ def test_finished_jobs_expire_after_retention_but_models_stay(
             created_at=time.time(),
         )
     )  # fmt: skip
-    store.succeed(job_id, best, {"test_accuracy": 0.9})
+    store.succeed(lease, best, {"test_accuracy": 0.9})
     time.sleep(1.5)
     with pytest.raises(NotFoundError):
         store.get(job_id)
@@ -248,7 +264,97 @@ def test_accepted_jobs_survive_kill_9_of_redis(tmp_path: Path) -> None:
         store = JobStore.from_url(server.url)
         assert {job.id for job in store.recent(limit=100)} == accepted
         assert all(job.state is JobStatus.QUEUED for job in store.recent(limit=100))
-        claimed = {store.claim("d1") for _ in range(50)}
+        claimed = {claimed_id(store, "d1") for _ in range(50)}
         assert claimed == accepted and store.claim("d1") is None
     finally:
         server.stop()
+
+
+def model_of(job_id: str) -> ModelRecord:
+    return ModelRecord(
+        id=job_id, job_id=job_id, checkpoint_uri="/nowhere", task="classification",
+        target="target", config={}, metric="val_accuracy", mode="max",
+        validation_value=0.9, test_metrics={"test_accuracy": 0.9}, feature_names=["a"],
+        classes=[0, 1], created_at=time.time(),
+    )  # fmt: skip
+
+
+def test_a_driver_whose_lease_ran_out_cannot_write_for_the_job(
+    redis_client: redis.Redis,
+) -> None:
+    store = policy_store(redis_client, lease_s=0.2)
+    registry = ModelRegistry(redis_client)
+    job_id = enqueue(store, spec())
+    stale = claim(store, "paused")
+    time.sleep(0.3)  # paused past its lease: another driver takes the job
+    assert store.reap() == [job_id]
+    owner = claim(store, "live")
+    assert owner.token != stale.token and store.get(job_id).attempts == 2
+    best = BestTrial(trial_id="t", metric="val_accuracy", value=0.9, config={})
+    row = TrialRow(trial_id="t", state="RUNNING", config={"lr": 9.9})
+    refused = [
+        lambda: store.record_progress(stale, 5, 0, best),
+        lambda: store.record_trial(stale, row, {"training_iteration": 1}),
+        lambda: store.record_engine(stale, "stale"),
+        lambda: registry.register(model_of(job_id), stale),
+        lambda: registry.promote_if_better("prod", model_of(job_id), stale),
+        lambda: store.succeed(stale, best, {"test_accuracy": 0.1}),
+        lambda: store.fail(stale, "stale"),
+    ]
+    for write in refused:
+        with pytest.raises(LeaseLostError, match="has ended"):
+            write()
+    assert stale.lost.is_set()
+    job = store.get(job_id)
+    assert job.state is JobStatus.RUNNING and job.trials_done == 0 and job.engine is None
+    assert store.results.trials(job_id) == [] and registry.find(job_id) is None
+    assert registry.aliases() == {} and store.running_count() == 1  # the owner's lease stays
+    # The owner's writes go through.
+    store.record_trial(owner, row, {"training_iteration": 1})
+    registry.register(model_of(job_id), owner)
+    assert registry.promote_if_better("prod", model_of(job_id), owner)
+    store.succeed(owner, best, {"test_accuracy": 0.9})
+    assert store.get(job_id).state is JobStatus.SUCCEEDED and store.running_count() == 0
+    with pytest.raises(LeaseLostError):  # ended: even its owner's claim is over
+        store.fail(owner, "late")
+
+
+def test_leases_run_on_redis_clock_not_the_drivers(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = policy_store(redis_client, lease_s=5)
+    job_id = enqueue(store, spec())
+    lease = claim(store, "d1")
+    # A driver on a host whose clock runs an hour ahead reaps, then one an hour behind
+    # renews: the live job stays with its driver, and its lease is extended.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)
+    assert store.reap() == []
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)
+    assert store.renew(lease)
+    monkeypatch.undo()
+    deadline_ms = redis_client.zscore("tunefleet:processing", job_id)
+    assert deadline_ms is not None and abs(deadline_ms / 1000 - (real_time() + 5)) < 2
+    assert store.get(job_id).state is JobStatus.RUNNING
+
+
+def test_a_stopping_driver_hands_its_job_back_without_spending_an_attempt(
+    redis_client: redis.Redis,
+) -> None:
+    store = policy_store(redis_client, max_attempts=2)
+    job_id, waiting = enqueue(store, spec("long")), enqueue(store, spec("waiting"))
+    for restart in range(3):  # more restarts than attempts
+        lease = claim(store, f"driver-{restart}")
+        assert lease.job_id == job_id  # back at the head of its queue each time
+        assert store.release(lease) == "queued"
+        job = store.get(job_id)
+        assert job.state is JobStatus.QUEUED and job.attempts == 0
+    lease = claim(store, "last")
+    assert store.release(Lease(job_id, lease.token)) == "queued"
+    assert store.release(lease) == "lost" and lease.lost.is_set()  # released once only
+    # A job being cancelled ends cancelled when its driver stops.
+    lease = claim(store, "last")
+    store.cancel(job_id)
+    assert store.release(lease) == "cancelled"
+    assert store.get(job_id).state is JobStatus.CANCELLED
+    assert claimed_id(store, "next") == waiting

@@ -1,0 +1,29 @@
+"""Redis clients that ride out a Redis restart instead of failing at once."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+# While Redis restarts (`tunefleet up` brings its own back within a second or two), or
+# replays its append-only file (it answers LOADING), commands fail with these.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+BACKOFF_CAP_S = 1.0
+
+
+def connect(url: str, patience_s: float = 0.0) -> redis.Redis:
+    """A client of ``url`` (decoded strings) that retries a command failing because
+    Redis is unreachable for about ``patience_s`` before raising.
+
+    A retried command may have run once already (its answer lost with the connection);
+    the queue's transitions are scripts that find a job where the first run left it.
+    """
+    # Waits of 0.05, 0.1, ... s, then BACKOFF_CAP_S each: about patience_s in all.
+    retries = 0 if patience_s <= 0 else 5 + int(patience_s / BACKOFF_CAP_S)
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=0.05), retries),
+        retry_on_error=list(UNREACHABLE),
+    )

@@ -72,7 +72,7 @@ def main() -> None:
         store = JobStore(redis.Redis.from_url(server.url, decode_responses=True))
         job_id = fill(store, trials)
         settings = Settings(redis_url=server.url, home=Path(folder))
-        client = TestClient(create_app(settings))
+        client = TestClient(create_app(settings), base_url="http://127.0.0.1")
         url = f"/jobs/{job_id}/trials"
         for label, params in (
             ("csv", {"format": "csv"}),

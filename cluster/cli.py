@@ -64,11 +64,11 @@ def up() -> None:
 def check(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
     """Exit 0 if the gateway answers and a driver is alive, else 1 (for health probes)."""
     health = _run(_client(url, api_key).health)
-    if not health["drivers"]:
+    if not health["live_drivers"]:
         render.fail("unhealthy: no driver has sent a heartbeat within its lease")
         raise typer.Exit(1)
     render.out.print(
-        f"healthy: {len(health['drivers'])} driver(s), {health['queued_jobs']} queued, "
+        f"healthy: {health['live_drivers']} driver(s), {health['queued_jobs']} queued, "
         f"{health['running_jobs']} running"
     )
 

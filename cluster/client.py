@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from shared.status import JobStatus
+
 # A stream that drops (a proxy restart, a network blip) is picked up again this often.
 EVENT_RECONNECTS = 5
 
@@ -64,9 +66,11 @@ class GatewayClient:
 
     def events(self, job_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """(event, data) from GET /jobs/{id}/events until the job ends; reconnects with
-        Last-Event-ID when the stream drops."""
+        Last-Event-ID when the stream drops, or when the server ends it before the job
+        ends (it ends quiet streams, and streams whose Redis went away)."""
         last_id: str | None = None
-        for _ in range(EVENT_RECONNECTS + 1):
+        failures = 0
+        while failures <= EVENT_RECONNECTS:
             headers = {"Last-Event-ID": last_id} if last_id else {}
             try:
                 with self._http.stream(
@@ -82,10 +86,14 @@ class GatewayClient:
                         elif line.startswith("event: "):
                             kind = line.removeprefix("event: ")
                         elif line.startswith("data: "):
-                            yield kind, json.loads(line.removeprefix("data: "))
-                return
+                            data = json.loads(line.removeprefix("data: "))
+                            failures = 0
+                            yield kind, data
+                            if kind == "job" and JobStatus(data["state"]).is_terminal():
+                                return
             except (httpx.TransportError, httpx.StreamError):
-                continue
+                pass
+            failures += 1
         raise ClientError(f"lost the event stream of job {job_id}; `tunefleet status` shows it")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, gt=0, description="How long finished jobs' records stay."
     )
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    max_event_streams_per_tenant: int = Field(
+        default=20,
+        gt=0,
+        description="Open GET /jobs/{id}/events streams one tenant may have on one gateway "
+        "replica; past it, 429.",
+    )
+    event_stream_idle_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="An event stream that sent nothing but keep-alives this long ends "
+        "(clients reconnect with Last-Event-ID).",
+    )
 
     @field_validator("home", "storage")
     @classmethod

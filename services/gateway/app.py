@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
+from services.gateway.events import StreamSlots
 from services.gateway.routes import datasets, health, jobs
 from shared.capacity import CapacityStore
 from shared.http_edge import install_edge
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         jobs=JobStore(client, settings.queue_policy()),
         events=EventFeed.from_url(settings.redis_url),
         capacity=CapacityStore(client),
+        streams=StreamSlots(settings.max_event_streams_per_tenant),
     )
     for router in (jobs.router, datasets.router, health.router):
         app.include_router(router)

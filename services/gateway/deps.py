@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.gateway.events import StreamSlots
 from shared.auth import tenant_folder
 from shared.capacity import CapacityStore
 from shared.data import DatasetStore
@@ -23,6 +24,7 @@ class Services:
     jobs: JobStore
     events: EventFeed
     capacity: CapacityStore
+    streams: StreamSlots
 
     def datasets_of(self, tenant: str) -> DatasetStore:
         """A tenant's uploaded datasets (each tenant has its own folder)."""

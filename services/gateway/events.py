@@ -1,32 +1,126 @@
-"""Server-Sent Events for one job, from its event stream in Redis."""
+"""Server-Sent Events for one job, from its event stream in Redis, and the count of
+streams each tenant holds open."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING
 
-from services.gateway.deps import Services
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from shared.errors import TooManyStreamsError
+from shared.http_edge import REDIS_RETRY_AFTER_S
+from shared.redis_client import UNREACHABLE
 from shared.results import JOB_CHANGED, TRIAL_RESULT
+
+if TYPE_CHECKING:
+    from services.gateway.deps import Services
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_S = 15
+
+log = logging.getLogger(__name__)
+
+
+class StreamSlots:
+    """How many event streams each tenant has open on this gateway replica, and the
+    limit of them.
+
+    Each replica counts its own, so with N replicas a tenant may hold up to N times the
+    limit. The count lives in the process rather than in Redis: it then ends with the
+    streams it counts (a replica that dies leaves no count behind that would need a
+    lease to heal), and it costs no Redis call per stream. Only the event loop's thread
+    touches it, so it needs no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: Counter[str] = Counter()
+
+    def take(self, tenant: str) -> None:
+        """Count one more open stream of ``tenant``; TooManyStreamsError at the limit."""
+        if self._open[tenant] >= self.limit:
+            raise TooManyStreamsError(
+                f"tenant {tenant} already has {self._open[tenant]} open event streams, the "
+                f"limit (TUNEFLEET_MAX_EVENT_STREAMS_PER_TENANT); close one, or poll "
+                "GET /jobs/{id} instead"
+            )
+        self._open[tenant] += 1
+
+    def give_back(self, tenant: str) -> None:
+        self._open[tenant] -= 1
+        if self._open[tenant] <= 0:
+            del self._open[tenant]
+
+    def open_count(self, tenant: str) -> int:
+        return self._open[tenant]
+
+
+class EventStreamResponse(StreamingResponse):
+    """A text/event-stream that holds one of its tenant's slots until it ends, however
+    it ends: the job's final state, the client gone (Starlette cancels the stream), or
+    an error."""
+
+    def __init__(self, content: AsyncIterator[str], slots: StreamSlots, tenant: str) -> None:
+        super().__init__(
+            content, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+        self._slots = slots
+        self._tenant = tenant
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._slots.give_back(self._tenant)
 
 
 async def job_event_stream(
     services: Services, job_id: str, last_event_id: str | None
 ) -> AsyncIterator[str]:
     """``job`` first (the job as it is now), then ``trial`` and ``job`` events as they
-    happen; ends once a ``job`` event shows a final state."""
+    happen; ends once a ``job`` event shows a final state, after
+    ``event_stream_idle_s`` of keep-alives only, or when Redis goes away (a client
+    reconnects with Last-Event-ID)."""
+    try:
+        async with aclosing(_job_events(services, job_id, last_event_id)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+    except UNREACHABLE as exc:
+        # The answer has started, so no 503 can be sent: end the stream, with a comment
+        # line for whoever reads it raw.
+        log.warning("the event stream of job %s ends: Redis is unreachable: %r", job_id, exc)
+        yield f": Redis is unreachable; reconnect in {REDIS_RETRY_AFTER_S} s with Last-Event-ID\n\n"
+
+
+async def _job_events(
+    services: Services, job_id: str, last_event_id: str | None
+) -> AsyncGenerator[str, None]:
+    idle_s = services.settings.event_stream_idle_s
     after_id = last_event_id or await services.events.last_id(job_id)
     # Read after taking the position: nothing that happens in between is missed.
-    job = services.jobs.get(job_id)
+    job = await run_in_threadpool(services.jobs.get, job_id)
     yield _event("job", job.model_dump_json(), after_id)
     if job.state.is_terminal():
         return
+    sent_at = time.monotonic()
     while True:
-        events = await services.events.after(job_id, after_id, wait_s=KEEPALIVE_S)
+        quiet_s = time.monotonic() - sent_at
+        if quiet_s >= idle_s:
+            yield f": nothing new for {idle_s:g} s; reconnect with Last-Event-ID to go on\n\n"
+            return
+        wait_s = min(KEEPALIVE_S, idle_s - quiet_s)
+        events = await services.events.after(job_id, after_id, wait_s=wait_s)
         if not events:
             yield ": keep-alive\n\n"
             continue
+        sent_at = time.monotonic()
         changed = False
         for event_id, kind, data in events:
             after_id = event_id
@@ -35,7 +129,7 @@ async def job_event_stream(
             elif kind == JOB_CHANGED:
                 changed = True
         if changed:  # one read of the job for a burst of changes
-            job = services.jobs.get(job_id)
+            job = await run_in_threadpool(services.jobs.get, job_id)
             yield _event("job", job.model_dump_json(), after_id)
             if job.state.is_terminal():
                 return

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
 from shared.auth import Principal, tenant_folder
 from shared.errors import (
@@ -26,7 +27,7 @@ from shared.errors import (
 )
 from shared.features import instances_to_matrix
 from shared.http_edge import PrincipalDep
-from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.model import CHECKPOINT_FILE
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 
 router = APIRouter(tags=["models"])
@@ -120,14 +121,8 @@ async def import_model(
     model_id = uuid.uuid4().hex
     with tempfile.TemporaryDirectory() as folder:
         (FilePath(folder) / CHECKPOINT_FILE).write_bytes(content)
-        try:
-            # Weights only: nothing is unpickled. Off the event loop: it takes a while.
-            bundle = await run_in_threadpool(ModelBundle.load, folder)
-        except Exception as exc:
-            raise InvalidInputError(
-                f"not a tunefleet checkpoint ({type(exc).__name__}); only {CHECKPOINT_FILE} "
-                "files written by tunefleet's trainable can be imported"
-            ) from exc
+        # Its claims checked before its network is built. Off the event loop: it takes a while.
+        bundle = await run_in_threadpool(load_checked, FilePath(folder))
         home = tenant_folder(services.settings.storage_root / "models", principal.tenant)
         home = home / model_id
         home.mkdir(parents=True)
@@ -147,7 +142,7 @@ async def import_model(
         created_at=time.time(),
         tenant=principal.tenant,
     )
-    services.registry.register(record)
+    await run_in_threadpool(services.registry.register, record)
     return record
 
 
@@ -166,20 +161,26 @@ async def predict(
     principal: PrincipalDep,
 ) -> PredictResponse:
     """Predict with a model, by id or alias: classes and their probabilities, or values."""
-    model_id = services.registry.resolve(model_ref, principal.tenant)
-    if model_id is None:
-        raise NotFoundError(f"no alias {model_ref!r}; GET /models/aliases lists them")
-    record = _model(model_id, services, principal)
+    # Redis reads off the event loop, which the batched predictions share.
+    record = await run_in_threadpool(_model_of_ref, model_ref, services, principal)
     limit = services.settings.max_instances
     if len(request.instances) > limit:
         raise PayloadTooLargeError(
             f"{len(request.instances)} instances in one request; at most {limit} are allowed"
         )
     matrix = instances_to_matrix(request.instances, record.feature_names)
-    answer = await services.predict(model_id, matrix)
+    answer = await services.predict(record.id, matrix)
     return PredictResponse(
         predictions=answer["predictions"], probabilities=answer["probabilities"], model=record
     )
+
+
+def _model_of_ref(ref: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
+    """The model a model id or the principal's alias names."""
+    model_id = services.registry.resolve(ref, principal.tenant)
+    if model_id is None:
+        raise NotFoundError(f"no alias {ref!r}; GET /models/aliases lists them")
+    return _model(model_id, services, principal)
 
 
 def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:

@@ -1,15 +1,25 @@
-"""The gateway's edge in process (no Serve): body limits without a Content-Length."""
+"""The gateway's edge in process (no Serve): body limits without a Content-Length, what
+a stack without API keys refuses, and what /healthz tells whom."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
 from services.gateway.app import create_app
+from shared.auth import KeyStore
+from shared.jobs import JobStore
 from shared.settings import Settings
+
+# TestClient's own default, "testserver", is not a loopback name: a stack without keys
+# refuses it as it refuses any name but its own.
+LOCAL = "http://127.0.0.1"
+CSV = b"a,b,target\n" + b"".join(b"%d,%d,%d\n" % (i, i % 7, i % 2) for i in range(40))
 
 
 def chunks(total_bytes: int) -> Iterator[bytes]:
@@ -17,11 +27,16 @@ def chunks(total_bytes: int) -> Iterator[bytes]:
         yield b"x" * 100
 
 
+@pytest.fixture
+def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_server.url, home=tmp_path, http_port=8123)
+
+
 def test_a_chunked_body_over_the_limit_is_413(redis_server: RedisServer, tmp_path: Path) -> None:
     settings = Settings(
         redis_url=redis_server.url, home=tmp_path, max_body_bytes=1_000, max_upload_bytes=5_000
     )
-    client = TestClient(create_app(settings))
+    client = TestClient(create_app(settings), base_url=LOCAL)
     json_body = client.post(
         "/jobs", content=chunks(2_000), headers={"content-type": "application/json"}
     )
@@ -31,3 +46,89 @@ def test_a_chunked_body_over_the_limit_is_413(redis_server: RedisServer, tmp_pat
     # Under the limits, the same way in, the body is read as usual.
     small = client.post("/datasets", content=chunks(1_000), headers={"content-type": "text/csv"})
     assert small.status_code == 422  # one column of x: read, then refused for its content
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.1:8123", "localhost:8123", "LOCALHOST", "[::1]:8123"]
+)
+def test_without_keys_loopback_names_are_answered(settings: Settings, host: str) -> None:
+    client = TestClient(create_app(settings), base_url=f"http://{host}")
+    assert client.get("/jobs").status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["rebound.example.com", "rebound.example.com:8123", "10.1.2.3"])
+def test_without_keys_another_host_name_is_421_saying_what_to_use(
+    settings: Settings, redis_client: redis.Redis, host: str
+) -> None:
+    client = TestClient(create_app(settings), base_url=f"http://{host}")
+    for answer in (client.get("/jobs"), client.get("/healthz"), client.get("/")):
+        assert answer.status_code == 421
+        detail = answer.json()["detail"]
+        assert "http://127.0.0.1:8123" in detail and "create an API key" in detail
+    # With keys, requests need a key instead, whatever name they use.
+    key = KeyStore(redis_client).create("team-a")
+    authorized = {"Authorization": f"Bearer {key}"}
+    assert client.get("/jobs", headers=authorized).status_code == 200
+    assert client.get("/jobs").status_code == 401
+
+
+def test_without_keys_a_post_from_another_site_is_403(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    upload = {"file": ("data.csv", CSV, "text/csv")}
+    for origin in ("https://evil.example", "null"):
+        answer = client.post("/datasets", headers={"Origin": origin}, files=upload)
+        assert answer.status_code == 403
+        assert "another site" in answer.json()["detail"]
+        # Reading is left to the browser's same-origin rule.
+        assert client.get("/jobs", headers={"Origin": origin}).status_code == 200
+    # The dashboard's own page posts with its own (loopback) origin; the CLI sends none.
+    for origin in ("http://127.0.0.1:8123", "http://localhost:8123"):
+        answer = client.post("/datasets", headers={"Origin": origin}, files=upload)
+        assert answer.status_code == 201, answer.text
+    assert client.post("/datasets", files=upload).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "text/plain; charset=utf-8"]
+)
+def test_datasets_refuse_what_a_plain_html_form_can_send(
+    settings: Settings, content_type: str
+) -> None:
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    answer = client.post("/datasets", content=CSV, headers={"content-type": content_type})
+    assert answer.status_code == 415
+    detail = answer.json()["detail"]
+    assert "text/csv" in detail and "multipart/form-data" in detail
+    assert content_type.partition(";")[0] in detail
+
+
+def test_datasets_take_text_csv_and_multipart(settings: Settings) -> None:
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    raw = client.post("/datasets", content=CSV, headers={"content-type": "text/csv; charset=utf-8"})
+    form = client.post("/datasets", files={"file": ("data.csv", CSV, "text/csv")})
+    assert raw.status_code == form.status_code == 201
+    assert raw.json()["id"] == form.json()["id"]
+
+
+def test_healthz_shows_driver_ids_to_admins_only(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    JobStore(redis_client).heartbeat("node-a-1234-abcd")
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    # No keys: the stack answers on this machine only, and everyone is its admin.
+    open_stack = client.get("/healthz").json()
+    assert open_stack["live_drivers"] == 1 and open_stack["drivers"] == ["node-a-1234-abcd"]
+    keys = KeyStore(redis_client)
+    tenant, admin = keys.create("team-a"), keys.create("ops", admin=True)
+    for headers in ({}, {"Authorization": f"Bearer {tenant}"}):
+        health = client.get("/healthz", headers=headers)
+        assert health.status_code == 200  # a probe needs no key
+        assert health.json()["live_drivers"] == 1 and health.json()["drivers"] is None
+        assert "node-a" not in health.text and "1234" not in health.text
+    as_admin = client.get("/healthz", headers={"Authorization": f"Bearer {admin}"}).json()
+    assert as_admin["drivers"] == ["node-a-1234-abcd"]
+    unknown = client.get("/healthz", headers={"Authorization": "Bearer tfk_nope"})
+    assert unknown.status_code == 401

@@ -10,15 +10,19 @@ from starlette.datastructures import UploadFile
 
 from services.gateway.deps import ServicesDep
 from shared.data import DEFAULT_TARGET, DatasetSummary
-from shared.errors import InvalidInputError, PayloadTooLargeError
+from shared.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from shared.http_edge import PrincipalDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+# Not application/x-www-form-urlencoded nor text/plain: a page on another site can
+# have a browser send those (a plain HTML form) without asking this server first.
+UPLOAD_TYPES = ("text/csv", "multipart/form-data")
 
 
 @router.post(
     "",
     status_code=201,
+    responses={415: {"description": "The body is neither text/csv nor multipart/form-data."}},
     openapi_extra={
         "requestBody": {
             "content": {
@@ -46,7 +50,13 @@ async def upload_dataset(
     """
     limit = services.settings.max_upload_bytes  # by Content-Length: the app's BodyLimit
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type not in UPLOAD_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type {media_type or '(none)'} is not taken here: send the CSV as a "
+            'text/csv body, or as multipart/form-data with the file in the field "file"'
+        )
+    if media_type == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):

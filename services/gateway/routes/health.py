@@ -1,18 +1,23 @@
-"""GET /healthz."""
+"""GET /healthz and GET /livez."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.gateway.deps import ServicesDep
+from shared.http_edge import CallerDep
 
 router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
     status: str
-    drivers: list[str]
+    live_drivers: int = Field(description="Drivers whose heartbeat is within its lease.")
+    drivers: list[str] | None = Field(
+        description="Their ids (host-pid-random): for admin keys, and on a stack without "
+        "keys (which answers on this machine only); null for anyone else."
+    )
     queued_jobs: int
     queued_by_priority: dict[str, int]
     running_jobs: int
@@ -24,13 +29,21 @@ def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/healthz")
-def healthz(services: ServicesDep) -> Health:
-    """The gateway is up and reaches Redis: live drivers, queued and running jobs."""
+@router.get(
+    "/healthz",
+    responses={503: {"description": "Redis is unreachable; Retry-After says when to ask again."}},
+)
+def healthz(services: ServicesDep, caller: CallerDep) -> Health:
+    """The gateway is up and reaches Redis: live drivers, queued and running jobs.
+
+    Answers without a key (a health probe); host names and process ids only to admins.
+    """
     depths = services.jobs.queue_depths()
+    drivers = services.jobs.live_drivers()
     return Health(
         status="ok",
-        drivers=services.jobs.live_drivers(),
+        live_drivers=len(drivers),
+        drivers=drivers if caller is not None and caller.admin else None,
         queued_jobs=sum(depths.values()),
         queued_by_priority=depths,
         running_jobs=services.jobs.running_count(),

@@ -11,9 +11,10 @@ import pyarrow.parquet
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from services.gateway.deps import ServicesDep
-from services.gateway.events import job_event_stream
+from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
 from shared.errors import InvalidInputError, NotFoundError
 from shared.http_edge import PrincipalDep
@@ -130,7 +131,10 @@ def get_trial_history(
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        429: {"description": "The tenant has its limit of open event streams."},
+    },
 )
 async def follow_job(
     job_id: JobId,
@@ -140,12 +144,13 @@ async def follow_job(
 ) -> StreamingResponse:
     """Server-Sent Events as the job runs: ``job`` (the job, when its state or progress
     changes) and ``trial`` (a trial's row after each epoch). The stream ends after the
-    job's final state. Reconnect with Last-Event-ID to go on where it stopped."""
-    own_job(job_id, services, principal)  # 404 before the stream starts
+    job's final state, and earlier after a long quiet spell or when Redis goes away:
+    reconnect with Last-Event-ID to go on where it stopped."""
+    # 404 before the stream starts; off the event loop, which every stream shares.
+    await run_in_threadpool(own_job, job_id, services, principal)
+    services.streams.take(principal.tenant)
     stream = job_event_stream(services, job_id, last_event_id)
-    return StreamingResponse(
-        stream, media_type="text/event-stream", headers={"Cache-Control": "no-store"}
-    )
+    return EventStreamResponse(stream, services.streams, principal.tenant)
 
 
 def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView:

@@ -73,12 +73,13 @@ export async function download(path, filename) {
 
 /**
  * Follow a Server-Sent Events stream, calling `onEvent(kind, data)` for each event
- * whose data is JSON; reconnects with Last-Event-ID after a dropped connection and
- * answers once the server ends the stream or `signal` aborts.
+ * whose data is JSON, until `isLast(kind, data)` holds for one and the server ends the
+ * stream, or `signal` aborts. Reconnects with Last-Event-ID after a dropped connection,
+ * and after a stream the server ended before its last event (it ends quiet streams).
  *
  * Read with fetch rather than EventSource, which cannot send the Authorization header.
  */
-export async function followEvents(path, onEvent, signal) {
+export async function followEvents(path, onEvent, signal, isLast) {
   let lastId = null;
   let failures = 0;
   while (!signal.aborted) {
@@ -89,9 +90,10 @@ export async function followEvents(path, onEvent, signal) {
       failures = 0;
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
+      let ended = false;
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return; // The server closes the stream once the job has ended.
+        if (done) break;
         buffer += value.replace(/\r\n?/g, "\n");
         let end;
         while ((end = buffer.indexOf("\n\n")) >= 0) {
@@ -99,9 +101,16 @@ export async function followEvents(path, onEvent, signal) {
           buffer = buffer.slice(end + 2);
           const event = parseEvent(block);
           if (event.id) lastId = event.id;
-          if (event.data) onEvent(event.kind, JSON.parse(event.data));
+          if (event.data) {
+            const data = JSON.parse(event.data);
+            onEvent(event.kind, data);
+            ended ||= isLast(event.kind, data);
+          }
         }
       }
+      if (ended) return;
+      // Ended early (a quiet spell, or Redis went away): go on where it stopped.
+      await sleep(1000, signal);
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof ApiError && error.status < 500) throw error;

@@ -147,7 +147,8 @@ export async function jobPage(root, [jobId], signal) {
     }
   };
   try {
-    await followEvents(`${base}/events`, onEvent, signal);
+    const isLast = (kind, data) => kind === "job" && TERMINAL.has(data.state);
+    await followEvents(`${base}/events`, onEvent, signal, isLast);
   } catch (error) {
     notify(`Lost the job's live updates: ${detailText(error)}`);
     return;

@@ -1,0 +1,161 @@
+"""What an uploaded checkpoint claims, checked before its network is built.
+
+A checkpoint names its architecture, and building it allocates every weight: a few
+kilobytes that claim 50,000 units in 16 layers would take terabytes. So the claim is
+held to the limits a job spec has, then to the weights the file really carries, and
+the feature names and classes to the widths of the first and last layers.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from shared.errors import InvalidInputError
+from shared.model import CHECKPOINT_FILE, MLP, ModelBundle
+from shared.search_space import SearchSpace
+
+NOT_OURS = f"only {CHECKPOINT_FILE} files written by tunefleet's trainable can be imported"
+
+
+def load_checked(folder: Path) -> ModelBundle:
+    """The model of ``folder``/model.pt once its claims hold; InvalidInputError naming
+    the first that does not. Weights only: nothing is unpickled."""
+    path = folder / CHECKPOINT_FILE
+    _check_stored_only(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"not a tunefleet checkpoint ({type(exc).__name__}); {NOT_OURS}"
+        ) from exc
+    check_claims(payload)
+    try:
+        return ModelBundle.from_payload(payload)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"not a tunefleet checkpoint ({type(exc).__name__}); {NOT_OURS}"
+        ) from exc
+
+
+def check_claims(payload: Any) -> None:
+    """Raise InvalidInputError unless the architecture is one a job could have made and
+    the weights, feature names, classes and scaler fit it."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("architecture"), dict):
+        raise InvalidInputError(f"not a tunefleet checkpoint (no architecture); {NOT_OURS}")
+    architecture = dict(payload["architecture"])
+    if "n_classes" in architecture:  # as ModelBundle.from_payload reads old checkpoints
+        architecture["n_outputs"] = architecture.pop("n_classes")
+    _check_within_spec_limits(architecture)
+    n_features, n_outputs = architecture.get("n_features"), architecture.get("n_outputs")
+    for name, width in (("n_features", n_features), ("n_outputs", n_outputs)):
+        if not _is_count(width):
+            raise InvalidInputError(f"architecture.{name} must be a whole number of at least 1")
+    _check_weights(architecture, payload.get("state_dict"))
+    feature_names = payload.get("feature_names")
+    if not isinstance(feature_names, list) or len(feature_names) != n_features:
+        count = len(feature_names) if isinstance(feature_names, list) else "no"
+        raise InvalidInputError(
+            f"feature_names has {count} names, but the first layer takes {n_features} inputs"
+        )
+    task = payload.get("task", "classification")
+    classes = payload.get("classes")
+    if task == "regression":
+        if n_outputs != 1:
+            raise InvalidInputError(
+                f"a regression model has 1 output, but the last layer has {n_outputs}"
+            )
+    elif task == "classification":
+        if not isinstance(classes, list) or len(classes) != n_outputs:
+            count = len(classes) if isinstance(classes, list) else "no"
+            raise InvalidInputError(
+                f"classes has {count} labels, but the last layer has {n_outputs} outputs"
+            )
+    else:
+        raise InvalidInputError(
+            f"task {task!r}: a checkpoint's task is classification or regression"
+        )
+    for name in ("scale", "offset"):
+        tensor = payload.get(name)
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (n_features,):
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "missing"
+            raise InvalidInputError(
+                f"the scaler's {name} is {shape}, but the first layer takes {n_features} "
+                f"inputs: it must have shape ({n_features},)"
+            )
+
+
+def _check_stored_only(path: Path) -> None:
+    # torch.save stores records uncompressed, so the file's size bounds what loading
+    # reads; a compressed record could inflate a small upload to any size.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [
+                i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
+            ]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInputError(
+            f"not a tunefleet checkpoint (not a torch.save file); {NOT_OURS}"
+        ) from exc
+    if packed:
+        raise InvalidInputError(
+            f"the checkpoint's record {packed[0]} is compressed; {NOT_OURS}, as torch.save "
+            "writes them (uncompressed)"
+        )
+
+
+def _check_within_spec_limits(architecture: dict[str, Any]) -> None:
+    """The same bounds as a job spec's hidden_units and hidden_layers, from its own
+    model (no second copy of the numbers here)."""
+    claimed = {
+        "hidden_units": architecture.get("hidden_units"),
+        "hidden_layers": architecture.get("hidden_layers", 1),  # MLP's default
+    }
+    for name, value in claimed.items():
+        if not _is_count(value):
+            raise InvalidInputError(f"architecture.{name} must be a whole number of at least 1")
+    try:
+        SearchSpace.model_validate(claimed)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0])
+        raise InvalidInputError(
+            f"architecture.{name} is {claimed[name]}: {error['msg'].lower()}, the limit of "
+            f"search_space.{name} in a job spec"
+        ) from exc
+
+
+def _check_weights(architecture: dict[str, Any], state_dict: Any) -> None:
+    """Every weight the architecture makes is in the file, with its shape, and no other."""
+    if not isinstance(state_dict, dict):
+        raise InvalidInputError(f"not a tunefleet checkpoint (no state_dict); {NOT_OURS}")
+    # On the meta device the network has shapes but no storage: nothing is allocated.
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in MLP(**architecture).state_dict().items()}
+    except TypeError as exc:
+        raise InvalidInputError(f"architecture: {exc}; {NOT_OURS}") from exc
+    for name, shape in expected.items():
+        found = state_dict.get(name)
+        if not isinstance(found, torch.Tensor):
+            raise InvalidInputError(
+                f"the weights have no {name}, which the architecture makes with shape {shape}"
+            )
+        if tuple(found.shape) != shape:
+            raise InvalidInputError(
+                f"the weights' {name} has shape {tuple(found.shape)}, but the architecture "
+                f"makes it {shape}"
+            )
+    extra = sorted(set(state_dict) - set(expected))
+    if extra:
+        raise InvalidInputError(
+            f"the weights have {extra[0]}, which the architecture does not make"
+        )
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,0 +1,141 @@
+"""POST /models/import in process (no Serve): what a checkpoint claims is checked before
+its network is built."""
+
+from __future__ import annotations
+
+import io
+import json
+import resource
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import torch
+from fastapi.testclient import TestClient
+
+from cluster.redis_server import RedisServer
+from services.predictor.app import create_app
+from shared.model import MLP, checkpoint_payload
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+
+META = json.dumps({"validation_value": 0.9})
+
+
+async def no_predictions(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+    raise AssertionError("no prediction is asked for here")
+
+
+@pytest.fixture
+def models(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> TestClient:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path)
+    app = create_app(settings, ModelRegistry(redis_client), no_predictions)
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+def payload(
+    n_features: int = 4, n_outputs: int = 3, hidden_units: int = 8, hidden_layers: int = 2
+) -> dict[str, Any]:
+    """A classifier's checkpoint content, as the trainable writes it."""
+    architecture = {
+        "n_features": n_features,
+        "n_outputs": n_outputs,
+        "hidden_units": hidden_units,
+        "hidden_layers": hidden_layers,
+        "dropout": 0.1,
+    }
+    return checkpoint_payload(
+        MLP(**architecture).state_dict(),
+        architecture,
+        task="classification",
+        feature_names=[f"f{i}" for i in range(n_features)],
+        classes=list(range(n_outputs)),
+        scale=torch.ones(n_features),
+        offset=torch.zeros(n_features),
+        target_mean=0.0,
+        target_std=1.0,
+    )
+
+
+def saved(content: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    return buffer.getvalue()
+
+
+def upload(models: TestClient, checkpoint: bytes) -> Any:
+    return models.post(
+        "/import", files={"checkpoint": ("model.pt", checkpoint)}, data={"meta": META}
+    )
+
+
+def test_a_checkpoint_that_fits_its_claims_is_registered(models: TestClient) -> None:
+    answer = upload(models, saved(payload()))
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["feature_names"] == ["f0", "f1", "f2", "f3"]
+    assert models.get(f"/{answer.json()['id']}").status_code == 200
+
+
+def test_a_small_file_claiming_a_huge_network_is_422_naming_the_limit(
+    models: TestClient,
+) -> None:
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    huge = payload()
+    huge["architecture"] = {**huge["architecture"], "hidden_units": 50_000, "hidden_layers": 16}
+    checkpoint = saved(huge)
+    assert len(checkpoint) < 20_000
+    answer = upload(models, checkpoint)
+    assert answer.status_code == 422
+    detail = answer.json()["detail"]
+    assert "hidden_units is 50000" in detail and "8192" in detail
+    deep = payload()
+    deep["architecture"] = {**deep["architecture"], "hidden_layers": 17}
+    answer = upload(models, saved(deep))
+    assert answer.status_code == 422 and "hidden_layers is 17" in answer.json()["detail"]
+    assert "16" in answer.json()["detail"]
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kb
+    assert grown_kb < 200_000, f"the process grew by {grown_kb} KB"
+
+
+def test_a_claim_within_the_limits_must_match_the_weights(models: TestClient) -> None:
+    # 8,000 units in 16 layers is allowed, and would take 4 GB: the file has 8 units.
+    bigger = payload()
+    bigger["architecture"] = {**bigger["architecture"], "hidden_units": 8_000, "hidden_layers": 16}
+    answer = upload(models, saved(bigger))
+    assert answer.status_code == 422
+    assert "layers.0.weight has shape (8, 4)" in answer.json()["detail"]
+    assert "(8000, 4)" in answer.json()["detail"]
+
+
+def test_feature_names_and_classes_must_match_the_layers(models: TestClient) -> None:
+    fewer_names = payload()
+    fewer_names["feature_names"] = ["f0", "f1", "f2"]
+    answer = upload(models, saved(fewer_names))
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == (
+        "feature_names has 3 names, but the first layer takes 4 inputs"
+    )
+    more_classes = payload()
+    more_classes["classes"] = [0, 1, 2, 3, 4]
+    answer = upload(models, saved(more_classes))
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == "classes has 5 labels, but the last layer has 3 outputs"
+    short_scaler = payload()
+    short_scaler["scale"] = torch.ones(2)
+    answer = upload(models, saved(short_scaler))
+    assert answer.status_code == 422 and "scale" in answer.json()["detail"]
+
+
+def test_a_compressed_checkpoint_is_refused(models: TestClient) -> None:
+    packed = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(saved(payload()))) as original,
+        zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for info in original.infolist():
+            archive.writestr(info.filename, original.read(info))
+    answer = upload(models, packed.getvalue())
+    assert answer.status_code == 422 and "compressed" in answer.json()["detail"]

@@ -1,13 +1,14 @@
 """A pack's training, epoch by epoch: the packed twin of shared.training's loop.
 
 Tune-independent and stateless between calls: a pack's whole state (members' weights,
-Adam moments, best values, the batch order's generator) is a plain ``PackState`` that
-goes in and comes out of each epoch, so that any warm process can run the next epoch
-and a resumed job can continue from the saved state.
+Adam moments, best values, the batch order's and the dropout masks' generators) is a
+plain ``PackState`` that goes in and comes out of each epoch, so that any warm process
+can run the next epoch and a resumed job can continue from the saved state.
 
-Members see the same batches (one balanced draw per pack and epoch) from a generator
-seeded as an unpacked trial's is, start from the weights an unpacked trial with the same
-seed starts from, and report the same metrics under the same names.
+Members share a seed (their configs', else the job's: packs are formed by it), see the
+same batches (one balanced draw per pack and epoch) from a generator seeded as an
+unpacked trial's is, start from the weights an unpacked trial with the same seed starts
+from, and report the same metrics under the same names.
 """
 
 from __future__ import annotations
@@ -21,18 +22,21 @@ import torch
 
 from shared.model import checkpoint_payload
 from shared.packed import Member, PackedMLP, initial_state_dict
-from shared.training import TrialPlan, _balanced_weights, _epoch_order
+from shared.training import SEED_KEY, TrialPlan, _balanced_weights, _epoch_order
 
 # What may differ inside a pack is in Member; the rest of a config must match.
 PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
 
 
-def pack_key(config: dict[str, Any]) -> tuple[int, int, int]:
-    """What members of one pack share: (batch size, epochs, hidden layers)."""
+def pack_key(config: dict[str, Any]) -> tuple[int, int, int, int | None]:
+    """What members of one pack share: (batch size, epochs, hidden layers, seed); a
+    seed of None is the job's. Members draw one batch order and one stream of masks."""
+    seed = config.get(SEED_KEY)
     return (
         int(config["batch_size"]),
         int(config["epochs"]),
         int(config.get("hidden_layers", 1)),
+        None if seed is None else int(seed),
     )
 
 
@@ -63,6 +67,11 @@ class PackState:
     best_values: dict[str, float] = field(default_factory=dict)
     order_generator: torch.Tensor | None = None
     dropout_generator: dict[str, Any] | None = None
+    seed: int | None = None  # the members' seed; None: the job's
+
+    def seed_in(self, plan: TrialPlan) -> int:
+        """The seed the members' weights, batches and masks start from."""
+        return plan.seed if self.seed is None else self.seed
 
     @classmethod
     def new(cls, configs: dict[str, dict[str, Any]]) -> PackState:
@@ -70,9 +79,9 @@ class PackState:
         keys = {pack_key(config) for config in configs.values()}
         if len(keys) != 1:
             raise ValueError(f"configurations of one pack must share {keys}")
-        batch_size, epochs, hidden_layers = keys.pop()
+        batch_size, epochs, hidden_layers, seed = keys.pop()
         members = [member_of(trial_id, config) for trial_id, config in configs.items()]
-        return cls(members, batch_size, epochs, hidden_layers)
+        return cls(members, batch_size, epochs, hidden_layers, seed=seed)
 
     def without(self, trial_ids: set[str]) -> PackState:
         """The pack after ``trial_ids`` left it (stopped early or failed)."""
@@ -95,6 +104,7 @@ class PackState:
             keep(self.best_values),
             self.order_generator,
             self.dropout_generator,
+            self.seed,
         )
 
 
@@ -108,13 +118,15 @@ def state_to_payload(state: PackState) -> dict[str, Any]:
 
 
 def state_from_payload(payload: dict[str, Any]) -> PackState:
-    fields = {name: payload[name] for name in _STATE_FIELDS}
+    # A state saved before packs had seeds of their own trained with the job's.
+    fields = {name: payload[name] for name in _STATE_FIELDS if name in payload}
     return PackState(members=[Member(**member) for member in payload["members"]], **fields)
 
 
 _STATE_FIELDS = (
     "batch_size", "epochs", "hidden_layers", "epoch", "step", "num_batches_tracked",
     "weights", "exp_avg", "exp_avg_sq", "best_values", "order_generator", "dropout_generator",
+    "seed",
 )  # fmt: skip
 
 
@@ -136,13 +148,14 @@ def train_pack_epoch(
     regression = data.task == "regression"
     n_outputs = 1 if regression else len(data.classes)
     pack = PackedMLP(state.members, len(data.feature_names), n_outputs, state.hidden_layers, device)
-    order_generator = torch.Generator().manual_seed(plan.seed)
-    dropout_rng = np.random.default_rng(plan.seed)
+    seed = state.seed_in(plan)
+    order_generator = torch.Generator().manual_seed(seed)
+    dropout_rng = np.random.default_rng(seed)
     if state.epoch == 0:
         for index, member in enumerate(pack.members):
             weights = initial_state_dict(
                 len(data.feature_names), n_outputs, member.hidden_units,
-                state.hidden_layers, plan.seed,
+                state.hidden_layers, seed,
             )  # fmt: skip
             pack.load_member(index, weights)
     else:
@@ -175,6 +188,7 @@ def train_pack_epoch(
         pack.step, pack.num_batches_tracked,
         order_generator=order_generator.get_state(),
         dropout_generator=dict(dropout_rng.bit_generator.state),
+        seed=state.seed,
     )  # fmt: skip
     results: dict[str, EpochResult] = {}
     for index, member in enumerate(pack.members):

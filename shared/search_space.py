@@ -44,8 +44,17 @@ class QUniform(_Strict, Generic[T]):
     quniform: tuple[T, T, Annotated[float, Field(gt=0)]]
 
     @model_validator(mode="after")
-    def _ordered(self) -> QUniform[T]:
-        _check_order(self.quniform[0], self.quniform[1])
+    def _ordered_on_the_grid(self) -> QUniform[T]:
+        lo, hi, q = self.quniform
+        _check_order(lo, hi)
+        wrong = [
+            f"quniform {name} {bound} is not a multiple of q {q:.12g}; "
+            f"use {_multiples_around(bound, q)}"
+            for name, bound in (("low", lo), ("high", hi))
+            if not _is_multiple(float(bound), q)  # type: ignore[arg-type]
+        ]
+        if wrong:
+            raise ValueError(". ".join(wrong))
         return self
 
 
@@ -77,6 +86,18 @@ class RandInt(_Strict, Generic[T]):
 def _check_order(lo: Any, hi: Any) -> None:
     if not lo < hi:
         raise ValueError(f"the lower bound ({lo}) must be below the upper bound ({hi})")
+
+
+def _is_multiple(value: float, q: float) -> bool:
+    """Tune's own test (ray.tune.search.sample.Float.quantized), which refuses the
+    bounds when the job runs: as strict, so that what passes here passes there, and as
+    lenient, so that 0.3 with q 0.1 (0.3 / 0.1 = 2.9999999999999996) passes."""
+    return math.isclose(value / q, round(value / q))
+
+
+def _multiples_around(value: Any, q: float) -> str:
+    below, above = math.floor(value / q) * q, math.ceil(value / q) * q
+    return f"{below:.12g} or {above:.12g}"
 
 
 SAMPLED = (Choice, Uniform, QUniform, LogUniform, RandInt)

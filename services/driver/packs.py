@@ -153,7 +153,7 @@ class PackedRun:
         drawn = search.configurations(self._spec, self._plan.seed)
         prefix = self._job_id[:8]
         configs = {f"{prefix}_{index:05d}": config for index, config in enumerate(drawn)}
-        groups: dict[tuple[int, int, int], list[str]] = {}
+        groups: dict[tuple[int, int, int, int | None], list[str]] = {}
         for trial_id, config in configs.items():
             groups.setdefault(pack_key(config), []).append(trial_id)
         size = self._pack_size(len(configs))
@@ -166,7 +166,7 @@ class PackedRun:
         rows = len(self._plan.data.y_train)
 
         def steps(members: list[str]) -> float:
-            batch_size, epochs, _ = pack_key(configs[members[0]])
+            batch_size, epochs, *_ = pack_key(configs[members[0]])
             return -epochs * math.ceil(rows / batch_size)
 
         packs.sort(key=steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -23,23 +24,36 @@ from ray.tune.search.variant_generator import generate_variants
 
 from shared.search_space import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
 from shared.spec import JobSpec
+from shared.training import SEED_KEY, trial_seed
 
 EPOCH = "training_iteration"
 
 
 def tune_config(spec: JobSpec) -> dict[str, Any]:
     """The param_space for tune.run: each parameter as a constant or a Tune domain."""
-    config = {name: _domain(value) for name, value in spec.search_space.domains().items()}
-    if _shuffles_grid(spec):
-        # The grid's points come from the searcher; the space only has to admit them.
+    config = _space(spec)
+    if _hands_out_configurations(spec):
+        # The configurations, seeds included, come from the searcher as preset points;
+        # the space only has to admit them.
         for name in spec.search_space.named(Grid):
             config[name] = tune.choice(list(spec.search_space.domains()[name].grid))
+        config[SEED_KEY] = tune.randint(0, 2**31)
     return config
 
 
 def num_samples(spec: JobSpec) -> int:
     """tune.run's num_samples for the spec."""
-    return spec.trial_count() if _shuffles_grid(spec) else spec.search.num_samples
+    return spec.trial_count() if _hands_out_configurations(spec) else spec.search.num_samples
+
+
+def _space(spec: JobSpec) -> dict[str, Any]:
+    return {name: _domain(value) for name, value in spec.search_space.domains().items()}
+
+
+def _hands_out_configurations(spec: JobSpec) -> bool:
+    """Grid and random searches run configurations() as Tune's preset points, so that
+    unpacked trials get the seeds packed ones get; Optuna suggests its own."""
+    return spec.search.algorithm != "optuna"
 
 
 def _shuffles_grid(spec: JobSpec) -> bool:
@@ -65,21 +79,34 @@ def unpacked_reason(spec: JobSpec) -> str | None:
 
 
 def configurations(spec: JobSpec, seed: int) -> list[dict[str, Any]]:
-    """Every configuration the job tries, drawn by Tune's variant generator (seeded):
-    the same configurations tune.run would run, in the order it would hand them out."""
+    """Every configuration a grid or random search tries, drawn by Tune's variant
+    generator (seeded), in the order tune.run hands them out, each with its trial's seed
+    under SEED_KEY (see trial_seed)."""
     random_state = np.random.RandomState(seed)
-    space = tune_config(spec)
+    space = _space(spec)
+    drawn = []
     if _shuffles_grid(spec):
-        drawn = []
         for point in _grid_points(spec, seed):
             variants = generate_variants({"config": {**space, **point}}, random_state=random_state)
             drawn.append(next(variants)[1]["config"])
-        return drawn
-    drawn = []
-    for _ in range(spec.search.num_samples):
-        variants = generate_variants({"config": space}, random_state=random_state)
-        drawn += [variant["config"] for _, variant in variants]
-    return drawn
+    else:
+        for _ in range(spec.search.num_samples):
+            variants = generate_variants({"config": space}, random_state=random_state)
+            drawn += [variant["config"] for _, variant in variants]
+    return _with_seeds(drawn, seed)
+
+
+def _with_seeds(drawn: list[dict[str, Any]], job_seed: int) -> list[dict[str, Any]]:
+    """Each configuration with its seed, from the job's and how many times the same
+    configuration came before: num_samples repeats of a grid point differ, while
+    different configurations share a seed (and so can share a pack)."""
+    seen: Counter[str] = Counter()
+    seeded = []
+    for config in drawn:
+        key = repr(sorted(config.items()))
+        seeded.append({**config, SEED_KEY: trial_seed(job_seed, seen[key])})
+        seen[key] += 1
+    return seeded
 
 
 def _grid_points(spec: JobSpec, seed: int) -> list[dict[str, Any]]:
@@ -109,11 +136,9 @@ def _domain(value: Any) -> Any:
 
 def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
     """Tune's searcher for the spec, seeded so the same spec draws the same configs."""
-    if spec.search.algorithm == "optuna":
+    if not _hands_out_configurations(spec):
         return OptunaSearch(seed=seed)
-    if _shuffles_grid(spec):
-        return BasicVariantGenerator(points_to_evaluate=_grid_points(spec, seed), random_state=seed)
-    return BasicVariantGenerator(random_state=seed)
+    return BasicVariantGenerator(points_to_evaluate=configurations(spec, seed), random_state=seed)
 
 
 def scheduler(spec: JobSpec) -> TrialScheduler:

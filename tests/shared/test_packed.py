@@ -21,7 +21,7 @@ from shared.pack_training import (
 )
 from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
-from shared.training import TrialPlan, train_trial
+from shared.training import TrialPlan, train_trial, trial_seed
 
 BASE = {"batch_size": 16, "epochs": 3, "weight_decay": 0.0}
 # Mixed widths, dropouts, learning rates and weight decays; "a" and "c" without dropout,
@@ -83,6 +83,34 @@ def test_a_member_trains_as_it_would_alone(wine: TrialPlan, hidden_layers: int) 
                 got = last_packed["state_dict"][name].float()
                 assert torch.allclose(got, tensor.float(), atol=1e-4), name
         assert _agree(last_packed, last_alone, wine.data.x_val) >= 0.95
+
+
+def test_a_member_alone_in_its_pack_draws_the_dropout_masks_it_would_alone(
+    wine: TrialPlan,
+) -> None:
+    # Masks are drawn per pack, layer after layer; a pack of one draws an unpacked
+    # trial's, in every layer of a deeper network too.
+    config = {**PACK["b"], "hidden_layers": 3}
+    epochs = packed({"b": config}, wine, 3)
+    for epoch, (metrics, _) in enumerate(alone(config, wine)):
+        got = epochs[epoch]["b"].metrics
+        assert got["training_loss"] == pytest.approx(metrics["training_loss"], rel=1e-4)
+        assert got["training_accuracy"] == pytest.approx(metrics["training_accuracy"])
+
+
+def test_a_trial_with_a_seed_of_its_own_trains_as_it_would_alone(wine: TrialPlan) -> None:
+    # A repeat of a grid point comes with its own seed; its pack starts from it.
+    own_seed = trial_seed(wine.seed, 1)
+    configs = {k: {**PACK[k], "seed": own_seed} for k in ("a", "c")}
+    epochs = packed(configs, wine, 3)
+    with_job_seed = packed({k: PACK[k] for k in configs}, wine, 1)[0]
+    for trial_id, config in configs.items():
+        for epoch, (metrics, _) in enumerate(alone(config, wine)):
+            got = epochs[epoch][trial_id].metrics
+            assert got["training_loss"] == pytest.approx(metrics["training_loss"], rel=1e-4)
+            assert got["training_accuracy"] == pytest.approx(metrics["training_accuracy"])
+        other = with_job_seed[trial_id].metrics["training_loss"]
+        assert epochs[0][trial_id].metrics["training_loss"] != pytest.approx(other, rel=1e-3)
 
 
 def _agree(first: dict, second: dict, rows: np.ndarray) -> float:

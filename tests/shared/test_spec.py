@@ -2,6 +2,7 @@ import json
 
 import pytest
 from pydantic import ValidationError
+from ray import tune
 
 from shared.errors import InvalidInputError
 from shared.search_space import Choice, Grid, LogUniform, RandInt
@@ -84,6 +85,47 @@ def test_choice_and_grid_combine_with_num_samples() -> None:
 def test_bad_parameters_are_named(space: dict, where: str, words: str) -> None:
     errors = errors_of({"dataset": {"builtin": "iris"}, "search_space": space})
     assert any(loc.startswith(where) and words in msg for loc, msg in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("quniform", "words"),
+    [
+        ([0.15, 0.5, 0.1], "quniform low 0.15 is not a multiple of q 0.1; use 0.1 or 0.2"),
+        ([0.1, 0.45, 0.1], "quniform high 0.45 is not a multiple of q 0.1; use 0.4 or 0.5"),
+        (
+            [0.003, 0.01, 0.002],
+            "quniform low 0.003 is not a multiple of q 0.002; use 0.002 or 0.004",
+        ),
+    ],
+)
+def test_quniform_bounds_off_the_grid_of_q_are_refused(quniform: list, words: str) -> None:
+    # Refused at submit, as Tune would refuse them once the job runs.
+    with pytest.raises(ValueError, match="not divisible by quantization factor"):
+        tune.quniform(*quniform)
+    errors = errors_of(
+        {"dataset": {"builtin": "iris"}, "search_space": {"lr": {"quniform": quniform}}}
+    )
+    assert any(loc == "search_space.lr.quniform" and words in msg for loc, msg in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("parameter", "quniform"),
+    [
+        # 0.3 / 0.1 and 0.7 / 0.1 are not whole numbers in floating point.
+        ("dropout", [0.3, 0.7, 0.1]),
+        ("lr", [0.0001, 0.0009, 0.0001]),
+        ("hidden_units", [16, 128, 16]),
+    ],
+)
+def test_quniform_bounds_on_the_grid_of_q_pass_and_tune_samples_them(
+    parameter: str, quniform: list
+) -> None:
+    spec = JobSpec.model_validate(
+        {"dataset": {"builtin": "iris"}, "search_space": {parameter: {"quniform": quniform}}}
+    )
+    low, high, q = getattr(spec.search_space, parameter).quniform
+    values = tune.quniform(low, high, q).sample(size=50)
+    assert all(low - 1e-9 <= value <= high + 1e-9 for value in values)
 
 
 def test_dataset_needs_exactly_one_source() -> None:

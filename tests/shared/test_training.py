@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,30 @@ def test_resume_continues_after_the_checkpointed_epoch(iris: PreparedData) -> No
     assert payload is not None and payload["epoch"] == 4
     rest = run(iris, epochs=6, resume_from=payload)
     assert len(rest) == 2  # epochs 5 and 6 only
+
+
+def test_a_resumed_trial_reports_what_it_would_have_without_stopping(
+    iris: PreparedData,
+) -> None:
+    config = {**CONFIG, "hidden_layers": 2, "epochs": 6}
+    plan = TrialPlan(
+        data=iris, metric="val_accuracy", mode="max", seed=7, checkpoint_every_epoch=True
+    )
+    straight: list[dict[str, Any]] = []
+    saved: list[bytes] = []
+
+    def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
+        # Saved the moment it comes, as the trainable saves it for Tune.
+        straight.append(metrics)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        saved.append(buffer.getvalue())
+
+    train_trial(config, plan, report)
+    after_three = torch.load(io.BytesIO(saved[2]), weights_only=True)
+    resumed = run(iris, epochs=6, resume_from=after_three, config={"hidden_layers": 2})
+    # The same batches and dropout masks from epoch 4 on, so the same metrics.
+    assert [metrics for metrics, _ in resumed] == straight[3:]
 
 
 def test_same_seed_same_metrics(iris: PreparedData) -> None:

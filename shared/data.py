@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -22,16 +23,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from shared.errors import DatasetError, NotFoundError
 from shared.prepared import PreparedData
+from shared.quotas import ensure_room
 from shared.spec import DatasetSpec, Task
 
 DEFAULT_TARGET = "target"
+# A dataset's id: a prefix of its content's SHA-256, as DatasetSpec.upload takes it.
+DATASET_ID_PATTERN = r"^[0-9a-f]{16,64}$"
 # A numeric target with more distinct values than this, or any fractional value, is
 # taken as a regression target when the spec does not say.
 MAX_INFERRED_CLASSES = 20
@@ -88,11 +92,26 @@ class DatasetStore:
         *,
         max_rows: int | None = None,
         max_columns: int | None = None,
+        quota_bytes: int = 0,
     ) -> DatasetSummary:
         """Check an uploaded CSV, keep it, and summarise it. DatasetError if unusable or
-        larger than ``max_rows`` rows or ``max_columns`` columns (target included)."""
-        frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
+        larger than ``max_rows`` rows or ``max_columns`` columns (target included);
+        PayloadTooLargeError if keeping it would take the folder past ``quota_bytes``
+        (0: no quota)."""
         dataset_id = hashlib.sha256(content + b"\0" + target.encode()).hexdigest()[:32]
+        # Before parsing: refusing a large file should not cost reading it. The same
+        # upload again replaces its own files and needs no room.
+        known = (self._root / f"{dataset_id}.csv").is_file()
+        ensure_room(
+            used_bytes=self.used_bytes() if quota_bytes else 0,
+            adding_bytes=0 if known else len(content),
+            quota_bytes=quota_bytes,
+            what="datasets",
+            setting="TUNEFLEET_MAX_DATASET_BYTES_PER_TENANT",
+            fix="delete datasets it no longer needs (GET /datasets lists them, "
+            "DELETE /datasets/{id} removes one)",
+        )
+        frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
         summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
         _write_atomically(self._root / f"{dataset_id}.csv", content)
@@ -114,6 +133,41 @@ class DatasetStore:
         self.summary(dataset_id)
         content = (self._root / f"{dataset_id}.csv").read_bytes()
         return read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
+
+    def summaries(self) -> list[DatasetSummary]:
+        """Every dataset kept here, the most recently uploaded first."""
+        found: list[tuple[float, DatasetSummary]] = []
+        for path in self._root.glob("*.json"):
+            if not re.fullmatch(DATASET_ID_PATTERN, path.stem):
+                continue
+            try:
+                found.append(
+                    (path.stat().st_mtime, DatasetSummary.model_validate_json(path.read_bytes()))
+                )
+            except (FileNotFoundError, ValidationError):
+                # Deleted meanwhile, or unreadable: one bad file must not hide the others.
+                continue
+        return [summary for _, summary in sorted(found, key=lambda pair: -pair[0])]
+
+    def delete(self, dataset_id: str) -> None:
+        """Remove a dataset's file and summary; NotFoundError if there is none."""
+        self.summary(dataset_id)
+        # The summary first: from then on the dataset is not found, and no new job can
+        # name it while its table goes.
+        for suffix in (".json", ".csv"):
+            (self._root / f"{dataset_id}{suffix}").unlink(missing_ok=True)
+
+    def used_bytes(self) -> int:
+        """Bytes of the files kept here. Only this folder's own files: the default
+        tenant's folder holds the other tenants' folders (see shared.auth.tenant_folder)."""
+        total = 0
+        for path in self._root.glob("*"):
+            try:
+                if path.is_file() and not path.is_symlink():
+                    total += path.stat().st_size
+            except FileNotFoundError:  # removed while we counted
+                continue
+        return total
 
 
 def read_csv_bytes(

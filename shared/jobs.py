@@ -91,6 +91,10 @@ class QueuePolicy(BaseModel):
     max_attempts: int = 3
     retention_s: int = 7 * 24 * 3600
     idempotency_ttl_s: int = 24 * 3600
+    # Fair share: at most this many of one tenant's jobs run at once (0: no limit).
+    max_running_per_tenant: int = 0
+    # A job that waits this long in its priority moves up one (0: never).
+    aging_s: float = 3600.0
 
 
 def new_job_id() -> str:
@@ -118,6 +122,7 @@ class JobStore:
         self._renew = client.register_script(queue_scripts.RENEW)
         self._reap = client.register_script(queue_scripts.REAP)
         self._cancel = client.register_script(queue_scripts.CANCEL)
+        self._depths = client.register_script(queue_scripts.DEPTHS)
         self._update = client.register_script(queue_scripts.UPDATE)
         self._finish_script = client.register_script(queue_scripts.FINISH)
         self._release = client.register_script(queue_scripts.RELEASE)
@@ -157,10 +162,8 @@ class JobStore:
             keys=[
                 keys.job(job_id),
                 keys.JOBS,
-                keys.queue(spec.priority),
                 # Per tenant: one tenant's key never answers another tenant's job.
                 keys.idempotency(f"{tenant}:{idempotency_key or ''}"),
-                *keys.QUEUES,
                 keys.tenant_jobs(tenant),
                 keys.tenant_active(tenant),
             ],
@@ -169,9 +172,9 @@ class JobStore:
                 repr(now),
                 self.policy.max_queued,
                 self.policy.idempotency_ttl_s if idempotency_key else 0,
-                self.policy.retention_s,
                 self.policy.max_active_per_tenant,
-                keys.job(""),
+                spec.priority,
+                tenant,
                 *fields,
             ],
         )
@@ -186,10 +189,7 @@ class JobStore:
 
     def cancel(self, job_id: str) -> JobView:
         """Cancel a job: a queued one at once, a running one once its trials stop."""
-        outcome = self._cancel(
-            keys=[keys.job(job_id)],
-            args=[job_id, keys.queue(""), repr(time.time()), self.policy.retention_s],
-        )
+        outcome = self._cancel(keys=[keys.job(job_id)], args=[job_id, self.policy.retention_s])
         if outcome == "missing":
             raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
         if outcome.startswith("ended:"):
@@ -228,10 +228,7 @@ class JobStore:
 
     def queue_depths(self) -> dict[str, int]:
         """Queued jobs per priority."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            for name in keys.QUEUES:
-                pipe.llen(name)
-            depths = pipe.execute()
+        depths = self._depths()
         return dict(zip(keys.PRIORITIES, (int(d) for d in depths), strict=True))
 
     def queue_depth(self) -> int:
@@ -247,13 +244,21 @@ class JobStore:
     # -- the driver's side -----------------------------------------------------------
 
     def claim(self, driver_id: str, timeout_s: float = 0.0) -> Lease | None:
-        """Take the next queued job (high, then normal, then low; oldest first), waiting
-        up to ``timeout_s``; None if none came. The job is leased to ``driver_id``."""
+        """Take the next queued job, waiting up to ``timeout_s``; None if none came. The
+        job is leased to ``driver_id``. High, then normal, then low (a job that waited
+        ``aging_s`` moves up one); within a priority the tenants take turns, each
+        tenant's jobs oldest first; a tenant running ``max_running_per_tenant`` jobs
+        waits."""
         deadline = time.monotonic() + timeout_s
         while True:
             claimed = self._claim(
-                keys=[*keys.QUEUES, keys.PROCESSING],
-                args=[_ms(self.policy.lease_s), driver_id, keys.job("")],
+                keys=[keys.PROCESSING],
+                args=[
+                    _ms(self.policy.lease_s),
+                    driver_id,
+                    self.policy.max_running_per_tenant,
+                    self.policy.aging_s,
+                ],
             )
             if claimed:
                 job_id, token = (str(part) for part in claimed)
@@ -279,7 +284,7 @@ class JobStore:
         outcome = str(
             self._release(
                 keys=[keys.job(lease.job_id), keys.PROCESSING],
-                args=[lease.token, lease.job_id, keys.queue(""), self.policy.retention_s],
+                args=[lease.token, lease.job_id, self.policy.retention_s],
             )
         )
         if outcome == "lost":
@@ -293,13 +298,7 @@ class JobStore:
     def reap(self) -> list[str]:
         """Requeue (or fail, after max_attempts) the jobs whose lease ran out."""
         moved = self._reap(
-            keys=[keys.PROCESSING],
-            args=[
-                self.policy.max_attempts,
-                keys.job(""),
-                keys.queue(""),
-                self.policy.retention_s,
-            ],
+            keys=[keys.PROCESSING], args=[self.policy.max_attempts, self.policy.retention_s]
         )
         for job_id in moved:
             self.results.job_changed(str(job_id))

@@ -19,12 +19,22 @@ ALIASES = f"{PREFIX}:aliases"
 DRIVERS = f"{PREFIX}:drivers"
 
 
-def queue(priority: str) -> str:
-    """List of queued job ids of one priority: pushed left, claimed from the right (FIFO)."""
-    return f"{PREFIX}:queue:{priority}"
+# Queued jobs wait in one line per priority and tenant, so that claims can go round the
+# tenants (fair share) instead of serving whoever submitted most first.
+QUEUE_PREFIX = f"{PREFIX}:queue:"
 
 
-QUEUES = tuple(queue(p) for p in PRIORITIES)
+def queue(priority: str, tenant: str) -> str:
+    """List of one tenant's queued job ids of one priority: pushed left, claimed from the
+    right (FIFO). ``QUEUE_PREFIX + priority`` alone is the one list per priority that
+    held every tenant's jobs before; the queue scripts move what it still holds."""
+    return f"{QUEUE_PREFIX}{priority}:{tenant}"
+
+
+# Sorted set per priority: tenant -> when a claim last took one of its jobs (ms since
+# the epoch; 0 for a tenant that has not been served since it joined). Claims go to the
+# tenant served longest ago; a tenant leaves once its line is empty.
+QUEUE_TENANTS_PREFIX = f"{PREFIX}:queue_tenants:"
 
 
 def job(job_id: str) -> str:
@@ -82,3 +92,9 @@ def tenant_jobs(tenant: str) -> str:
 def tenant_active(tenant: str) -> str:
     """Set of one tenant's job ids that may still be queued or running (cleaned lazily)."""
     return f"{PREFIX}:tenant:{tenant}:active"
+
+
+# SCAN patterns of the per-tenant job indexes above, for pruning them all (tenant names
+# hold no glob characters, see shared.auth.TENANT_PATTERN).
+TENANT_JOBS_PATTERN = tenant_jobs("*")
+TENANT_ACTIVE_PATTERN = tenant_active("*")

@@ -1,43 +1,113 @@
 """The Lua scripts behind JobStore: each queue transition is one atomic step in Redis.
 
-Key names come in through KEYS and ARGV (prefixes from shared.keys); no key name is
-spelled here.
+Key names come from shared.keys: per-job keys through KEYS, the queue's prefixes baked
+into the scripts' text below (QUEUE_LIB); no key name is spelled here.
 """
 
 from __future__ import annotations
 
-# KEYS: job, jobs index, its priority queue, idempotency key, the three queues,
-#       the tenant's jobs index, the tenant's active set
-# ARGV: job id, now (s), max queued, idempotency TTL (s, "0" for none), retention,
-#       the tenant's most active jobs, job key prefix, fields...
-ENQUEUE = """
+from shared import keys
+from shared.auth import DEFAULT_TENANT
+
+_PRIORITIES = ", ".join(f'"{p}"' for p in keys.PRIORITIES)
+
+# Every queued job waits in its tenant's line of its priority. line_up puts a job at the
+# back of its line (a new job) or the front (one handed back or reclaimed); a tenant
+# joins its priority's round with "never served" (0), so a newcomer is next.
+QUEUE_LIB = f"""
+local PRIORITIES = {{{_PRIORITIES}}}
+local JOB = "{keys.job("")}"
+local QUEUE = "{keys.QUEUE_PREFIX}"
+local TENANTS = "{keys.QUEUE_TENANTS_PREFIX}"
+
+local function tenant_of(id)
+  return redis.call("HGET", JOB .. id, "tenant") or "{DEFAULT_TENANT}"
+end
+
+local function line_up(id, priority, tenant, front)
+  local line = QUEUE .. priority .. ":" .. tenant
+  if front then redis.call("RPUSH", line, id) else redis.call("LPUSH", line, id) end
+  redis.call("ZADD", TENANTS .. priority, "NX", 0, tenant)
+end
+
+local function requeue(id)
+  line_up(id, redis.call("HGET", JOB .. id, "priority"), tenant_of(id), true)
+end
+
+local function unqueue(id)
+  local line = QUEUE .. redis.call("HGET", JOB .. id, "priority") .. ":" .. tenant_of(id)
+  redis.call("LREM", line, 0, id)
+end
+
+-- Queued jobs per priority: {{high, normal, low}}.
+local function depths()
+  local found = {{}}
+  for level, p in ipairs(PRIORITIES) do
+    found[level] = 0
+    for _, tenant in ipairs(redis.call("ZRANGE", TENANTS .. p, 0, -1)) do
+      found[level] = found[level] + redis.call("LLEN", QUEUE .. p .. ":" .. tenant)
+    end
+  end
+  return found
+end
+
+-- Jobs queued before lines were per tenant (one list per priority): into their
+-- tenants' lines, oldest first, before anything else touches the queue.
+local function migrate()
+  for _, p in ipairs(PRIORITIES) do
+    while true do
+      local id = redis.call("RPOP", QUEUE .. p)
+      if not id then break end
+      line_up(id, p, tenant_of(id), false)
+    end
+  end
+end
+"""
+
+# KEYS: job, jobs index, idempotency key, the tenant's jobs index, the tenant's active set
+# ARGV: job id, now (s), max queued, idempotency TTL (s, "0" for none), the tenant's
+#       most active jobs, priority, tenant, fields...
+ENQUEUE = (
+    QUEUE_LIB
+    + """
 if ARGV[4] ~= "0" then
-  local existing = redis.call("GET", KEYS[4])
+  local existing = redis.call("GET", KEYS[3])
   if existing then return {"existing", existing} end
 end
-local depth = redis.call("LLEN", KEYS[5]) + redis.call("LLEN", KEYS[6])
-  + redis.call("LLEN", KEYS[7])
+migrate()
+local depth = 0
+for _, d in ipairs(depths()) do depth = depth + d end
 if depth >= tonumber(ARGV[3]) then return {"full", tostring(depth)} end
 local active = 0
-for _, id in ipairs(redis.call("SMEMBERS", KEYS[9])) do
-  local state = redis.call("HGET", ARGV[7] .. id, "state")
+for _, id in ipairs(redis.call("SMEMBERS", KEYS[5])) do
+  local state = redis.call("HGET", JOB .. id, "state")
   if state == "queued" or state == "running" or state == "cancelling" then
     active = active + 1
   else
-    redis.call("SREM", KEYS[9], id)
+    redis.call("SREM", KEYS[5], id)
   end
 end
-if active >= tonumber(ARGV[6]) then return {"tenant_full", tostring(active)} end
+if active >= tonumber(ARGV[5]) then return {"tenant_full", tostring(active)} end
 local fields = {}
 for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fields))
 redis.call("ZADD", KEYS[2], ARGV[2], ARGV[1])
-redis.call("ZADD", KEYS[8], ARGV[2], ARGV[1])
-redis.call("SADD", KEYS[9], ARGV[1])
-redis.call("LPUSH", KEYS[3], ARGV[1])
-if ARGV[4] ~= "0" then redis.call("SET", KEYS[4], ARGV[1], "EX", ARGV[4]) end
+redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
+redis.call("SADD", KEYS[5], ARGV[1])
+line_up(ARGV[1], ARGV[6], ARGV[7], false)
+if ARGV[4] ~= "0" then redis.call("SET", KEYS[3], ARGV[1], "EX", ARGV[4]) end
 return {"created", ARGV[1]}
 """
+)
+
+# Queued jobs per priority, high first.
+DEPTHS = (
+    QUEUE_LIB
+    + """
+migrate()
+return depths()
+"""
+)
 
 # Lease clocks are Redis's own (TIME), never a driver's: drivers on hosts whose clocks
 # disagree still agree on when a lease runs out.
@@ -52,23 +122,80 @@ local now_s = clock[1] .. "." .. string.format("%06d", tonumber(clock[2]))
 # or reaped). Every write a driver makes for a job shows its token; a driver that lost
 # its lease (paused past it, cut off) finds its writes refused.
 
-# KEYS: the three queues (high first), processing
-# ARGV: lease (ms), driver id, job key prefix
+# A job that waited aging_s in its priority moves up one (low -> normal -> high), at
+# the front of its tenant's line there: no job waits forever behind higher ones.
+AGE = """
+local function age(aging_s, now)
+  for level = 2, #PRIORITIES do
+    local p, up = PRIORITIES[level], PRIORITIES[level - 1]
+    for _, tenant in ipairs(redis.call("ZRANGE", TENANTS .. p, 0, -1)) do
+      local line = QUEUE .. p .. ":" .. tenant
+      while true do
+        local id = redis.call("LINDEX", line, -1)
+        if not id then break end
+        local job = JOB .. id
+        local since = redis.call("HGET", job, "queued_since")
+          or redis.call("HGET", job, "submitted_at") or now
+        if redis.call("HGET", job, "state") ~= "queued" then
+          redis.call("RPOP", line)
+        elseif now - tonumber(since) >= aging_s then
+          redis.call("RPOP", line)
+          redis.call("HSET", job, "priority", up, "queued_since", tostring(now))
+          line_up(id, up, tenant, true)
+        else
+          break
+        end
+      end
+    end
+  end
+end
+"""
+
+# Highest priority first; within one, the tenants in turn (the one served longest ago
+# first), skipping tenants that already run their most jobs at once; each tenant's
+# line is first in, first out.
+# KEYS: processing. ARGV: lease (ms), driver id, most running jobs per tenant (0: no
+# limit), aging (s; 0: none)
 CLAIM = (
-    NOW
+    QUEUE_LIB
+    + NOW
+    + AGE
     + """
-for i = 1, 3 do
-  while true do
-    local id = redis.call("RPOP", KEYS[i])
-    if not id then break end
-    local job = ARGV[3] .. id
-    if redis.call("HGET", job, "state") == "queued" then
-      local token = ARGV[2] .. "#" .. redis.call("HINCRBY", job, "claims", 1)
-      redis.call("ZADD", KEYS[4], now_ms + tonumber(ARGV[1]), id)
-      redis.call("HSET", job, "state", "running", "driver", ARGV[2], "started_at", now_s,
-        "lease", token)
-      redis.call("HINCRBY", job, "attempts", 1)
-      return {id, token}
+migrate()
+if tonumber(ARGV[4]) > 0 then age(tonumber(ARGV[4]), tonumber(now_s)) end
+local most = tonumber(ARGV[3])
+local running = {}
+if most > 0 then
+  for _, id in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do
+    local tenant = tenant_of(id)
+    running[tenant] = (running[tenant] or 0) + 1
+  end
+end
+for _, p in ipairs(PRIORITIES) do
+  local round = TENANTS .. p
+  for _, tenant in ipairs(redis.call("ZRANGE", round, 0, -1)) do
+    if most <= 0 or (running[tenant] or 0) < most then
+      local line = QUEUE .. p .. ":" .. tenant
+      local id = nil
+      while not id do
+        local next_id = redis.call("RPOP", line)
+        if not next_id then break end
+        if redis.call("HGET", JOB .. next_id, "state") == "queued" then id = next_id end
+      end
+      if redis.call("LLEN", line) == 0 then
+        redis.call("ZREM", round, tenant)
+      elseif id then
+        redis.call("ZADD", round, now_ms, tenant)
+      end
+      if id then
+        local job = JOB .. id
+        local token = ARGV[2] .. "#" .. redis.call("HINCRBY", job, "claims", 1)
+        redis.call("ZADD", KEYS[1], now_ms + tonumber(ARGV[1]), id)
+        redis.call("HSET", job, "state", "running", "driver", ARGV[2], "started_at", now_s,
+          "lease", token)
+        redis.call("HINCRBY", job, "attempts", 1)
+        return {id, token}
+      end
     end
   end
 end
@@ -89,31 +216,31 @@ return 0
 )
 
 # KEYS: processing
-# ARGV: max attempts, job key prefix, queue key prefix, retention (s)
+# ARGV: max attempts, retention (s)
 REAP = (
-    NOW
+    QUEUE_LIB
+    + NOW
     + """
 local expired = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now_ms)
 local moved = {}
 for _, id in ipairs(expired) do
   redis.call("ZREM", KEYS[1], id)
-  local job = ARGV[2] .. id
+  local job = JOB .. id
   redis.call("HDEL", job, "lease")
   local state = redis.call("HGET", job, "state")
   local attempts = tonumber(redis.call("HGET", job, "attempts") or "0")
   if state == "cancelling" then
     redis.call("HSET", job, "state", "cancelled", "finished_at", now_s)
-    redis.call("EXPIRE", job, ARGV[4])
+    redis.call("EXPIRE", job, ARGV[2])
   elseif state == "running" and attempts >= tonumber(ARGV[1]) then
     redis.call("HSET", job, "state", "failed", "finished_at", now_s, "error",
       "the driver running this job stopped (crashed, killed or lost) in each of its "
       .. attempts .. " attempts; see the driver logs, or resubmit with fewer or "
       .. "smaller trials if it ran out of memory")
-    redis.call("EXPIRE", job, ARGV[4])
+    redis.call("EXPIRE", job, ARGV[2])
   elseif state == "running" then
     redis.call("HSET", job, "state", "queued")
-    -- the claim end of its queue: a reclaimed job is next in line
-    redis.call("RPUSH", ARGV[3] .. redis.call("HGET", job, "priority"), id)
+    requeue(id)  -- the front of its tenant's line: next when the tenant's turn comes
   end
   moved[#moved + 1] = id
 end
@@ -160,23 +287,24 @@ return 1
 )
 
 # A driver that stops (SIGTERM: a deploy, `ray down`, Ctrl-C) hands its job back: next
-# in line in its queue, without spending one of its attempts. A job being cancelled
+# in its tenant's line, without spending one of its attempts. A job being cancelled
 # ends cancelled instead.
-# KEYS: job, processing. ARGV: token, job id, queue key prefix, retention (s)
+# KEYS: job, processing. ARGV: token, job id, retention (s)
 RELEASE = (
-    NOW
+    QUEUE_LIB
+    + NOW
     + """
 if redis.call("HGET", KEYS[1], "lease") ~= ARGV[1] then return "lost" end
 redis.call("HDEL", KEYS[1], "lease")
 redis.call("ZREM", KEYS[2], ARGV[2])
 if redis.call("HGET", KEYS[1], "state") == "cancelling" then
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
-  redis.call("EXPIRE", KEYS[1], ARGV[4])
+  redis.call("EXPIRE", KEYS[1], ARGV[3])
   return "cancelled"
 end
 redis.call("HSET", KEYS[1], "state", "queued")
 redis.call("HINCRBY", KEYS[1], "attempts", -1)
-redis.call("RPUSH", ARGV[3] .. redis.call("HGET", KEYS[1], "priority"), ARGV[2])
+requeue(ARGV[2])
 return "queued"
 """
 )
@@ -190,14 +318,18 @@ redis.call("ZADD", KEYS[3], ARGV[4], ARGV[2])
 return 1
 """
 
-# KEYS: job. ARGV: job id, queue key prefix, now (s), retention (s)
-CANCEL = """
+# KEYS: job. ARGV: job id, retention (s)
+CANCEL = (
+    QUEUE_LIB
+    + NOW
+    + """
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return "missing" end
 if state == "queued" then
-  redis.call("LREM", ARGV[2] .. redis.call("HGET", KEYS[1], "priority"), 0, ARGV[1])
-  redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", ARGV[3])
-  redis.call("EXPIRE", KEYS[1], ARGV[4])
+  migrate()
+  unqueue(ARGV[1])
+  redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
+  redis.call("EXPIRE", KEYS[1], ARGV[2])
   return "cancelled"
 end
 if state == "running" then
@@ -207,3 +339,4 @@ end
 if state == "cancelling" then return "cancelling" end
 return "ended:" .. state
 """
+)

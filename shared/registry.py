@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -10,7 +12,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
-from shared.errors import LeaseLostError, NotFoundError
+from shared.errors import ConflictError, LeaseLostError, NotFoundError
+from shared.index_pruning import prune_missing
 
 if TYPE_CHECKING:
     from shared.jobs import Lease
@@ -47,6 +50,11 @@ class ModelRecord(BaseModel):
 
 
 RECORDS_CACHED = 256
+# A cached record is read again after this long, so that a model deleted through one
+# predictor replica stops answering on the others within this time.
+RECORD_FRESH_S = 30.0
+# Ids read from the models index at a time.
+INDEX_BATCH = 500
 
 
 class ModelRegistry:
@@ -54,9 +62,10 @@ class ModelRegistry:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        # A record never changes once registered, so one read per process is enough;
-        # the predictor reads a record for every request.
-        self._records: OrderedDict[str, ModelRecord] = OrderedDict()
+        # A record never changes once registered, but it may be deleted; the predictor
+        # reads a record for every request. So records are cached with the time they
+        # were read (time.monotonic()), and read again once RECORD_FRESH_S old.
+        self._records: OrderedDict[str, tuple[ModelRecord, float]] = OrderedDict()
         self._register = client.register_script(queue_scripts.REGISTER)
 
     @classmethod
@@ -84,38 +93,86 @@ class ModelRegistry:
             raise _lease_lost(lease, "register its model")
 
     def find(self, model_id: str) -> ModelRecord | None:
-        record = self._records.get(model_id)
-        if record is not None:
+        cached = self._records.get(model_id)
+        if cached is not None and time.monotonic() - cached[1] < RECORD_FRESH_S:
             self._records.move_to_end(model_id)
-            return record
+            return cached[0]
         raw = self._redis.get(keys.model(model_id))
         if not raw:
+            self.forget(model_id)
             return None
         record = ModelRecord.model_validate_json(raw)
-        self._records[model_id] = record
+        self._records[model_id] = (record, time.monotonic())
+        self._records.move_to_end(model_id)
         if len(self._records) > RECORDS_CACHED:
             self._records.popitem(last=False)
         return record
 
+    def forget(self, model_id: str) -> None:
+        """Drop a model's record from this process's cache: the next read asks Redis."""
+        self._records.pop(model_id, None)
+
     def get(self, model_id: str) -> ModelRecord:
         record = self.find(model_id)
         if record is None:
-            raise NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
+            raise _unknown_model(model_id)
         return record
 
     def recent(self, limit: int = 100, tenant: str | None = None) -> list[ModelRecord]:
         """The newest models first: every tenant's, or one tenant's."""
-        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, -1)  # type: ignore[assignment]
         found: list[ModelRecord] = []
-        for start in range(0, len(ids), 500):
-            batch = ids[start : start + 500]
+        for record in self.records():
+            if tenant in (None, record.tenant):
+                found.append(record)
+                if len(found) == limit:
+                    break
+        return found
+
+    def records(self) -> Iterator[ModelRecord]:
+        """Every model's record, the newest first. The ids are read at once (a model
+        registered or deleted meanwhile cannot shift the rest out of a page); the
+        records INDEX_BATCH at a time."""
+        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, -1)  # type: ignore[assignment]
+        for start in range(0, len(ids), INDEX_BATCH):
+            batch = ids[start : start + INDEX_BATCH]
             for raw in self._redis.mget([keys.model(i) for i in batch]):
                 record = _record_or_none(raw)
-                if record is not None and tenant in (None, record.tenant):
-                    found.append(record)
-                    if len(found) == limit:
-                        return found
-        return found
+                if record is not None:
+                    yield record
+
+    def delete(self, model_id: str, tenant: str = DEFAULT_TENANT) -> ModelRecord:
+        """Remove a model's record and answer it. NotFoundError if there is none;
+        ConflictError, naming the alias, while an alias points at it (``tenant``'s
+        aliases are named as that tenant uses them). Atomic against an alias being
+        pointed at the model meanwhile. Its files are the caller's to remove."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.ALIASES, keys.model(model_id))
+                    raw = pipe.get(keys.model(model_id))
+                    if not raw:
+                        pipe.unwatch()
+                        self.forget(model_id)
+                        raise _unknown_model(model_id)
+                    aliases: dict[str, str] = pipe.hgetall(keys.ALIASES)  # type: ignore[assignment]
+                    pointing = [field for field, target in aliases.items() if target == model_id]
+                    if pointing:
+                        pipe.unwatch()
+                        raise ConflictError(_still_aliased(model_id, pointing[0], tenant))
+                    pipe.multi()
+                    pipe.delete(keys.model(model_id))
+                    pipe.zrem(keys.MODELS, model_id)
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        self.forget(model_id)
+        return ModelRecord.model_validate_json(raw)
+
+    def prune_index(self, batch_size: int = INDEX_BATCH) -> int:
+        """Remove ids whose record no longer exists from the models index, reading it
+        ``batch_size`` at a time; how many were removed."""
+        return prune_missing(self._redis, keys.MODELS, keys.model, batch_size)
 
     # -- aliases -----------------------------------------------------------------------
 
@@ -135,9 +192,21 @@ class ModelRegistry:
 
     def set_alias(self, name: str, model_id: str, tenant: str = DEFAULT_TENANT) -> None:
         """Point a tenant's alias at a model (promote it); NotFoundError for an unknown
-        model."""
-        self.get(model_id)
-        self._redis.hset(keys.ALIASES, _alias_field(tenant, name), model_id)
+        model. Atomic against the model being deleted meanwhile."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(keys.model(model_id))
+                    if not pipe.exists(keys.model(model_id)):
+                        pipe.unwatch()
+                        self.forget(model_id)
+                        raise _unknown_model(model_id)
+                    pipe.multi()
+                    pipe.hset(keys.ALIASES, _alias_field(tenant, name), model_id)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         if not self._redis.hdel(keys.ALIASES, _alias_field(tenant, name)):
@@ -166,6 +235,10 @@ class ModelRegistry:
                         if pipe.hget(keys.job(lease.job_id), "lease") != lease.token:
                             pipe.unwatch()
                             raise _lease_lost(lease, "move the alias")
+                    pipe.watch(keys.model(candidate.id))
+                    if not pipe.exists(keys.model(candidate.id)):  # deleted meanwhile
+                        pipe.unwatch()
+                        return False
                     field = _alias_field(candidate.tenant, name)
                     current_id = pipe.hget(keys.ALIASES, field)
                     current = self.find(str(current_id)) if current_id else None
@@ -184,6 +257,25 @@ def _lease_lost(lease: Lease, what: str) -> LeaseLostError:
     lease.lost.set()
     return LeaseLostError(
         f"job {lease.job_id}: claim {lease.token} has ended; this driver may not {what}"
+    )
+
+
+def _unknown_model(model_id: str) -> NotFoundError:
+    return NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
+
+
+def _still_aliased(model_id: str, field: str, tenant: str) -> str:
+    """Why a model cannot be deleted yet: the alias stored as ``field`` points at it."""
+    owner, _, name = field.rpartition("/")
+    owner = owner or DEFAULT_TENANT
+    if owner != tenant:
+        return (
+            f"alias {name!r} of tenant {owner!r} points at model {model_id}; that tenant "
+            "must move it to another model or delete it first"
+        )
+    return (
+        f"alias {name!r} points at model {model_id}; move it to another model "
+        f"(PUT /models/aliases/{name}) or delete it (DELETE /models/aliases/{name}) first"
     )
 
 

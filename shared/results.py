@@ -21,6 +21,8 @@ from shared.errors import NotFoundError
 # fetch the job), "trial" with a trial's latest row after each result.
 JOB_CHANGED = "job"
 EVENT_WAIT_MAX_S = 30
+# Redis connections one gateway replica may hold for event streams (one per open stream).
+EVENT_STREAM_CONNECTIONS = 4096
 TRIAL_RESULT = "trial"
 
 
@@ -128,10 +130,15 @@ class EventFeed:
 
     @classmethod
     def from_url(cls, url: str) -> EventFeed:
-        # Reads block for up to EVENT_WAIT_MAX_S: the client's default timeout (5 s) is shorter.
+        # Reads block for up to EVENT_WAIT_MAX_S: the client's default timeout (5 s) is
+        # shorter. Each open stream holds a connection while it waits: redis-py's default
+        # pool (100) would end the 101st stream.
         return cls(
             redis.asyncio.Redis.from_url(
-                url, decode_responses=True, socket_timeout=EVENT_WAIT_MAX_S + 10
+                url,
+                decode_responses=True,
+                socket_timeout=EVENT_WAIT_MAX_S + 10,
+                max_connections=EVENT_STREAM_CONNECTIONS,
             )
         )
 

@@ -94,6 +94,37 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600, gt=0, description="How long finished jobs' records stay."
     )
     idempotency_ttl_s: int = Field(default=24 * 3600, gt=0)
+    max_running_jobs_per_tenant: int = Field(
+        default=0,
+        ge=0,
+        description="Jobs of one tenant that run at once; its next waits while others' "
+        "run (0: no limit). Tenants take turns within a priority either way.",
+    )
+    queue_aging_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A job that waited this long in its priority moves up one "
+        "(low -> normal -> high); 0: never.",
+    )
+    high_priority_tenants: list[str] | None = Field(
+        default=None,
+        description='Tenants that may submit priority "high" (a JSON list); unset: all.',
+    )
+    min_trial_cpu: float = Field(
+        default=0.5, gt=0, description="The least CPU a job may ask for one trial."
+    )
+    min_trial_gpu: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="The least GPU fraction a job that asks for GPUs may ask for one trial.",
+    )
+    max_concurrent_trials_per_job: int = Field(
+        default=256,
+        gt=0,
+        description="Trials of one job that train at once, whatever its spec asks "
+        "(one tenant's at once: this times max_running_jobs_per_tenant).",
+    )
     max_event_streams_per_tenant: int = Field(
         default=20,
         gt=0,
@@ -105,6 +136,30 @@ class Settings(BaseSettings):
         gt=0,
         description="An event stream that sent nothing but keep-alives this long ends "
         "(clients reconnect with Last-Event-ID).",
+    )
+    max_dataset_bytes_per_tenant: int = Field(
+        default=5 * 1024**3,
+        ge=0,
+        description="Bytes of uploaded datasets one tenant may keep; an upload past it "
+        "is 413. 0: no limit.",
+    )
+    max_model_bytes_per_tenant: int = Field(
+        default=2 * 1024**3,
+        ge=0,
+        description="Bytes of imported model checkpoints one tenant may keep; an import "
+        "past it is 413. 0: no limit.",
+    )
+    experiment_retention_s: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a finished job's experiment folder stays whole; then all "
+        "but its registered model's checkpoint is removed.",
+    )
+    housekeeping_interval_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often a driver sweeps old experiment folders and prunes the "
+        "Redis indexes of expired jobs.",
     )
 
     @field_validator("home", "storage")
@@ -122,6 +177,8 @@ class Settings(BaseSettings):
             max_attempts=self.max_attempts,
             retention_s=self.job_retention_s,
             idempotency_ttl_s=self.idempotency_ttl_s,
+            max_running_per_tenant=self.max_running_jobs_per_tenant,
+            aging_s=self.queue_aging_s,
         )
 
     @property
@@ -141,6 +198,11 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.storage_root / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        """Checkpoints of imported models (a job's model stays in its experiment)."""
+        return self.storage_root / "models"
 
 
 @lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ from ray import tune
 
 from services.driver import packs, search
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
-from services.driver.trainable import tunefleet_trial
+from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
 from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
@@ -87,6 +87,7 @@ def run_job(
     LeaseLostError when the job is no longer this driver's (nothing more is written).
     """
     job_id = lease.job_id
+    spec = _within_operator_limits(spec, settings)
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     target = target_of(spec.dataset, datasets)
     # The limits again: they may have been lowered since the upload.
@@ -109,12 +110,13 @@ def run_job(
         balance=spec.dataset.balance == "weighted_sampler",
         checkpoint_every_epoch=search.pauses_trials(spec),
     )
+    job = _Job(lease, spec, plan, settings, jobs, should_stop)
     unpacked_reason = search.unpacked_reason(spec)
     if unpacked_reason is None:
-        found = _run_packed(lease, spec, plan, settings, jobs, should_stop)
+        found = _run_packed(job)
     else:
         jobs.record_engine(lease, f"unpacked: {unpacked_reason}")
-        found = _run_unpacked(lease, spec, plan, settings, jobs, should_stop)
+        found = _run_unpacked(job)
     if found is None:
         return
     best, checkpoint_path = found
@@ -142,25 +144,40 @@ def run_job(
     jobs.succeed(lease, best, test_metrics)
 
 
-def _run_packed(
-    lease: Lease,
-    spec: JobSpec,
-    plan: TrialPlan,
-    settings: Settings,
-    jobs: JobStore,
-    should_stop: Callable[[], bool],
-) -> tuple[BestTrial, str] | None:
+def _within_operator_limits(spec: JobSpec, settings: Settings) -> JobSpec:
+    """The spec with at most ``max_concurrent_trials_per_job`` trials at once, whatever
+    it asks: one job cannot take every slot of a cluster that others share."""
+    cap = settings.max_concurrent_trials_per_job
+    if spec.max_concurrent_trials is not None and spec.max_concurrent_trials <= cap:
+        return spec
+    return spec.model_copy(update={"max_concurrent_trials": cap})
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """A claimed job as its engines run it."""
+
+    lease: Lease
+    spec: JobSpec
+    plan: TrialPlan
+    settings: Settings
+    jobs: JobStore
+    should_stop: Callable[[], bool]
+
+
+def _run_packed(job: _Job) -> tuple[BestTrial, str] | None:
     """The trials as packs on warm Ray workers; None if stopped before the end."""
+    lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
     job_id = lease.job_id
     progress = TrialProgress(jobs, lease, plan.metric, plan.mode)
     run = packs.PackedRun(
-        job_id, spec, plan, settings.experiments_dir / job_id, progress, should_stop
+        job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop
     )
     jobs.record_engine(lease, run.plan())
     started = time.monotonic()
     finished = run.run()
     log.info("job %s: its packs took %.1f s", job_id, time.monotonic() - started)
-    if not finished or should_stop():
+    if not finished or job.should_stop():
         return None
     found = run.best()
     if found is None:
@@ -169,30 +186,61 @@ def _run_packed(
     return found
 
 
-def _run_unpacked(
-    lease: Lease,
-    spec: JobSpec,
-    plan: TrialPlan,
-    settings: Settings,
-    jobs: JobStore,
-    should_stop: Callable[[], bool],
-) -> tuple[BestTrial, str] | None:
+def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
     """One Tune trial per configuration, with tune.run; None if stopped before the end."""
+    lease, plan, settings, should_stop = job.lease, job.plan, job.settings, job.should_stop
     job_id, metric, mode = lease.job_id, plan.metric, plan.mode
-    # The data goes into Ray's object store once; trials read it from there. The
-    # trainable is registered under the job's own name, so that jobs running at once
-    # on one cluster never pick up each other's trainable (and data).
+    experiment = settings.experiments_dir / job_id
+    # A job run before resumes its experiment (AUTO: finished trials kept, the rest
+    # continue from their checkpoints); a new one starts without the noise Tune logs
+    # when asked to resume what does not exist.
+    resume = "AUTO" if experiment.exists() else None
+    # The trials read the data from the job's folder (see trainable.write_plan). The
+    # trainable is registered under the job's own name, so that jobs running at once on
+    # one cluster never pick up each other's trainable (and data).
+    plan_file = experiment / PLAN_FILE
+    write_plan(plan, plan_file)
+
+    def trial(config: dict[str, Any]) -> None:
+        tunefleet_trial(config, str(plan_file))
+
     trainable_name = f"tunefleet_{job_id}"
-    tune.register_trainable(trainable_name, tune.with_parameters(tunefleet_trial, plan=plan))
+    tune.register_trainable(trainable_name, trial)
     started = time.monotonic()
-    analysis = tune.run(
+    try:
+        analysis = _tune_run(job, trainable_name, resume)
+    finally:
+        plan_file.unlink(missing_ok=True)
+    log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)
+    if should_stop():
+        return None
+
+    best_trial = analysis.get_best_trial(metric, mode, scope="all")
+    if best_trial is None:
+        errors = [trial_error(t) for t in analysis.trials if t.status == t.ERROR]
+        first = errors[0] if errors else "no trial reported a result"
+        raise JobFailedError(f"all {len(analysis.trials)} trials failed; the first: {first}")
+    checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
+    if checkpoint is None:
+        raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
+    best = BestTrial(
+        trial_id=best_trial.trial_id,
+        metric=metric,
+        value=float(best_trial.metric_analysis[metric][mode]),
+        config=dict(best_trial.config),
+    )
+    return best, checkpoint.path
+
+
+def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
+    """tune.run over the registered trainable, one trial per configuration."""
+    lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
+    metric, mode = plan.metric, plan.mode
+    return tune.run(
         trainable_name,
-        name=job_id,
-        # A job run before resumes its experiment (AUTO: finished trials kept, the
-        # rest continue from their checkpoints); a new one starts without the noise
-        # Tune logs when asked to resume what does not exist.
-        resume="AUTO" if (settings.experiments_dir / job_id).exists() else None,
-        stop=StopWhen(should_stop),
+        name=lease.job_id,
+        resume=resume,
+        stop=StopWhen(job.should_stop),
         storage_path=str(settings.experiments_dir),
         config=search.tune_config(spec),
         num_samples=search.num_samples(spec),
@@ -213,25 +261,6 @@ def _run_unpacked(
         callbacks=[ProgressToRedis(jobs, lease, metric, mode)],
         verbose=0,
     )
-    log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)
-    if should_stop():
-        return None
-
-    best_trial = analysis.get_best_trial(metric, mode, scope="all")
-    if best_trial is None:
-        errors = [trial_error(t) for t in analysis.trials if t.status == t.ERROR]
-        first = errors[0] if errors else "no trial reported a result"
-        raise JobFailedError(f"all {len(analysis.trials)} trials failed; the first: {first}")
-    checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
-    if checkpoint is None:
-        raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
-    best = BestTrial(
-        trial_id=best_trial.trial_id,
-        metric=metric,
-        value=float(best_trial.metric_analysis[metric][mode]),
-        config=dict(best_trial.config),
-    )
-    return best, checkpoint.path
 
 
 def _score_on_test(checkpoint_dir: str, data: PreparedData) -> dict[str, float]:

@@ -27,8 +27,10 @@ from services.driver import cluster, pack_task
 from services.driver.runner import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
+from shared.index_pruning import JobIndexes
 from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
+from shared.retention import sweep_experiments
 from shared.settings import Settings
 from shared.status import JobStatus
 
@@ -75,7 +77,12 @@ class Driver:
         except TunefleetError as exc:
             log.warning("driver: %s", exc)
         self._beat_once()
-        for loop, name in ((self._heartbeat_loop, "heartbeat"), (self._capacity_loop, "capacity")):
+        loops = (
+            (self._heartbeat_loop, "heartbeat"),
+            (self._capacity_loop, "capacity"),
+            (self._housekeeping_loop, "housekeeping"),
+        )
+        for loop, name in loops:
             threading.Thread(target=loop, name=name, daemon=True).start()
         try:
             while not self._stopped.is_set():
@@ -213,3 +220,31 @@ class Driver:
                 log.exception("driver: could not publish the cluster's capacity")
             if self._stopped.wait(CAPACITY_REFRESH_S):
                 return
+
+    def _housekeeping_loop(self) -> None:
+        """Trim finished jobs' experiment folders to their model's checkpoint once they
+        are older than the retention, and drop expired jobs from the indexes; every
+        ``housekeeping_interval_s`` (any number of drivers may do it at once)."""
+        assert self._settings.redis_url is not None
+        indexes = JobIndexes.from_url(self._settings.redis_url)
+        while not self._stopped.wait(self._settings.housekeeping_interval_s):
+            try:
+                swept = sweep_experiments(
+                    self._settings.experiments_dir,
+                    self._jobs,
+                    self._registry,
+                    keep_s=self._settings.experiment_retention_s,
+                )
+                pruned = indexes.prune()
+                models = self._registry.prune_index()
+            except Exception:  # Redis away, a folder in use: the next round tries again
+                log.exception("driver: housekeeping failed")
+                continue
+            if swept.job_ids:
+                log.info(
+                    "driver: trimmed %d finished jobs' folders (%d files, %d bytes)",
+                    len(swept.job_ids),
+                    swept.removed_files,
+                    swept.removed_bytes,
+                )
+            log.debug("driver: index entries pruned: %s, models: %d", pruned, models)

@@ -14,6 +14,7 @@ from services.predictor import routes
 from services.predictor.deps import ModelServices, PredictFn
 from shared.http_edge import install_edge
 from shared.jobs import JobStore
+from shared.model_files import ImportedModelFiles
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings, registry: ModelRegistry, predict: PredictFn) 
         jobs=JobStore(client, settings.queue_policy()),
         registry=registry,
         predict=predict,
+        model_files=ImportedModelFiles(settings.models_dir),
     )
     app.include_router(routes.router)
     install_edge(app, settings, client, upload_paths=("/import",))

@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import Depends, Request
 
 from shared.jobs import JobStore
+from shared.model_files import ImportedModelFiles
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 
@@ -25,6 +26,7 @@ class ModelServices:
     jobs: JobStore
     registry: ModelRegistry
     predict: PredictFn
+    model_files: ImportedModelFiles
 
 
 def _services(request: Request) -> ModelServices:

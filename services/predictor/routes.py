@@ -5,7 +5,6 @@ Serve mounts the predictor at /models, so the paths here are relative to it.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 import uuid
@@ -18,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
-from shared.auth import Principal, tenant_folder
+from shared.auth import Principal
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -29,6 +28,7 @@ from shared.features import instances_to_matrix
 from shared.http_edge import PrincipalDep
 from shared.model import CHECKPOINT_FILE
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
+from shared.status import JobStatus
 
 router = APIRouter(tags=["models"])
 
@@ -118,15 +118,24 @@ async def import_model(
     content = await checkpoint.read(limit + 1)
     if len(content) > limit:
         raise PayloadTooLargeError(f"the checkpoint is larger than the limit of {limit} bytes")
+    # Off the event loop: it lists the tenant's folders.
+    await run_in_threadpool(
+        services.model_files.ensure_room,
+        principal.tenant,
+        len(content),
+        services.settings.max_model_bytes_per_tenant,
+    )
     model_id = uuid.uuid4().hex
     with tempfile.TemporaryDirectory() as folder:
         (FilePath(folder) / CHECKPOINT_FILE).write_bytes(content)
         # Its claims checked before its network is built. Off the event loop: it takes a while.
         bundle = await run_in_threadpool(load_checked, FilePath(folder))
-        home = tenant_folder(services.settings.storage_root / "models", principal.tenant)
-        home = home / model_id
-        home.mkdir(parents=True)
-        shutil.copy(FilePath(folder) / CHECKPOINT_FILE, home / CHECKPOINT_FILE)
+        home = await run_in_threadpool(
+            services.model_files.save,
+            principal.tenant,
+            model_id,
+            FilePath(folder) / CHECKPOINT_FILE,
+        )
     record = ModelRecord(
         id=model_id,
         job_id=model_id,
@@ -153,6 +162,24 @@ def get_model(
     return _model(model_id, services, principal)
 
 
+@router.delete(
+    "/{model_id}",
+    status_code=204,
+    responses={409: {"description": "An alias points at the model: move or delete it first."}},
+)
+def delete_model(
+    model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep
+) -> Response:
+    """Remove a model: its record, and an imported model's checkpoint (a job's model
+    leaves its checkpoint to the job's experiment folder, which is removed once old).
+    409 while an alias points at it. Predictions with it answer 404 from then on;
+    another predictor replica that answered with it recently may do so for up to 30 s."""
+    record = _model(model_id, services, principal)
+    services.registry.delete(model_id, principal.tenant)
+    services.model_files.remove(record.tenant, record.id, record.checkpoint_uri)
+    return Response(status_code=204)
+
+
 @router.post("/{model_ref}/predict")
 async def predict(
     model_ref: ModelRef,
@@ -169,7 +196,14 @@ async def predict(
             f"{len(request.instances)} instances in one request; at most {limit} are allowed"
         )
     matrix = instances_to_matrix(request.instances, record.feature_names)
-    answer = await services.predict(record.id, matrix)
+    try:
+        answer = await services.predict(record.id, matrix)
+    except FileNotFoundError as exc:
+        # Deleted through another replica after this one last read the record.
+        services.registry.forget(record.id)
+        raise NotFoundError(
+            f"model {record.id} has been deleted; GET /models lists the models"
+        ) from exc
     return PredictResponse(
         predictions=answer["predictions"], probabilities=answer["probabilities"], model=record
     )
@@ -195,6 +229,9 @@ def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> M
         job = services.jobs.get(model_id)
         if not principal.may_see(job.tenant):
             raise unknown
+        if job.state == JobStatus.SUCCEEDED:
+            # A job registers its model before it succeeds, so its model was deleted.
+            raise NotFoundError(f"model {model_id} has been deleted; GET /models lists the models")
         reason = f": {job.error}" if job.error else ""
         raise ConflictError(
             f"job {model_id} is {job.state.value} and has no model{reason}; "

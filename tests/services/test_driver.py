@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import ray
 import redis
+from ray._private.internal_api import memory_summary
 
 from services.driver.worker import Driver
 from shared.jobs import JobStore, JobView
@@ -34,8 +36,8 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
     settings = Settings(redis_url=redis_server.url, home=tmp_path, storage=tmp_path / "storage")
     jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
 
-    def run(spec: dict[str, Any]) -> tuple[JobView, list[TrialRow]]:
-        driver = Driver(settings, jobs, registry)
+    def run(spec: dict[str, Any], **operator: Any) -> tuple[JobView, list[TrialRow]]:
+        driver = Driver(settings.model_copy(update=operator), jobs, registry)
         job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
         lease = jobs.claim(driver.driver_id)
         assert lease is not None and lease.job_id == job_id
@@ -217,3 +219,46 @@ def test_pack_size_follows_the_spec(engine: Any) -> None:
     assert job.state == "succeeded", job.error
     assert job.engine == "packed: 3 packs of up to 2 configurations"
     assert len(trials) == 6 and all(t.iterations == 3 for t in trials)
+
+
+def test_an_operator_caps_the_trials_one_job_trains_at_once(engine: Any) -> None:
+    learning_rates = [0.002, 0.004, 0.006, 0.008, 0.01, 0.012]
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {"lr": {"grid": learning_rates}, "epochs": 2},
+            "max_concurrent_trials": 100,  # more than the operator allows
+        },
+        max_concurrent_trials_per_job=2,
+    )
+    assert job.state == "succeeded", job.error
+    assert sorted(t.config["lr"] for t in trials) == learning_rates
+    # Two configurations at a time: packs of two, one pack at a time.
+    assert job.engine == "packed: 3 packs of up to 2 configurations"
+
+
+def plasma_objects() -> int:
+    """Objects in this Ray's object store (shared memory), as `ray memory` counts them."""
+    summary = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
+    found = re.search(r"Plasma memory usage \d+ MiB, (\d+) objects", summary)
+    assert found is not None, summary
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
+def test_a_finished_job_leaves_nothing_in_the_object_store(engine: Any, packing: bool) -> None:
+    # The digits' training split (276 KB of features) is too large to be inlined: it
+    # goes to the object store's shared memory if it goes through the object store.
+    before = plasma_objects()
+    job, _ = engine(
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {"lr": {"grid": [0.01, 0.02]}, "hidden_units": 8, "epochs": 1},
+            "packing": packing,
+        }
+    )
+    assert job.state == "succeeded", job.error
+    deadline = time.monotonic() + 10  # references are released asynchronously
+    while plasma_objects() > before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert plasma_objects() <= before

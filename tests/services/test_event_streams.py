@@ -152,3 +152,24 @@ def test_a_stream_whose_redis_goes_away_ends_without_a_traceback(
             assert any("Redis is unreachable" in line for line in rest)
     assert any("Redis is unreachable" in r.getMessage() for r in caplog.records)
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_the_api_answers_while_200_streams_are_open(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path, max_event_streams_per_tenant=250)
+    limits = httpx.Limits(max_connections=250)
+    with (
+        served(create_app(settings)) as url,
+        httpx.Client(base_url=url, timeout=10, limits=limits) as followers,
+        httpx.Client(base_url=url, timeout=10) as http,
+        ExitStack() as streams,
+    ):
+        job_id = http.post("/jobs", json=SPEC).json()["id"]
+        followed = [open_stream(followers, streams, job_id) for _ in range(200)]
+        assert all(first_event(lines)[0] == "job" for lines in followed)
+        for _ in range(3):
+            started = time.monotonic()
+            assert http.get("/healthz").status_code == 200
+            assert http.post("/jobs", json=SPEC).status_code == 202
+            assert time.monotonic() - started < 2

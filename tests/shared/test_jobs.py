@@ -358,3 +358,66 @@ def test_a_stopping_driver_hands_its_job_back_without_spending_an_attempt(
     assert store.release(lease) == "cancelled"
     assert store.get(job_id).state is JobStatus.CANCELLED
     assert claimed_id(store, "next") == waiting
+
+
+def test_tenants_take_turns_within_a_priority(store: JobStore) -> None:
+    # One tenant queues many jobs first; another's job does not wait behind them all.
+    crowd = [store.enqueue(spec(f"a{i}"), tenant="alpha")[0] for i in range(4)]
+    late = store.enqueue(spec("b"), tenant="beta")[0]
+    later = store.enqueue(spec("c"), tenant="gamma")[0]
+    order = [claimed_id(store, "d1") for _ in range(6)]
+    assert order == [crowd[0], late, later, crowd[1], crowd[2], crowd[3]]
+    assert store.queue_depth() == 0
+
+
+def test_priority_still_comes_first_and_tenants_share_each_priority(store: JobStore) -> None:
+    def submit(name: str, tenant: str, priority: str) -> str:
+        job = JobSpec.model_validate({**spec(name).model_dump(), "priority": priority})
+        return store.enqueue(job, tenant=tenant)[0]
+
+    alpha_low = submit("al", "alpha", "low")
+    alpha_high = [submit(f"ah{i}", "alpha", "high") for i in range(2)]
+    beta_high = submit("bh", "beta", "high")
+    beta_normal = submit("bn", "beta", "normal")
+    assert store.queue_depths() == {"high": 3, "normal": 1, "low": 1}
+    order = [claimed_id(store, "d1") for _ in range(5)]
+    assert order == [alpha_high[0], beta_high, alpha_high[1], beta_normal, alpha_low]
+
+
+def test_a_tenant_at_its_running_limit_waits_while_others_run(
+    redis_client: redis.Redis,
+) -> None:
+    store = policy_store(redis_client, max_running_per_tenant=1)
+    first, second = (store.enqueue(spec(f"a{i}"), tenant="alpha")[0] for i in range(2))
+    beta = store.enqueue(spec("b"), tenant="beta")[0]
+    running = claim(store, "d1")
+    assert running.job_id == first
+    assert claimed_id(store, "d2") == beta  # alpha already runs one
+    assert store.claim("d3") is None  # alpha's second waits for its first
+    store.succeed(running, BestTrial(trial_id="t", metric="m", value=1, config={}), {})
+    assert claimed_id(store, "d3") == second
+
+
+def test_waiting_jobs_move_up_a_priority(redis_client: redis.Redis) -> None:
+    store = policy_store(redis_client, aging_s=0.5)
+    low = store.enqueue(JobSpec.model_validate({**spec("low").model_dump(), "priority": "low"}))[0]
+    time.sleep(0.6)
+    normal = enqueue(store, spec("fresh"))
+    # The low job waited past aging_s: it now counts as normal, ahead of the fresh one.
+    assert claimed_id(store, "d1") == low
+    assert store.get(low).priority == "normal"
+    assert claimed_id(store, "d1") == normal
+
+
+def test_jobs_queued_before_per_tenant_lines_are_still_claimed_in_order(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    # Records and one list per priority, as an earlier version left them in Redis.
+    ids = [enqueue(store, spec(f"old{i}")) for i in range(3)]
+    line = "tunefleet:queue:normal:default"
+    assert redis_client.lrange(line, 0, -1) == ids[::-1]
+    redis_client.delete(line, "tunefleet:queue_tenants:normal")
+    redis_client.lpush("tunefleet:queue:normal", *ids)
+    assert store.queue_depths()["normal"] == 3
+    assert [claimed_id(store, "d1") for _ in range(3)] == ids
+    assert redis_client.exists("tunefleet:queue:normal") == 0

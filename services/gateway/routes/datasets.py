@@ -1,28 +1,42 @@
-"""/datasets: upload a CSV to tune on."""
+"""/datasets: upload a CSV to tune on, list the uploads, delete one."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from services.gateway.deps import ServicesDep
-from shared.data import DEFAULT_TARGET, DatasetSummary
-from shared.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from services.gateway.deps import Services, ServicesDep
+from shared.data import DATASET_ID_PATTERN, DEFAULT_TARGET, DatasetSummary
+from shared.errors import (
+    ConflictError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from shared.http_edge import PrincipalDep
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 # Not application/x-www-form-urlencoded nor text/plain: a page on another site can
 # have a browser send those (a plain HTML form) without asking this server first.
 UPLOAD_TYPES = ("text/csv", "multipart/form-data")
+# Every job a tenant has in the jobs index: a queued job may be older than any page.
+ALL_JOBS = 2**62
+
+DatasetId = Annotated[
+    str, Path(pattern=DATASET_ID_PATTERN, description="A dataset id answered by POST /datasets.")
+]
 
 
 @router.post(
     "",
     status_code=201,
-    responses={415: {"description": "The body is neither text/csv nor multipart/form-data."}},
+    responses={
+        413: {"description": "Larger than the upload limit, or past the tenant's quota."},
+        415: {"description": "The body is neither text/csv nor multipart/form-data."},
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -73,4 +87,37 @@ async def upload_dataset(
         target,
         max_rows=services.settings.max_dataset_rows,
         max_columns=services.settings.max_dataset_columns,
+        quota_bytes=services.settings.max_dataset_bytes_per_tenant,
     )
+
+
+@router.get("")
+async def list_datasets(services: ServicesDep, principal: PrincipalDep) -> list[DatasetSummary]:
+    """The tenant's uploaded datasets, the most recent first, with their summaries."""
+    return await run_in_threadpool(services.datasets_of(principal.tenant).summaries)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    responses={409: {"description": "A queued or running job uses the dataset."}},
+)
+async def delete_dataset(
+    dataset_id: DatasetId, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    """Delete an uploaded dataset: its file and summary. 409 while a queued or running
+    job uses it; jobs that have ended keep their results and models."""
+    await run_in_threadpool(_delete, services, principal.tenant, dataset_id)
+    return Response(status_code=204)
+
+
+def _delete(services: Services, tenant: str, dataset_id: str) -> None:
+    store = services.datasets_of(tenant)
+    store.summary(dataset_id)  # 404 before the jobs are read
+    for job in services.jobs.recent(limit=ALL_JOBS, tenant=tenant):
+        if not job.state.is_terminal() and job.spec.dataset.upload == dataset_id:
+            raise ConflictError(
+                f"job {job.id} ({job.state.value}) uses dataset {dataset_id}; delete the "
+                f"dataset once the job has ended (DELETE /jobs/{job.id} cancels it)"
+            )
+    store.delete(dataset_id)

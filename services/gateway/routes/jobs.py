@@ -53,7 +53,7 @@ def submit_job(
     """Queue a tuning job. The spec is validated in full before anything is written."""
     if spec.dataset.upload is not None:  # 404 now rather than a failed job later
         services.datasets_of(principal.tenant).summary(spec.dataset.upload)
-    _check_limits(spec, services)
+    _check_limits(spec, services, principal.tenant)
     job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
@@ -162,8 +162,25 @@ def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView
     return job
 
 
-def _check_limits(spec: JobSpec, services: ServicesDep) -> None:
+def _check_limits(spec: JobSpec, services: ServicesDep, tenant: str) -> None:
     settings = services.settings
+    allowed_high = settings.high_priority_tenants
+    if spec.priority == "high" and allowed_high is not None and tenant not in allowed_high:
+        raise InvalidInputError(
+            f'priority: tenant {tenant} may not submit "high" jobs here '
+            "(TUNEFLEET_HIGH_PRIORITY_TENANTS); submit it as normal"
+        )
+    if spec.resources.cpu < settings.min_trial_cpu:
+        raise InvalidInputError(
+            f"resources.cpu: {spec.resources.cpu} per trial; at least "
+            f"{settings.min_trial_cpu} here (TUNEFLEET_MIN_TRIAL_CPU): packing (the "
+            "default) trains many configurations per trial slot instead"
+        )
+    if 0 < spec.resources.gpu < settings.min_trial_gpu:
+        raise InvalidInputError(
+            f"resources.gpu: {spec.resources.gpu} per trial; at least "
+            f"{settings.min_trial_gpu} here (TUNEFLEET_MIN_TRIAL_GPU), or 0 for none"
+        )
     if spec.trial_count() > settings.max_trials:
         raise InvalidInputError(
             f"search: the spec asks for {spec.trial_count()} trials; at most "

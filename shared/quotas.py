@@ -1,0 +1,47 @@
+"""Per-tenant disk quotas: what files take on disk, and refusing what would pass a quota.
+
+Usage is measured from the files themselves, not kept as a counter: a counter drifts
+from the disk when a write or a removal half fails, and the folders are small enough
+to list at each upload. Two uploads at once may both fit and together pass the quota
+by up to one upload; the quota is a bound on growth, not an exact budget.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shared.errors import PayloadTooLargeError
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of every file below ``folder`` (0 if it does not exist). Links are counted
+    as links, never followed: a link must not make another folder count, or loop."""
+    total = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                total += tree_bytes(Path(entry.path))
+            else:
+                total += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:  # removed while we counted
+            continue
+    return total
+
+
+def ensure_room(
+    *, used_bytes: int, adding_bytes: int, quota_bytes: int, what: str, setting: str, fix: str
+) -> None:
+    """PayloadTooLargeError if ``adding_bytes`` more would take ``used_bytes`` past
+    ``quota_bytes`` (0: no quota). ``what`` names the files ("datasets"), ``setting``
+    the variable that sets the quota, ``fix`` how to make room."""
+    if quota_bytes == 0 or used_bytes + adding_bytes <= quota_bytes:
+        return
+    raise PayloadTooLargeError(
+        f"the tenant's {what} take {used_bytes:,} bytes of its quota of {quota_bytes:,} "
+        f"({setting}), and this needs {adding_bytes:,} more; {fix} to make room"
+    )

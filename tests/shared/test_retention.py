@@ -1,0 +1,168 @@
+"""Retention of experiment folders, on real job and model records in a real Redis."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.jobs import BestTrial, JobStore, Lease
+from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.registry import ModelRecord, ModelRegistry
+from shared.retention import sweep_experiments
+from shared.spec import JobSpec
+from tests.services.test_model_import import payload, saved
+
+SPEC = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}})
+BEST = BestTrial(trial_id="t1", metric="val_accuracy", value=0.9, config={})
+
+
+@pytest.fixture
+def jobs(redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client)
+
+
+@pytest.fixture
+def registry(redis_client: redis.Redis) -> ModelRegistry:
+    return ModelRegistry(redis_client)
+
+
+def started(jobs: JobStore) -> Lease:
+    """A new job, claimed: running."""
+    job_id, _ = jobs.enqueue(SPEC)
+    lease = jobs.claim("d1")
+    assert lease is not None and lease.job_id == job_id
+    return lease
+
+
+def write(path: Path, content: bytes = b"x" * 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def checkpoint(folder: Path) -> Path:
+    """A loadable checkpoint folder, as the trainable writes one."""
+    write(folder / CHECKPOINT_FILE, saved(payload()))
+    return folder
+
+
+def model_of(job_id: str, checkpoint_folder: Path) -> ModelRecord:
+    return ModelRecord(
+        id=job_id, job_id=job_id, checkpoint_uri=str(checkpoint_folder), config={},
+        metric="val_accuracy", mode="max", validation_value=0.9, test_metrics={},
+        feature_names=["f0", "f1", "f2", "f3"], classes=[0, 1, 2], created_at=time.time(),
+    )  # fmt: skip
+
+
+def files_below(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_old_finished_jobs_keep_only_their_models_checkpoint(
+    tmp_path: Path, jobs: JobStore, registry: ModelRegistry
+) -> None:
+    experiments = tmp_path / "experiments"
+    # A packed job that succeeded: its model is one trial's best checkpoint.
+    packed = started(jobs)
+    packed_dir = experiments / packed.job_id
+    kept = checkpoint(packed_dir / "t1" / "checkpoint_best")
+    write(packed_dir / "t1" / "result.json")
+    checkpoint(packed_dir / "t2" / "checkpoint_best")
+    write(packed_dir / "packs" / "pack-0.pt", b"y" * 1000)
+    registry.register(model_of(packed.job_id, kept), packed)
+    jobs.succeed(packed, BEST, {})
+    # A job that failed: no model.
+    failed = started(jobs)
+    write(experiments / failed.job_id / "t1" / "result.json")
+    jobs.fail(failed, "all trials failed")
+    # A running job and a queued one: never touched.
+    running = started(jobs)
+    write(experiments / running.job_id / "t1" / "result.json")
+    queued_id, _ = jobs.enqueue(SPEC)
+    write(experiments / queued_id / "stray.json")
+    # Jobs whose records have expired: one a model points into (a Tune trial's
+    # checkpoint), one that nothing points at.
+    tune_job, orphan = "a" * 32, "b" * 32
+    tune_checkpoint = checkpoint(experiments / tune_job / "trial_00000" / "checkpoint_000003")
+    write(experiments / tune_job / "trial_00000" / "checkpoint_000001" / CHECKPOINT_FILE)
+    write(experiments / tune_job / "experiment_state.json")
+    registry.register(model_of(tune_job, tune_checkpoint))
+    write(experiments / orphan / "t1" / "result.json")
+    # Not a job's folder.
+    write(experiments / "notes.txt")
+
+    before = {
+        job: files_below(experiments / job)
+        for job in (packed.job_id, failed.job_id, tune_job, orphan)
+    }
+    sizes = sum(p.stat().st_size for p in experiments.rglob("*") if p.is_file())
+    swept = sweep_experiments(experiments, jobs, registry, keep_s=0)
+
+    assert set(swept.job_ids) == {packed.job_id, failed.job_id, tune_job, orphan}
+    assert files_below(packed_dir) == {f"t1/checkpoint_best/{CHECKPOINT_FILE}"}
+    assert files_below(experiments / tune_job) == {
+        f"trial_00000/checkpoint_000003/{CHECKPOINT_FILE}"
+    }
+    assert not (experiments / failed.job_id).exists()
+    assert not (experiments / orphan).exists()
+    assert files_below(experiments / running.job_id) == {"t1/result.json"}
+    assert files_below(experiments / queued_id) == {"stray.json"}
+    assert (experiments / "notes.txt").is_file()
+    left = sum(p.stat().st_size for p in experiments.rglob("*") if p.is_file())
+    assert swept.removed_bytes == sizes - left
+    removed_files = sum(len(files) for files in before.values()) - 2
+    assert swept.removed_files == removed_files
+    # The models still load from where their records point.
+    for model_id in (packed.job_id, tune_job):
+        assert ModelBundle.load(registry.get(model_id).checkpoint_uri).feature_names == [
+            "f0", "f1", "f2", "f3",
+        ]  # fmt: skip
+    # A second sweep finds nothing more to remove.
+    again = sweep_experiments(experiments, jobs, registry, keep_s=0)
+    assert again.job_ids == [] and again.removed_bytes == 0
+
+
+def test_a_deleted_model_lets_its_jobs_folder_go(
+    tmp_path: Path, jobs: JobStore, registry: ModelRegistry
+) -> None:
+    experiments = tmp_path / "experiments"
+    lease = started(jobs)
+    kept = checkpoint(experiments / lease.job_id / "t1" / "checkpoint_best")
+    registry.register(model_of(lease.job_id, kept), lease)
+    jobs.succeed(lease, BEST, {})
+    sweep_experiments(experiments, jobs, registry, keep_s=0)
+    assert kept.is_dir()
+
+    registry.delete(lease.job_id)
+    swept = sweep_experiments(experiments, jobs, registry, keep_s=0)
+    assert swept.job_ids == [lease.job_id] and swept.removed_files == 1
+    assert not (experiments / lease.job_id).exists()
+
+
+def test_recently_finished_jobs_keep_their_whole_folder(
+    tmp_path: Path, jobs: JobStore, registry: ModelRegistry
+) -> None:
+    experiments = tmp_path / "experiments"
+    lease = started(jobs)
+    write(experiments / lease.job_id / "t1" / "result.json")
+    jobs.fail(lease, "all trials failed")
+    fresh_orphan = write(experiments / ("c" * 32) / "t1" / "result.json")
+
+    swept = sweep_experiments(experiments, jobs, registry, keep_s=3600)
+    assert swept.job_ids == [] and swept.removed_bytes == 0
+    assert (experiments / lease.job_id / "t1" / "result.json").is_file()
+    assert fresh_orphan.is_file()
+    # An hour on, both go.
+    later = sweep_experiments(experiments, jobs, registry, keep_s=3600, now=time.time() + 3601)
+    assert set(later.job_ids) == {lease.job_id, "c" * 32}
+    assert list(experiments.iterdir()) == []
+
+
+def test_no_experiments_folder_is_nothing_to_sweep(
+    tmp_path: Path, jobs: JobStore, registry: ModelRegistry
+) -> None:
+    swept = sweep_experiments(tmp_path / "missing", jobs, registry, keep_s=0)
+    assert swept.job_ids == [] and swept.removed_files == 0

@@ -160,9 +160,11 @@ class EventFeed:
 
 def best_first(records: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
     """Trial rows ordered by each trial's best value of ``metric`` (highest first for
-    mode max); trials that never reported it last."""
+    mode max; on a tie, the lower trial id first, as the job's best trial is chosen);
+    trials that never reported it last."""
     reported = [r for r in records if metric in r.get("best_metrics", {})]
     unreported = [r for r in records if metric not in r.get("best_metrics", {})]
+    reported.sort(key=lambda r: str(r["trial_id"]))
     reported.sort(key=lambda r: float(r["best_metrics"][metric]), reverse=mode == "max")
     return reported + unreported
 

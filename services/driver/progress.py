@@ -76,7 +76,7 @@ class TrialProgress:
         row = self._row(trial_id, config, "RUNNING", result)
         self._store.record_trial(self._lease, row, epoch)
         objective = reported.get(self._metric)
-        if objective is not None and self._improves(objective):
+        if objective is not None and self._improves(objective, trial_id):
             self.best = BestTrial(
                 trial_id=trial_id, metric=self._metric, value=objective, config=dict(config)
             )
@@ -100,9 +100,11 @@ class TrialProgress:
     def _progress(self) -> None:
         self._store.record_progress(self._lease, len(self.ended), len(self._running), self.best)
 
-    def _improves(self, value: float) -> bool:
+    def _improves(self, value: float, trial_id: str) -> bool:
         if self.best is None:
             return True
+        if value == self.best.value:  # a tie goes to the first trial, as tables sort it
+            return trial_id < self.best.trial_id
         return value > self.best.value if self._mode == "max" else value < self.best.value
 
     def _row(

@@ -57,6 +57,8 @@ def trials_table(table: pd.DataFrame, metric: str) -> None:
         out.print("no trials yet")
         return
     config = [c for c in table.columns if c.startswith("config/")]
+    if "config/seed" in config and table["config/seed"].nunique() <= 1:
+        config.remove("config/seed")  # the job's seed, the same in every row
     metrics = [c for c in (f"best_metrics/{metric}", f"metrics/{metric}") if c in table.columns]
     if "metrics/val_loss" in table.columns and metric != "val_loss":
         metrics.append("metrics/val_loss")

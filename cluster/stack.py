@@ -92,9 +92,10 @@ def up(settings: Settings) -> None:
             settings.http_port,
             settings.storage_root,
         )
+        redis_down = False
         while not stopping:
-            if server is not None:
-                _restart_if_dead(server)
+            if server is not None and (redis_down or server.exited() is not None):
+                redis_down = not _restart_redis(server)
             for index, driver in enumerate(drivers):
                 if driver.poll() is not None:
                     log.warning("driver exited with code %s; starting a new one", driver.returncode)
@@ -103,19 +104,18 @@ def up(settings: Settings) -> None:
         log.info("stopping tunefleet")
 
 
-def _restart_if_dead(server: RedisServer) -> None:
-    """Start the embedded redis-server again (same port, same append-only files) if it
-    died; the gateway answers 503 and the drivers wait meanwhile."""
-    code = server.exited()
-    if code is None:
-        return
-    log.warning("redis-server exited with code %s; starting it again on its data", code)
+def _restart_redis(server: RedisServer) -> bool:
+    """Start the embedded redis-server again (same port, same append-only files) after
+    it died; the gateway answers 503 and the drivers wait meanwhile. False if it did
+    not start (the port taken, the disk full): the next round tries again."""
+    log.warning("redis-server is down (exit code %s); starting it again", server.exited())
     try:
         server.start()
-    except RuntimeError as exc:  # the port taken, the disk full: say so, try again
+    except RuntimeError as exc:
         log.error("redis-server did not start again: %s", exc)
-        return
+        return False
     log.info("Redis: back on %s", server.url)
+    return True
 
 
 def _check_exposure(settings: Settings, keys: KeyStore) -> None:

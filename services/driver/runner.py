@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ from shared.training import TrialPlan, evaluate
 log = logging.getLogger(__name__)
 
 # Progress goes to Redis, and to the log line by line: Tune's console tables and its
-# warning about frequent experiment snapshots (num_to_keep=1) are noise here.
+# warning about frequent experiment snapshots (num_to_keep=2) are noise here.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
@@ -220,6 +222,7 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
         errors = [trial_error(t) for t in analysis.trials if t.status == t.ERROR]
         first = errors[0] if errors else "no trial reported a result"
         raise JobFailedError(f"all {len(analysis.trials)} trials failed; the first: {first}")
+    _keep_best_checkpoints(analysis, metric, mode)
     checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
     if checkpoint is None:
         raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
@@ -252,7 +255,13 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
         resources_per_trial={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
         max_concurrent_trials=spec.max_concurrent_trials,
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=2 if plan.checkpoint_every_epoch else 1,
+            # Tune deletes checkpoints past num_to_keep before its next experiment
+            # snapshot names the newer one, so a driver killed in between resumes a
+            # trial from a checkpoint that is gone (the trial then fails). So every
+            # checkpoint stays while the run goes on (they are taken on improvement
+            # only), and the run's end keeps each trial's best; trials that pause every
+            # epoch (HyperBand) keep two.
+            num_to_keep=2 if plan.checkpoint_every_epoch else None,
             checkpoint_score_attribute=metric,
             checkpoint_score_order=mode,
         ),
@@ -261,6 +270,18 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
         callbacks=[ProgressToRedis(jobs, lease, metric, mode)],
         verbose=0,
     )
+
+
+def _keep_best_checkpoints(analysis: Any, metric: str, mode: str) -> None:
+    """Remove every checkpoint of each trial but its best, once the run has ended."""
+    for trial in analysis.trials:
+        best = analysis.get_best_checkpoint(trial, metric, mode)
+        if best is None:
+            continue
+        kept = Path(best.path)
+        for folder in kept.parent.glob("checkpoint_*"):
+            if folder != kept and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _score_on_test(checkpoint_dir: str, data: PreparedData) -> dict[str, float]:

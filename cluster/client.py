@@ -1,4 +1,6 @@
-"""A small HTTP client of tunefleet, for the CLI: errors become one readable line."""
+"""The HTTP client of tunefleet that the CLI and the Python SDK (cluster.sdk) share:
+one method per route, and every error answer raised as a typed ClientError that
+carries the API's own message."""
 
 from __future__ import annotations
 
@@ -16,7 +18,74 @@ EVENT_RECONNECTS = 5
 
 
 class ClientError(Exception):
-    """What went wrong talking to tunefleet, in one line for a person."""
+    """What went wrong talking to tunefleet, in one line for a person. ``status`` is the
+    HTTP status (None when tunefleet could not be reached) and ``detail`` the API's
+    message, which says what to fix."""
+
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{status}: {detail}" if status is not None else detail)
+        self.status = status
+        self.detail = detail
+
+
+class Unreachable(ClientError):
+    """Raised when no tunefleet answers at the URL."""
+
+
+class Unauthorized(ClientError):
+    """Raised for 401: a missing or unknown API key."""
+
+
+class NotFound(ClientError):
+    """Raised for 404: no such job, dataset, model or trial (or another tenant's)."""
+
+
+class Conflict(ClientError):
+    """Raised for 409: the thing is in the wrong state (a job with no model yet, a
+    dataset a running job uses, a model an alias points at)."""
+
+
+class TooLarge(ClientError):
+    """Raised for 413: a body or upload past its limit, or a tenant's disk quota."""
+
+
+class Invalid(ClientError):
+    """Raised for 4xx answers that say the request itself is wrong (422, 415, 400):
+    a bad spec, dataset or instance; the detail names the field."""
+
+
+class RateLimited(ClientError):
+    """Raised for 429: the queue or a tenant's limit is full; ``retry_after_s`` says
+    when to try again."""
+
+    retry_after_s: float | None = None
+
+
+class Unavailable(ClientError):
+    """Raised for 503: tunefleet's Redis is unreachable for now; retry."""
+
+    retry_after_s: float | None = None
+
+
+ERROR_OF_STATUS: dict[int, type[ClientError]] = {
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    413: TooLarge,
+    429: RateLimited,
+    503: Unavailable,
+}
+
+
+def error_of(response: httpx.Response) -> ClientError:
+    """The typed error of an answer that is not a success."""
+    status = response.status_code
+    kind = ERROR_OF_STATUS.get(status, Invalid if 400 <= status < 500 else ClientError)
+    error = kind(_detail(response), status)
+    retry_after = response.headers.get("retry-after", "")
+    if isinstance(error, RateLimited | Unavailable) and retry_after.isdigit():
+        error.retry_after_s = float(retry_after)
+    return error
 
 
 class GatewayClient:
@@ -61,6 +130,15 @@ class GatewayClient:
                 data={"meta": json.dumps(meta)},
             )
 
+    def upload(self, name: str, content: bytes, target: str | None) -> dict[str, Any]:
+        params = {"target": target} if target else {}
+        return self._call(
+            "POST", "/datasets", params=params, files={"file": (name, content, "text/csv")}
+        )
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/models")
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 
@@ -78,7 +156,7 @@ class GatewayClient:
                 ) as response:
                     if not response.is_success:
                         response.read()
-                        raise ClientError(f"{response.status_code}: {_detail(response)}")
+                        raise error_of(response)
                     kind = ""
                     for line in response.iter_lines():
                         if line.startswith("id: "):
@@ -103,13 +181,13 @@ class GatewayClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ClientError(
+            raise Unreachable(
                 f"cannot reach tunefleet at {self._url} ({exc}); is `tunefleet up` running? "
                 "Set --url or TUNEFLEET_URL to where it runs"
             ) from exc
         if response.is_success:
             return response
-        raise ClientError(f"{response.status_code}: {_detail(response)}")
+        raise error_of(response)
 
 
 def _detail(response: httpx.Response) -> str:

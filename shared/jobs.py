@@ -234,6 +234,35 @@ class JobStore:
     def queue_depth(self) -> int:
         return sum(self.queue_depths().values())
 
+    def queued_by_tenant(self) -> dict[tuple[str, str], int]:
+        """Queued jobs per (priority, tenant), for tenants with jobs queued."""
+        found: dict[tuple[str, str], int] = {}
+        for priority in keys.PRIORITIES:
+            round_key = keys.QUEUE_TENANTS_PREFIX + priority
+            tenants: list[str] = self._redis.zrange(round_key, 0, -1)  # type: ignore[assignment]
+            with self._redis.pipeline(transaction=False) as pipe:
+                for tenant in tenants:
+                    pipe.llen(keys.queue(priority, tenant))
+                depths = pipe.execute()
+            for tenant, depth in zip(tenants, depths, strict=True):
+                if depth:
+                    found[(priority, tenant)] = int(depth)
+        return found
+
+    def trials_running(self) -> int:
+        """Trials training now, over every running job."""
+        running: list[str] = self._redis.zrange(keys.PROCESSING, 0, -1)  # type: ignore[assignment]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in running:
+                pipe.hget(keys.job(job_id), "trials_running")
+            counts = pipe.execute()
+        return sum(int(c) for c in counts if c)
+
+    def stats(self) -> dict[str, float]:
+        """The queue's counters (see keys.STATS): name -> value."""
+        raw: dict[str, str] = self._redis.hgetall(keys.STATS)  # type: ignore[assignment]
+        return {name: float(value) for name, value in raw.items()}
+
     def running_count(self) -> int:
         return int(self._redis.zcard(keys.PROCESSING))
 

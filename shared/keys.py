@@ -98,3 +98,9 @@ def tenant_active(tenant: str) -> str:
 # hold no glob characters, see shared.auth.TENANT_PATTERN).
 TENANT_JOBS_PATTERN = tenant_jobs("*")
 TENANT_ACTIVE_PATTERN = tenant_active("*")
+
+
+# Hash of the queue's counters for /metrics, kept by the queue scripts: jobs submitted,
+# jobs ended per end state, epochs reported, and the buckets, count and sum of the
+# submit-to-start and job-duration histograms (see shared/queue_scripts.py).
+STATS = f"{PREFIX}:stats"

@@ -64,11 +64,44 @@ local function migrate()
 end
 """
 
+# Upper bounds of the histograms' buckets, in seconds (Prometheus's "le").
+DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+_BUCKETS = ", ".join(str(b) for b in DURATION_BUCKETS_S)
+
+# Counters for /metrics, updated in the same script as what they count.
+STATS_LIB = f"""
+local STATS = "{keys.STATS}"
+local BUCKETS = {{{_BUCKETS}}}
+
+local function count(name)
+  redis.call("HINCRBY", STATS, name, 1)
+end
+
+local function observe(name, seconds)
+  for _, le in ipairs(BUCKETS) do
+    if seconds <= le then redis.call("HINCRBY", STATS, name .. ":le:" .. le, 1) end
+  end
+  redis.call("HINCRBY", STATS, name .. ":count", 1)
+  redis.call("HINCRBYFLOAT", STATS, name .. ":sum", seconds)
+end
+
+-- A job reached an end state at now_s (seconds, a string): counted, and the run of its
+-- last attempt observed.
+local function ended(job, state, now_text)
+  count("jobs_ended:" .. state)
+  local started = redis.call("HGET", job, "started_at")
+  if started then
+    observe("job_duration_seconds", math.max(0, tonumber(now_text) - tonumber(started)))
+  end
+end
+"""
+
 # KEYS: job, jobs index, idempotency key, the tenant's jobs index, the tenant's active set
 # ARGV: job id, now (s), max queued, idempotency TTL (s, "0" for none), the tenant's
 #       most active jobs, priority, tenant, fields...
 ENQUEUE = (
-    QUEUE_LIB
+    STATS_LIB
+    + QUEUE_LIB
     + """
 if ARGV[4] ~= "0" then
   local existing = redis.call("GET", KEYS[3])
@@ -95,6 +128,7 @@ redis.call("ZADD", KEYS[2], ARGV[2], ARGV[1])
 redis.call("ZADD", KEYS[4], ARGV[2], ARGV[1])
 redis.call("SADD", KEYS[5], ARGV[1])
 line_up(ARGV[1], ARGV[6], ARGV[7], false)
+count("jobs_submitted")
 if ARGV[4] ~= "0" then redis.call("SET", KEYS[3], ARGV[1], "EX", ARGV[4]) end
 return {"created", ARGV[1]}
 """
@@ -157,7 +191,8 @@ end
 # KEYS: processing. ARGV: lease (ms), driver id, most running jobs per tenant (0: no
 # limit), aging (s; 0: none)
 CLAIM = (
-    QUEUE_LIB
+    STATS_LIB
+    + QUEUE_LIB
     + NOW
     + AGE
     + """
@@ -193,7 +228,10 @@ for _, p in ipairs(PRIORITIES) do
         redis.call("ZADD", KEYS[1], now_ms + tonumber(ARGV[1]), id)
         redis.call("HSET", job, "state", "running", "driver", ARGV[2], "started_at", now_s,
           "lease", token)
-        redis.call("HINCRBY", job, "attempts", 1)
+        if redis.call("HINCRBY", job, "attempts", 1) == 1 then
+          local submitted = tonumber(redis.call("HGET", job, "submitted_at") or now_s)
+          observe("submit_to_start_seconds", math.max(0, tonumber(now_s) - submitted))
+        end
         return {id, token}
       end
     end
@@ -218,7 +256,8 @@ return 0
 # KEYS: processing
 # ARGV: max attempts, retention (s)
 REAP = (
-    QUEUE_LIB
+    STATS_LIB
+    + QUEUE_LIB
     + NOW
     + """
 local expired = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now_ms)
@@ -231,12 +270,14 @@ for _, id in ipairs(expired) do
   local attempts = tonumber(redis.call("HGET", job, "attempts") or "0")
   if state == "cancelling" then
     redis.call("HSET", job, "state", "cancelled", "finished_at", now_s)
+    ended(job, "cancelled", now_s)
     redis.call("EXPIRE", job, ARGV[2])
   elseif state == "running" and attempts >= tonumber(ARGV[1]) then
     redis.call("HSET", job, "state", "failed", "finished_at", now_s, "error",
       "the driver running this job stopped (crashed, killed or lost) in each of its "
       .. attempts .. " attempts; see the driver logs, or resubmit with fewer or "
       .. "smaller trials if it ran out of memory")
+    ended(job, "failed", now_s)
     redis.call("EXPIRE", job, ARGV[2])
   elseif state == "running" then
     redis.call("HSET", job, "state", "queued")
@@ -262,23 +303,31 @@ return 1
 # KEYS: job, its trials, the trial's history, the job's events
 # ARGV: token ("" when not written by a driver), events kept, trial id, row JSON,
 #       epoch ("" for none), epoch JSON
-RECORD_TRIAL = """
+RECORD_TRIAL = (
+    STATS_LIB
+    + """
 if ARGV[1] ~= "" and redis.call("HGET", KEYS[1], "lease") ~= ARGV[1] then return 0 end
 redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
-if ARGV[5] ~= "" then redis.call("HSET", KEYS[3], ARGV[5], ARGV[6]) end
+if ARGV[5] ~= "" then
+  redis.call("HSET", KEYS[3], ARGV[5], ARGV[6])
+  count("epochs")
+end
 redis.call("XADD", KEYS[4], "MAXLEN", "~", ARGV[2], "*", "type", "trial", "data", ARGV[4])
 return 1
 """
+)
 
 # KEYS: job, processing. ARGV: token, job id, end state, retention (s), fields...
 FINISH = (
-    NOW
+    STATS_LIB
+    + NOW
     + """
 if redis.call("HGET", KEYS[1], "lease") ~= ARGV[1] then return 0 end
 local fields = {}
 for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call("HSET", KEYS[1], "state", ARGV[3], "finished_at", now_s, "trials_running", "0",
   unpack(fields))
+ended(KEYS[1], ARGV[3], now_s)
 redis.call("HDEL", KEYS[1], "lease")
 redis.call("ZREM", KEYS[2], ARGV[2])
 redis.call("EXPIRE", KEYS[1], ARGV[4])
@@ -291,7 +340,8 @@ return 1
 # ends cancelled instead.
 # KEYS: job, processing. ARGV: token, job id, retention (s)
 RELEASE = (
-    QUEUE_LIB
+    STATS_LIB
+    + QUEUE_LIB
     + NOW
     + """
 if redis.call("HGET", KEYS[1], "lease") ~= ARGV[1] then return "lost" end
@@ -299,6 +349,7 @@ redis.call("HDEL", KEYS[1], "lease")
 redis.call("ZREM", KEYS[2], ARGV[2])
 if redis.call("HGET", KEYS[1], "state") == "cancelling" then
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
+  ended(KEYS[1], "cancelled", now_s)
   redis.call("EXPIRE", KEYS[1], ARGV[3])
   return "cancelled"
 end
@@ -320,7 +371,8 @@ return 1
 
 # KEYS: job. ARGV: job id, retention (s)
 CANCEL = (
-    QUEUE_LIB
+    STATS_LIB
+    + QUEUE_LIB
     + NOW
     + """
 local state = redis.call("HGET", KEYS[1], "state")
@@ -329,6 +381,7 @@ if state == "queued" then
   migrate()
   unqueue(ARGV[1])
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
+  ended(KEYS[1], "cancelled", now_s)
   redis.call("EXPIRE", KEYS[1], ARGV[2])
   return "cancelled"
 end

@@ -1,0 +1,100 @@
+"""GET /metrics: the queue as Prometheus reads it.
+
+Every figure is read from Redis at scrape time (counters are kept by the queue's own
+scripts, in keys.STATS), so any gateway replica answers the same and nothing is lost
+when one restarts. Ray's and Serve's own metrics (replicas, requests, latencies) are
+exported by Ray next to these; see README "Metrics".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from services.gateway.deps import ServicesDep
+from shared.errors import UnauthorizedError
+from shared.http_edge import PrincipalDep
+from shared.jobs import JobStore
+from shared.queue_scripts import DURATION_BUCKETS_S
+from shared.status import JobStatus
+
+router = APIRouter(tags=["health"])
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HISTOGRAMS = {
+    "submit_to_start_seconds": "Seconds from a job's submission to its first claim.",
+    "job_duration_seconds": "Seconds a job's last attempt ran, to its end state.",
+}
+
+
+class QueueCollector(Collector):
+    """The queue's gauges, counters and histograms, read from Redis when collected."""
+
+    def __init__(self, jobs: JobStore) -> None:
+        self._jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        queued = GaugeMetricFamily(
+            "tunefleet_queued_jobs", "Jobs waiting in the queue.", labels=["priority", "tenant"]
+        )
+        for (priority, tenant), depth in sorted(self._jobs.queued_by_tenant().items()):
+            queued.add_metric([priority, tenant], depth)
+        yield queued
+        yield GaugeMetricFamily(
+            "tunefleet_running_jobs", "Jobs a driver holds now.", value=self._jobs.running_count()
+        )
+        yield GaugeMetricFamily(
+            "tunefleet_running_trials",
+            "Trials training now, over every running job.",
+            value=self._jobs.trials_running(),
+        )
+        yield GaugeMetricFamily(
+            "tunefleet_live_drivers",
+            "Drivers whose heartbeat is current.",
+            value=len(self._jobs.live_drivers()),
+        )
+        stats = self._jobs.stats()
+        yield CounterMetricFamily(
+            "tunefleet_jobs_submitted", "Jobs accepted.", value=stats.get("jobs_submitted", 0)
+        )
+        ended = CounterMetricFamily("tunefleet_jobs_ended", "Jobs ended.", labels=["state"])
+        for state in JobStatus:
+            if state.is_terminal():
+                ended.add_metric([state.value], stats.get(f"jobs_ended:{state.value}", 0))
+        yield ended
+        yield CounterMetricFamily(
+            "tunefleet_epochs", "Trial epochs reported (rate: epochs per second).",
+            value=stats.get("epochs", 0),
+        )  # fmt: skip
+        for name, documentation in HISTOGRAMS.items():
+            buckets = [(str(le), stats.get(f"{name}:le:{le}", 0)) for le in DURATION_BUCKETS_S]
+            count = stats.get(f"{name}:count", 0)
+            yield HistogramMetricFamily(
+                f"tunefleet_{name}",
+                documentation,
+                buckets=[*buckets, ("+Inf", count)],
+                sum_value=stats.get(f"{name}:sum", 0),
+            )
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
+    """Prometheus's text format: queued jobs per priority and tenant, running jobs and
+    trials, live drivers, jobs submitted and ended per state, epochs, and the
+    submit-to-start and job-duration histograms. Once API keys exist, for admin keys
+    only (it names every tenant): give Prometheus one as its bearer token."""
+    if not principal.admin:
+        raise UnauthorizedError(
+            "GET /metrics needs an admin key (tunefleet keys create NAME --admin)"
+        )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QueueCollector(services.jobs))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE)

@@ -1,0 +1,118 @@
+"""GET /metrics in process (the gateway on a real redis-server): what Prometheus scrapes
+moves with what the queue does."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from cluster.redis_server import RedisServer
+from services.gateway.app import create_app
+from shared.auth import KeyStore
+from shared.jobs import BestTrial, JobStore
+from shared.results import TrialRow
+from shared.settings import Settings
+from tests.conftest import REPO, Stack
+
+GRAFANA = REPO / "cluster" / "grafana-dashboard.json"
+
+SPEC = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}}
+
+
+def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    answer = client.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def test_a_scrape_follows_jobs_through_the_queue(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    client = TestClient(
+        create_app(Settings(redis_url=redis_server.url, home=tmp_path)),
+        base_url="http://127.0.0.1",
+    )
+    before = scrape(client)
+    assert before[("tunefleet_jobs_submitted_total", ())] == 0
+    ids = [client.post("/jobs", json=SPEC).json()["id"] for _ in range(3)]
+    queued = scrape(client)
+    assert queued[("tunefleet_queued_jobs", (("priority", "normal"), ("tenant", "default")))] == 3
+    assert queued[("tunefleet_jobs_submitted_total", ())] == 3
+
+    jobs = JobStore(redis_client)
+    lease = jobs.claim("driver")
+    assert lease is not None and lease.job_id == ids[0]
+    jobs.record_trial(lease, TrialRow(trial_id="t", state="RUNNING", config={}),
+                      {"training_iteration": 1})  # fmt: skip
+    jobs.record_progress(lease, 0, 4, None)
+    running = scrape(client)
+    assert running[("tunefleet_running_jobs", ())] == 1
+    assert running[("tunefleet_running_trials", ())] == 4
+    assert running[("tunefleet_epochs_total", ())] == 1
+    assert running[("tunefleet_submit_to_start_seconds_count", ())] == 1
+    assert running[("tunefleet_submit_to_start_seconds_bucket", (("le", "+Inf"),))] == 1
+
+    jobs.succeed(lease, BestTrial(trial_id="t", metric="m", value=1, config={}), {})
+    client.delete(f"/jobs/{ids[1]}")
+    ended = scrape(client)
+    assert ended[("tunefleet_jobs_ended_total", (("state", "succeeded"),))] == 1
+    assert ended[("tunefleet_jobs_ended_total", (("state", "cancelled"),))] == 1
+    assert ended[("tunefleet_job_duration_seconds_count", ())] == 1
+    assert ended[("tunefleet_queued_jobs", (("priority", "normal"), ("tenant", "default")))] == 1
+
+
+def test_metrics_need_an_admin_key_once_keys_exist(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    keys = KeyStore(redis_client)
+    tenant, admin = keys.create("alpha"), keys.create("ops", admin=True)
+    client = TestClient(
+        create_app(Settings(redis_url=redis_server.url, home=tmp_path)),
+        base_url="http://127.0.0.1",
+    )
+    assert client.get("/metrics").status_code == 401
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {tenant}"})
+    assert answer.status_code == 401 and "admin key" in answer.json()["detail"]
+    assert client.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+@pytest.mark.e2e
+def test_the_stack_counts_a_finished_job(stack: Stack, quick_job: dict[str, Any]) -> None:
+    answer = stack.http.get("/metrics")
+    assert answer.status_code == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+    assert samples[("tunefleet_jobs_ended_total", (("state", "succeeded"),))] >= 1
+    # The quick job's 4 trials of 8 epochs each.
+    assert samples[("tunefleet_epochs_total", ())] >= 32
+    assert samples[("tunefleet_live_drivers", ())] >= 1
+
+
+def test_the_grafana_dashboard_charts_what_is_exported() -> None:
+    dashboard = json.loads(GRAFANA.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert exprs, "no panel queries anything"
+    exported = {
+        "tunefleet_queued_jobs", "tunefleet_running_jobs", "tunefleet_running_trials",
+        "tunefleet_live_drivers", "tunefleet_jobs_submitted_total", "tunefleet_jobs_ended_total",
+        "tunefleet_epochs_total", "tunefleet_submit_to_start_seconds_bucket",
+        "tunefleet_job_duration_seconds_bucket",
+    }  # fmt: skip
+    for expr in exprs:
+        named = set(re.findall(r"tunefleet_[a-z_]+", expr))
+        assert named and named <= exported, expr

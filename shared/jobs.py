@@ -234,6 +234,17 @@ class JobStore:
     def queue_depth(self) -> int:
         return sum(self.queue_depths().values())
 
+    def active(self, tenant: str) -> list[JobView]:
+        """A tenant's queued, running and cancelling jobs (its active set, which the
+        submit script keeps; ended ones it still names are left out)."""
+        ids: list[str] = self._redis.smembers(keys.tenant_active(tenant))  # type: ignore[assignment]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            raws = pipe.execute()
+        views = [_view(raw) for raw in raws if raw]
+        return [view for view in views if not view.state.is_terminal()]
+
     def queued_by_tenant(self) -> dict[tuple[str, str], int]:
         """Queued jobs per (priority, tenant), for tenants with jobs queued."""
         found: dict[tuple[str, str], int] = {}

@@ -22,8 +22,6 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 # Not application/x-www-form-urlencoded nor text/plain: a page on another site can
 # have a browser send those (a plain HTML form) without asking this server first.
 UPLOAD_TYPES = ("text/csv", "multipart/form-data")
-# Every job a tenant has in the jobs index: a queued job may be older than any page.
-ALL_JOBS = 2**62
 
 DatasetId = Annotated[
     str, Path(pattern=DATASET_ID_PATTERN, description="A dataset id answered by POST /datasets.")
@@ -114,8 +112,8 @@ async def delete_dataset(
 def _delete(services: Services, tenant: str, dataset_id: str) -> None:
     store = services.datasets_of(tenant)
     store.summary(dataset_id)  # 404 before the jobs are read
-    for job in services.jobs.recent(limit=ALL_JOBS, tenant=tenant):
-        if not job.state.is_terminal() and job.spec.dataset.upload == dataset_id:
+    for job in services.jobs.active(tenant):
+        if job.spec.dataset.upload == dataset_id:
             raise ConflictError(
                 f"job {job.id} ({job.state.value}) uses dataset {dataset_id}; delete the "
                 f"dataset once the job has ended (DELETE /jobs/{job.id} cancels it)"

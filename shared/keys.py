@@ -31,8 +31,8 @@ def queue(priority: str, tenant: str) -> str:
     return f"{QUEUE_PREFIX}{priority}:{tenant}"
 
 
-# Sorted set per priority: tenant -> when a claim last took one of its jobs (ms since
-# the epoch; 0 for a tenant that has not been served since it joined). Claims go to the
+# Sorted set per priority: tenant -> its turn (0 for a tenant that joined since the last
+# claim; a served tenant goes one past the highest). Claims go to the lowest turn, the
 # tenant served longest ago; a tenant leaves once its line is empty.
 QUEUE_TENANTS_PREFIX = f"{PREFIX}:queue_tenants:"
 

@@ -220,7 +220,10 @@ for _, p in ipairs(PRIORITIES) do
       if redis.call("LLEN", line) == 0 then
         redis.call("ZREM", round, tenant)
       elseif id then
-        redis.call("ZADD", round, now_ms, tenant)
+        -- the back of the round: one turn after the tenant served last (a count, not a
+        -- clock: two claims in one millisecond must not tie)
+        local last = redis.call("ZRANGE", round, -1, -1, "WITHSCORES")
+        redis.call("ZADD", round, tonumber(last[2]) + 1, tenant)
       end
       if id then
         local job = JOB .. id

@@ -39,31 +39,18 @@ class PrunedIndexes:
 
 
 def prune_job_indexes(client: redis.Redis, batch_size: int = BATCH) -> PrunedIndexes:
-    """Remove the jobs whose records have expired from every job index."""
-    return JobIndexes(client).prune(batch_size)
+    """Remove the jobs whose records have expired from every job index: every job, and
+    each tenant's jobs and active jobs."""
 
+    def each(pattern: str, kind: str) -> int:
+        indexes = client.scan_iter(match=pattern, count=batch_size, _type=kind)
+        return sum(prune_missing(client, index, keys.job, batch_size) for index in indexes)
 
-class JobIndexes:
-    """The job indexes, for pruning: every job, and each tenant's jobs and active jobs."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
-
-    @classmethod
-    def from_url(cls, url: str) -> JobIndexes:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
-
-    def prune(self, batch_size: int = BATCH) -> PrunedIndexes:
-        """Remove the jobs whose records have expired, ``batch_size`` entries at a time."""
-        return PrunedIndexes(
-            jobs=prune_missing(self._redis, keys.JOBS, keys.job, batch_size),
-            tenant_jobs=self._prune_each(keys.TENANT_JOBS_PATTERN, "zset", batch_size),
-            tenant_active=self._prune_each(keys.TENANT_ACTIVE_PATTERN, "set", batch_size),
-        )
-
-    def _prune_each(self, pattern: str, kind: str, batch_size: int) -> int:
-        indexes = self._redis.scan_iter(match=pattern, count=batch_size, _type=kind)
-        return sum(prune_missing(self._redis, index, keys.job, batch_size) for index in indexes)
+    return PrunedIndexes(
+        jobs=prune_missing(client, keys.JOBS, keys.job, batch_size),
+        tenant_jobs=each(keys.TENANT_JOBS_PATTERN, "zset"),
+        tenant_active=each(keys.TENANT_ACTIVE_PATTERN, "set"),
+    )
 
 
 def prune_missing(

@@ -34,6 +34,7 @@ from shared.errors import (
     QueueFullError,
     TooManyJobsError,
 )
+from shared.index_pruning import PrunedIndexes, prune_job_indexes
 from shared.results import ResultStore, TrialRow
 from shared.spec import JobSpec
 from shared.status import JobStatus
@@ -244,6 +245,11 @@ class JobStore:
             raws = pipe.execute()
         views = [_view(raw) for raw in raws if raw]
         return [view for view in views if not view.state.is_terminal()]
+
+    def prune_indexes(self) -> PrunedIndexes:
+        """Drop jobs whose records have expired from the job indexes (see
+        shared.index_pruning)."""
+        return prune_job_indexes(self._redis)
 
     def queued_by_tenant(self) -> dict[tuple[str, str], int]:
         """Queued jobs per (priority, tenant), for tenants with jobs queued."""

@@ -27,7 +27,6 @@ from services.driver import cluster, pack_task
 from services.driver.runner import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
-from shared.index_pruning import JobIndexes
 from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
 from shared.retention import sweep_experiments
@@ -225,8 +224,6 @@ class Driver:
         """Trim finished jobs' experiment folders to their model's checkpoint once they
         are older than the retention, and drop expired jobs from the indexes; every
         ``housekeeping_interval_s`` (any number of drivers may do it at once)."""
-        assert self._settings.redis_url is not None
-        indexes = JobIndexes.from_url(self._settings.redis_url)
         while not self._stopped.wait(self._settings.housekeeping_interval_s):
             try:
                 swept = sweep_experiments(
@@ -235,7 +232,7 @@ class Driver:
                     self._registry,
                     keep_s=self._settings.experiment_retention_s,
                 )
-                pruned = indexes.prune()
+                pruned = self._jobs.prune_indexes()
                 models = self._registry.prune_index()
             except Exception:  # Redis away, a folder in use: the next round tries again
                 log.exception("driver: housekeeping failed")

@@ -14,17 +14,20 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from pydantic import BaseModel
 
 from shared import keys
 from shared.errors import InvalidInputError
+from shared.storage import StoragePath
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 DEFAULT_TENANT = "default"
 KEY_PREFIX = "tfk_"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+FolderT = TypeVar("FolderT", Path, StoragePath)
 
 
 class Principal(BaseModel):
@@ -77,7 +80,7 @@ class KeyStore:
         return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
 
 
-def tenant_folder(root: Path, tenant: str) -> Path:
+def tenant_folder(root: FolderT, tenant: str) -> FolderT:
     """A tenant's own folder below ``root`` (the default tenant's is ``root``)."""
     return root if tenant == DEFAULT_TENANT else root / "tenants" / tenant
 

@@ -15,10 +15,9 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from shared.errors import DatasetError, NotFoundError
 from shared.prepared import PreparedData
 from shared.quotas import ensure_room
 from shared.spec import DatasetSpec, Task
+from shared.storage import StoragePath, storage_path
 
 DEFAULT_TARGET = "target"
 # A dataset's id: a prefix of its content's SHA-256, as DatasetSpec.upload takes it.
@@ -82,8 +82,8 @@ class DatasetSummary(BaseModel):
 class DatasetStore:
     """Uploaded CSV files under ``<storage>/datasets``, named by content hash."""
 
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    def __init__(self, root: PurePath | StoragePath) -> None:
+        self._root = storage_path(root)
 
     def save(
         self,
@@ -114,17 +114,19 @@ class DatasetStore:
         frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
         summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self._root / f"{dataset_id}.csv", content)
-        _write_atomically(self._root / f"{dataset_id}.json", summary.model_dump_json().encode())
+        # The table before its summary: a dataset is found by its summary.
+        (self._root / f"{dataset_id}.csv").write_bytes(content)
+        (self._root / f"{dataset_id}.json").write_bytes(summary.model_dump_json().encode())
         return summary
 
     def summary(self, dataset_id: str) -> DatasetSummary:
-        path = self._root / f"{dataset_id}.json"
-        if not path.is_file():
+        try:
+            saved = (self._root / f"{dataset_id}.json").read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(
                 f"no uploaded dataset with id {dataset_id!r}; upload it with POST /datasets"
-            )
-        return DatasetSummary.model_validate(json.loads(path.read_text()))
+            ) from None
+        return DatasetSummary.model_validate_json(saved)
 
     def load(
         self, dataset_id: str, *, max_rows: int | None = None, max_columns: int | None = None
@@ -137,12 +139,13 @@ class DatasetStore:
     def summaries(self) -> list[DatasetSummary]:
         """Every dataset kept here, the most recently uploaded first."""
         found: list[tuple[float, DatasetSummary]] = []
-        for path in self._root.glob("*.json"):
-            if not re.fullmatch(DATASET_ID_PATTERN, path.stem):
+        for entry in self._root.entries():
+            stem, suffix = os.path.splitext(entry.name)
+            if entry.is_dir or suffix != ".json" or not re.fullmatch(DATASET_ID_PATTERN, stem):
                 continue
             try:
                 found.append(
-                    (path.stat().st_mtime, DatasetSummary.model_validate_json(path.read_bytes()))
+                    (entry.mtime, DatasetSummary.model_validate_json(entry.path.read_bytes()))
                 )
             except (FileNotFoundError, ValidationError):
                 # Deleted meanwhile, or unreadable: one bad file must not hide the others.
@@ -160,14 +163,7 @@ class DatasetStore:
     def used_bytes(self) -> int:
         """Bytes of the files kept here. Only this folder's own files: the default
         tenant's folder holds the other tenants' folders (see shared.auth.tenant_folder)."""
-        total = 0
-        for path in self._root.glob("*"):
-            try:
-                if path.is_file() and not path.is_symlink():
-                    total += path.stat().st_size
-            except FileNotFoundError:  # removed while we counted
-                continue
-        return total
+        return sum(e.size for e in self._root.entries() if not (e.is_dir or e.is_symlink))
 
 
 def read_csv_bytes(
@@ -491,12 +487,6 @@ def _fit_scaler(kind: str, x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _plain(value: Any) -> Any:
     """A class label as a plain Python value (JSON- and torch.load-safe)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
-        handle.write(content)
-    os.replace(handle.name, path)
 
 
 def _csv_text(content: bytes) -> str:

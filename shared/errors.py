@@ -57,3 +57,11 @@ class UnsupportedMediaTypeError(TunefleetError):
 class LeaseLostError(TunefleetError):
     """Raised when a driver writes for a job whose claim has ended under it (it was
     paused or cut off past its lease, and the job was handed on); nothing was written."""
+
+
+class StorageUnavailableError(TunefleetError, OSError):
+    """Raised when the storage root (a bucket, a shared folder) cannot be reached or is
+    not the same for every node; says what to set. An OSError too, so that code which
+    copes with a failed write copes with this one."""
+
+    retry_after_s = 30

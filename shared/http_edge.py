@@ -23,6 +23,7 @@ from shared.errors import (
     NotFoundError,
     PayloadTooLargeError,
     QueueFullError,
+    StorageUnavailableError,
     TooManyJobsError,
     TooManyStreamsError,
     TunefleetError,
@@ -42,6 +43,7 @@ STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
     TooManyJobsError: 429,
     TooManyStreamsError: 429,
     UnauthorizedError: 401,
+    StorageUnavailableError: 503,
 }
 REDIS_RETRY_AFTER_S = 5
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

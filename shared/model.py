@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from shared.storage import StoragePath, storage_path
 
 CHECKPOINT_FILE = "model.pt"
 CHECKPOINT_FORMAT = 1
@@ -157,10 +160,12 @@ class ModelBundle:
         )
 
     @classmethod
-    def load(cls, checkpoint_dir: str | Path) -> ModelBundle:
-        """Load a checkpoint folder written by the trainable. Never unpickles objects."""
-        path = Path(checkpoint_dir) / CHECKPOINT_FILE
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+    def load(cls, checkpoint_dir: str | Path | StoragePath) -> ModelBundle:
+        """Load a checkpoint folder written by the trainable, a local path or a
+        StoragePath (a string with a scheme needs one: its endpoint is in the settings,
+        ``Settings.storage_at``). Never unpickles objects."""
+        content = (storage_path(checkpoint_dir) / CHECKPOINT_FILE).read_bytes()
+        payload = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
         return cls.from_payload(payload)
 
     @torch.no_grad()

@@ -1,4 +1,5 @@
-"""ImportedModelFiles: the checkpoints of imported models, under ``<storage>/models``.
+"""ImportedModelFiles: the checkpoints of imported models, under ``<storage>/models``
+(a folder or a bucket).
 
 A model trained by a job keeps its checkpoint in the job's experiment folder (see
 shared/retention.py); a model imported with POST /models/import keeps its own copy
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from shared.auth import tenant_folder
 from shared.model import CHECKPOINT_FILE
 from shared.quotas import ensure_room, tree_bytes
 from shared.registry import MODEL_ID_PATTERN
+from shared.storage import StoragePath, storage_path
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +24,15 @@ log = logging.getLogger(__name__)
 class ImportedModelFiles:
     """Imported checkpoints: ``<root>/<model id>/model.pt`` per tenant folder."""
 
-    def __init__(self, root: Path) -> None:
-        self._root = root
+    def __init__(self, root: PurePath | StoragePath) -> None:
+        self._root = storage_path(root)
 
-    def save(self, tenant: str, model_id: str, checkpoint: Path) -> Path:
-        """Keep a copy of the ``checkpoint`` file as the model's; its folder, which is
-        the model's checkpoint_uri."""
+    def save(self, tenant: str, model_id: str, checkpoint: Path) -> StoragePath:
+        """Keep a copy of the local ``checkpoint`` file as the model's; its folder, whose
+        ``str`` is the model's checkpoint_uri."""
         home = tenant_folder(self._root, tenant) / model_id
         home.mkdir(parents=True)
-        shutil.copy(checkpoint, home / CHECKPOINT_FILE)
+        (home / CHECKPOINT_FILE).copy_from(checkpoint)
         return home
 
     def ensure_room(self, tenant: str, adding_bytes: int, quota_bytes: int) -> None:
@@ -50,13 +51,10 @@ class ImportedModelFiles:
     def used_bytes(self, tenant: str) -> int:
         """Bytes of a tenant's imported checkpoints. Only folders named by model ids:
         the default tenant's folder also holds the other tenants' folders."""
-        folder = tenant_folder(self._root, tenant)
-        if not folder.is_dir():
-            return 0
         return sum(
-            tree_bytes(child)
-            for child in folder.iterdir()
-            if re.fullmatch(MODEL_ID_PATTERN, child.name) and not child.is_symlink()
+            tree_bytes(entry.path)
+            for entry in tenant_folder(self._root, tenant).entries()
+            if re.fullmatch(MODEL_ID_PATTERN, entry.name) and not entry.is_symlink
         )
 
     def remove(self, tenant: str, model_id: str, checkpoint_uri: str) -> bool:
@@ -64,12 +62,14 @@ class ImportedModelFiles:
         checkpoint is not where this store keeps the model's (a job's model, in its
         experiment folder)."""
         home = tenant_folder(self._root, tenant) / model_id
-        if Path(checkpoint_uri).resolve() != home.resolve():
+        if "://" in checkpoint_uri:
+            ours = checkpoint_uri.rstrip("/") == home.uri
+        else:
+            ours = Path(checkpoint_uri).resolve() == Path(home.uri).resolve()
+        if not ours:
             return False
         try:
-            shutil.rmtree(home)
-        except FileNotFoundError:
-            pass
+            home.rmtree()
         except OSError as exc:
             # The record is gone already; the left-over file only counts against the
             # tenant's quota until someone removes it.

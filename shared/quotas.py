@@ -1,4 +1,5 @@
-"""Per-tenant disk quotas: what files take on disk, and refusing what would pass a quota.
+"""Per-tenant quotas: what files take in storage (a folder or a bucket), and refusing
+what would pass a quota.
 
 Usage is measured from the files themselves, not kept as a counter: a counter drifts
 from the disk when a write or a removal half fails, and the folders are small enough
@@ -8,29 +9,16 @@ by up to one upload; the quota is a bound on growth, not an exact budget.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from pathlib import PurePath
 
 from shared.errors import PayloadTooLargeError
+from shared.storage import StoragePath, storage_path
 
 
-def tree_bytes(folder: Path) -> int:
+def tree_bytes(folder: PurePath | StoragePath) -> int:
     """Bytes of every file below ``folder`` (0 if it does not exist). Links are counted
     as links, never followed: a link must not make another folder count, or loop."""
-    total = 0
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                total += tree_bytes(Path(entry.path))
-            else:
-                total += entry.stat(follow_symlinks=False).st_size
-        except FileNotFoundError:  # removed while we counted
-            continue
-    return total
+    return sum(entry.size for entry in storage_path(folder).walk_files())
 
 
 def ensure_room(

@@ -15,16 +15,15 @@ The folders of queued, running and cancelling jobs are never touched.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from shared.errors import NotFoundError
 from shared.jobs import JOB_ID_PATTERN, JobStore
 from shared.registry import ModelRegistry
+from shared.storage import Entry, StoragePath, storage_path
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class Swept:
 
 
 def sweep_experiments(
-    experiments_dir: Path,
+    experiments_dir: PurePath | StoragePath,
     jobs: JobStore,
     registry: ModelRegistry,
     keep_s: float,
@@ -51,26 +50,27 @@ def sweep_experiments(
 ) -> Swept:
     """Trim the experiment folders of jobs that ended more than ``keep_s`` ago (and of
     jobs whose records have expired) to their registered model's checkpoint folder, or
-    remove them where no model points into them."""
+    remove them where no model points into them. The folder may be in a bucket."""
+    experiments = storage_path(experiments_dir)
     now = time.time() if now is None else now
     # Jobs first, models second: a job registers its model before it ends, so every
     # job seen as ended here has its model in the records read next.
     due = [
         job_id
-        for job_id in _job_folders(experiments_dir)
-        if _due(experiments_dir, job_id, jobs, keep_s, now)
+        for job_id in _job_folders(experiments)
+        if _due(experiments, job_id, jobs, keep_s, now)
     ]
     swept = Swept()
     if not due:
         return swept
-    kept = _kept_checkpoints(experiments_dir, registry)
+    kept = _kept_checkpoints(experiments, registry)
     for job_id in due:
         keep = kept.get(job_id, set())
         if () in keep:
             continue  # a model points at the folder itself
-        folder = experiments_dir / job_id
+        folder = experiments / job_id
         try:
-            files, size = _remove_except(folder, keep) if keep else _remove(folder, is_folder=True)
+            files, size = _remove_except(folder, keep) if keep else _remove_folder(folder)
         except OSError as exc:  # one folder that cannot go must not stop the others
             log.warning("experiments: could not trim the folder of job %s: %s", job_id, exc)
             continue
@@ -86,26 +86,22 @@ def sweep_experiments(
     return swept
 
 
-def _job_folders(experiments_dir: Path) -> list[str]:
+def _job_folders(experiments: StoragePath) -> list[str]:
     """The job ids that have a folder; anything else there is left alone."""
-    try:
-        entries = list(os.scandir(experiments_dir))
-    except FileNotFoundError:
-        return []
     return [
         entry.name
-        for entry in entries
-        if re.fullmatch(JOB_ID_PATTERN, entry.name) and entry.is_dir(follow_symlinks=False)
+        for entry in experiments.entries()
+        if entry.is_dir and re.fullmatch(JOB_ID_PATTERN, entry.name)
     ]
 
 
-def _due(experiments_dir: Path, job_id: str, jobs: JobStore, keep_s: float, now: float) -> bool:
+def _due(experiments: StoragePath, job_id: str, jobs: JobStore, keep_s: float, now: float) -> bool:
     """Whether a job's folder may be trimmed now."""
     try:
         job = jobs.get(job_id)
     except NotFoundError:
         try:
-            return now - _newest_change(experiments_dir / job_id) >= keep_s
+            return now - _newest_change(experiments / job_id) >= keep_s
         except FileNotFoundError:  # removed meanwhile (by another driver's sweep)
             return False
     except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
@@ -118,95 +114,92 @@ def _due(experiments_dir: Path, job_id: str, jobs: JobStore, keep_s: float, now:
     return now - job.finished_at >= keep_s
 
 
-def _newest_change(folder: Path) -> float:
-    """When anything below ``folder`` last changed (seconds since the epoch)."""
-    newest = folder.lstat().st_mtime
-    for parent, folders, files in os.walk(folder):
-        for name in (*folders, *files):
-            try:
-                newest = max(newest, os.lstat(os.path.join(parent, name)).st_mtime)
-            except FileNotFoundError:
-                continue
-    return newest
+def _newest_change(folder: StoragePath) -> float:
+    """When anything below ``folder`` last changed (seconds since the epoch).
+    FileNotFoundError when it is gone."""
+    files = [entry.mtime for entry in folder.walk_files()]
+    if folder.local is not None:
+        # A local folder's own time counts too (a file removed from it changes it);
+        # object storage has no folder to have a time.
+        files.append(folder.local.lstat().st_mtime)
+        files += [e.mtime for e in _folders_below(folder)]
+    if not files:
+        raise FileNotFoundError(folder.uri)
+    return max(files)
+
+
+def _folders_below(folder: StoragePath) -> list[Entry]:
+    found = []
+    for entry in folder.entries():
+        if entry.is_dir:
+            found += [entry, *_folders_below(entry.path)]
+    return found
 
 
 def _kept_checkpoints(
-    experiments_dir: Path, registry: ModelRegistry
+    experiments: StoragePath, registry: ModelRegistry
 ) -> dict[str, set[RelativePath]]:
     """Job id -> the checkpoint folders below its folder that a model points at."""
-    root = experiments_dir.resolve()
     kept: dict[str, set[RelativePath]] = {}
     for record in registry.records():
-        path = Path(record.checkpoint_uri)
-        if not path.is_absolute():
+        uri = record.checkpoint_uri
+        if "://" not in uri and not Path(uri).is_absolute():
             continue
-        try:
-            parts = path.resolve().relative_to(root).parts
-        except ValueError:
-            parts = _below_job(path, record.job_id)
+        parts = _parts_below(uri, experiments)
+        if parts is None:
+            parts = _below_job(uri, record.job_id)
         if parts and re.fullmatch(JOB_ID_PATTERN, parts[0]):
             kept.setdefault(parts[0], set()).add(parts[1:])
     return kept
 
 
-def _below_job(path: Path, job_id: str) -> RelativePath:
-    """The parts of ``path`` from its job's folder on, for a checkpoint written where
+def _parts_below(uri: str, experiments: StoragePath) -> RelativePath | None:
+    """The parts of a checkpoint's path below the experiments folder; None when it is
+    not below it."""
+    if "://" in uri:
+        root = experiments.uri + "/"
+        return tuple(uri.rstrip("/")[len(root) :].split("/")) if uri.startswith(root) else None
+    if experiments.local is None:
+        return None
+    try:
+        return Path(uri).resolve().relative_to(experiments.local.resolve()).parts
+    except ValueError:
+        return None
+
+
+def _below_job(uri: str, job_id: str) -> RelativePath:
+    """The parts of ``uri`` from its job's folder on, for a checkpoint written where
     the storage root had another name (another mount point of the same share): the
     job id is in its path all the same. () when it is not."""
-    if job_id not in path.parts:
+    parts = tuple(part for part in uri.split("/") if part)
+    if job_id not in parts:
         return ()
-    index = len(path.parts) - 1 - path.parts[::-1].index(job_id)
-    return path.parts[index:]
+    index = len(parts) - 1 - parts[::-1].index(job_id)
+    return parts[index:]
 
 
-def _remove_except(folder: Path, keep: set[RelativePath]) -> tuple[int, int]:
+def _remove_except(folder: StoragePath, keep: set[RelativePath]) -> tuple[int, int]:
     """Remove everything below ``folder`` but the ``keep`` paths (relative to it) and
     what lies below them; the files and bytes removed."""
     files = size = 0
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return 0, 0
-    for entry in entries:
+    for entry in folder.entries():
         inside = {kept[1:] for kept in keep if kept and kept[0] == entry.name}
         if () in inside:
             continue  # a kept checkpoint folder, whole
-        is_folder = entry.is_dir(follow_symlinks=False)
-        if inside and is_folder:
-            more_files, more_size = _remove_except(Path(entry.path), inside)
+        if inside and entry.is_dir:
+            more_files, more_size = _remove_except(entry.path, inside)
+        elif entry.is_dir:
+            more_files, more_size = _remove_folder(entry.path)
         else:
-            more_files, more_size = _remove(Path(entry.path), is_folder)
+            entry.path.unlink(missing_ok=True)
+            more_files, more_size = 1, entry.size
         files += more_files
         size += more_size
     return files, size
 
 
-def _remove(path: Path, is_folder: bool) -> tuple[int, int]:
-    """Remove a file or a folder (links are removed, never followed); the files and
-    bytes it held."""
-    if not is_folder:
-        try:
-            size = path.lstat().st_size
-        except FileNotFoundError:
-            return 0, 0
-        path.unlink(missing_ok=True)
-        return 1, size
-    files = size = 0
-    for parent, _, names in os.walk(path):
-        for name in names:
-            try:
-                size += os.lstat(os.path.join(parent, name)).st_size
-                files += 1
-            except FileNotFoundError:
-                continue
-    shutil.rmtree(path, onerror=_unless_gone)
-    return files, size
-
-
-def _unless_gone(
-    function: object, path: str, error: tuple[type[BaseException], BaseException, object]
-) -> None:
-    """rmtree's error handler: a path already gone is what we wanted (drivers sweep at
-    the same time); anything else is raised."""
-    if not isinstance(error[1], FileNotFoundError):
-        raise error[1]
+def _remove_folder(folder: StoragePath) -> tuple[int, int]:
+    """Remove a folder (links are removed, never followed); the files and bytes it held."""
+    files = list(folder.walk_files())
+    folder.rmtree()
+    return len(files), sum(entry.size for entry in files)

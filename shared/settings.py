@@ -5,11 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.jobs import QueuePolicy
+from shared.storage import StoragePath, storage_path
 
 
 class Settings(BaseSettings):
@@ -35,9 +37,16 @@ class Settings(BaseSettings):
         le=65535,
         description="Port of the embedded redis-server; 0 picks a free one.",
     )
-    storage: Path | None = Field(
+    storage: str | None = Field(
         default=None,
-        description="Root for experiments and uploaded datasets; default <home>/storage.",
+        description="Root for experiments, uploaded datasets and imported models: a "
+        "folder (default <home>/storage) or an object-storage URI (s3://bucket/prefix, "
+        "gs://bucket/prefix, any URI pyarrow.fs reads).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="An S3-compatible server (http://host:port) for s3:// storage; unset: "
+        "AWS, or the AWS_ENDPOINT_URL variable that pyarrow reads.",
     )
     ray_address: str | None = Field(
         default=None,
@@ -162,11 +171,36 @@ class Settings(BaseSettings):
         "Redis indexes of expired jobs.",
     )
 
-    @field_validator("home", "storage")
+    @field_validator("home")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
+    def _absolute(cls, value: Path) -> Path:
         # Ray Tune needs an absolute storage path, and workers run in other folders.
-        return value.expanduser().resolve() if value is not None else None
+        return value.expanduser().resolve()
+
+    @field_validator("storage", mode="before")
+    @classmethod
+    def _folder_or_uri(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and "://" in value):
+            return value
+        if isinstance(value, str | Path):
+            return str(Path(value).expanduser().resolve())  # absolute, as for home
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _bucket_named(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not urlsplit(value).netloc:
+            raise ValueError(f"{value}: name the bucket, as in s3://bucket/prefix")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{value}: give the server's URL, as in http://host:9000")
+        return value
 
     def queue_policy(self) -> QueuePolicy:
         """The queue's limits and timings, for JobStore."""
@@ -186,21 +220,26 @@ class Settings(BaseSettings):
         """Where `tunefleet up` writes its embedded Redis's URL while it runs."""
         return self.home / "redis" / "url"
 
-    @property
-    def storage_root(self) -> Path:
-        """The storage root: experiments/ and datasets/ live below it."""
-        return self.storage if self.storage is not None else self.home / "storage"
+    def storage_at(self, location: str | Path) -> StoragePath:
+        """A path or URI in storage (a model's checkpoint_uri), reached with the
+        endpoint of these settings."""
+        return storage_path(location, self.s3_endpoint_url)
 
     @property
-    def experiments_dir(self) -> Path:
+    def storage_root(self) -> StoragePath:
+        """The storage root: experiments/, datasets/ and models/ live below it."""
+        return self.storage_at(self.storage if self.storage is not None else self.home / "storage")
+
+    @property
+    def experiments_dir(self) -> StoragePath:
         return self.storage_root / "experiments"
 
     @property
-    def datasets_dir(self) -> Path:
+    def datasets_dir(self) -> StoragePath:
         return self.storage_root / "datasets"
 
     @property
-    def models_dir(self) -> Path:
+    def models_dir(self) -> StoragePath:
         """Checkpoints of imported models (a job's model stays in its experiment)."""
         return self.storage_root / "models"
 

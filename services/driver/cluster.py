@@ -1,8 +1,10 @@
 """What the driver checks about the Ray cluster: the node shapes it can offer a trial
-(published for the gateway), and that the storage root is shared by every node."""
+(published for the gateway), and that every node reaches the storage root: the same
+shared folder, or a bucket."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from pathlib import Path
@@ -13,7 +15,8 @@ import yaml
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from shared.capacity import Capacity, NodeShape
-from shared.errors import TunefleetError
+from shared.errors import StorageUnavailableError, TunefleetError
+from shared.storage import STORAGE_SETTINGS_HINT, StoragePath
 
 log = logging.getLogger(__name__)
 CHECK_FOLDER = ".tunefleet-storage-check"
@@ -50,60 +53,89 @@ def capacity(autoscaler_config: Path | None) -> Capacity:
     return Capacity(nodes=shapes)
 
 
-def check_shared_storage(storage_root: Path) -> None:
-    """On a cluster of several nodes, make sure each alive node sees files written
-    here under ``storage_root``, and that files it writes are seen here. Tune's trials
-    write checkpoints straight to storage from their node, so a folder local to each
-    node loses them. StorageNotSharedError names the nodes that cannot."""
+def check_shared_storage(storage_root: StoragePath) -> None:
+    """Make sure that files written here under ``storage_root`` are seen on each alive
+    node, and that files a node writes are seen here: Tune's trials write checkpoints
+    straight to storage from their node, so a folder local to each node loses them.
+    Object storage is checked from the driver even on one node, since a wrong endpoint,
+    credentials or bucket fail everything a job writes. StorageUnavailableError names
+    what to set; StorageNotSharedError the nodes that cannot see a shared folder."""
     nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) < 2:
+    if len(nodes) < 2 and storage_root.local is not None:
         return
     folder = storage_root / CHECK_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
     marker = folder / token
-    marker.write_text(token)
     try:
-        probes = {
-            node["NodeID"]: _probe.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            ).remote(str(marker), token)
-            for node in nodes
-        }
-        blind = []
-        for node_id, probe in probes.items():
-            try:
-                seen, written = ray.get(probe, timeout=NODE_CHECK_TIMEOUT_S)
-            except Exception:  # a node that cannot run the probe in time: not confirmed
-                log.warning("storage check: node %s did not answer", node_id, exc_info=True)
-                blind.append(node_id)
-                continue
-            reply = Path(written) if written else None
-            if not seen or reply is None or not reply.exists():
-                blind.append(node_id)
-            if reply is not None:
-                reply.unlink(missing_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(token)
+    except StorageUnavailableError as exc:
+        raise StorageUnavailableError(
+            f"the driver cannot write to TUNEFLEET_STORAGE ({storage_root}): {exc}, then "
+            "restart tunefleet"
+        ) from exc
+    try:
+        blind, errors = _probe_nodes(nodes, marker, token)
     finally:
         marker.unlink(missing_ok=True)
+    if blind and storage_root.local is None:
+        first = errors[0] if errors else "the driver's file was not seen"
+        raise StorageUnavailableError(
+            f"TUNEFLEET_STORAGE ({storage_root}) cannot be reached from {len(blind)} of "
+            f"{len(nodes)} nodes (node ids {', '.join(n[:12] for n in blind)}): {first}. "
+            f"On every node, {STORAGE_SETTINGS_HINT}"
+        )
     if blind:
         raise StorageNotSharedError(
             f"TUNEFLEET_STORAGE ({storage_root}) is not shared: {len(blind)} of "
             f"{len(nodes)} nodes cannot see files written there by the driver "
             f"(node ids {', '.join(n[:12] for n in blind)}). Trials write checkpoints from "
             "their own node, so set TUNEFLEET_STORAGE to a folder mounted at the same path "
-            "on every node (NFS, EFS) and restart tunefleet"
+            "on every node (NFS, EFS) or to a bucket (s3://bucket/prefix) and restart "
+            "tunefleet"
         )
-    log.info("storage %s is shared by all %d nodes", storage_root, len(nodes))
+    log.info("storage %s is reached by all %d nodes", storage_root, len(nodes))
+
+
+def _probe_nodes(
+    nodes: list[dict[str, Any]], marker: StoragePath, token: str
+) -> tuple[list[str], list[str]]:
+    """The ids of the nodes that cannot see ``marker`` or write beside it (none on a
+    single node: the driver's own write was the check), and their errors."""
+    if len(nodes) < 2:
+        return [], []
+    probes = {
+        node["NodeID"]: _probe.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        ).remote(marker, token)
+        for node in nodes
+    }
+    blind, errors = [], []
+    for node_id, probe in probes.items():
+        try:
+            seen, reply, error = ray.get(probe, timeout=NODE_CHECK_TIMEOUT_S)
+        except Exception:  # a node that cannot run the probe in time: not confirmed
+            log.warning("storage check: node %s did not answer", node_id, exc_info=True)
+            blind.append(node_id)
+            continue
+        if error:
+            errors.append(error)
+        if not seen or reply is None or not reply.exists():
+            blind.append(node_id)
+        if reply is not None:
+            with contextlib.suppress(OSError):
+                reply.unlink(missing_ok=True)
+    return blind, errors
 
 
 @ray.remote(num_cpus=0)
-def _probe(marker: str, token: str) -> tuple[bool, str | None]:
-    """On one node: whether the driver's marker is visible, and a reply file written."""
-    path = Path(marker)
-    seen = path.exists() and path.read_text() == token
-    reply: Any = path.with_name(f"{token}-{ray.get_runtime_context().get_node_id()}")
+def _probe(marker: StoragePath, token: str) -> tuple[bool, StoragePath | None, str | None]:
+    """On one node: whether the driver's marker is visible, a reply file written beside
+    it, and what went wrong if either could not be done."""
+    reply = marker.parent / f"{token}-{ray.get_runtime_context().get_node_id()}"
     try:
+        seen = marker.is_file() and marker.read_text() == token
         reply.write_text(token)
-    except OSError:
-        return seen, None
-    return seen, str(reply)
+    except OSError as exc:
+        return False, None, str(exc)
+    return seen, reply, None

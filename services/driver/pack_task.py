@@ -8,9 +8,9 @@ might want.
 
 from __future__ import annotations
 
+import io
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -18,14 +18,15 @@ import torch
 
 from shared.model import CHECKPOINT_FILE
 from shared.pack_training import PackState, train_pack_epoch
+from shared.storage import StoragePath
 from shared.training import TrialPlan
 
 BEST_CHECKPOINT = "checkpoint_best"
 
 
-def checkpoint_folder(experiment_dir: str | Path, trial_id: str) -> Path:
+def checkpoint_folder(experiment_dir: StoragePath, trial_id: str) -> StoragePath:
     """Where a packed trial keeps its best checkpoint."""
-    return Path(experiment_dir) / trial_id / BEST_CHECKPOINT
+    return experiment_dir / trial_id / BEST_CHECKPOINT
 
 
 def torch_for_this_worker() -> str:
@@ -40,7 +41,7 @@ def torch_for_this_worker() -> str:
 
 @ray.remote(num_returns=2)
 def train_epoch(
-    state: PackState, plan: TrialPlan, experiment_dir: str
+    state: PackState, plan: TrialPlan, experiment_dir: StoragePath
 ) -> tuple[PackState, dict[str, dict[str, Any]]]:
     """Train the pack one epoch; write improved members' checkpoints; return the new
     state and each member's result (metrics, device, node, seconds)."""
@@ -64,12 +65,12 @@ def train_epoch(
     }
 
 
-def _save(payload: dict[str, Any], folder: Path) -> None:
+def _save(payload: dict[str, Any], folder: StoragePath) -> None:
     """Replace the checkpoint at once: a reader never sees half of one."""
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{CHECKPOINT_FILE}.{os.getpid()}"
-    torch.save(payload, partial)
-    os.replace(partial, folder / CHECKPOINT_FILE)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    (folder / CHECKPOINT_FILE).write_bytes(buffer.getvalue())
 
 
 @ray.remote(num_cpus=1)

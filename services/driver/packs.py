@@ -12,6 +12,7 @@ driver died resumes each pack where it was, and runs no finished member again.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -19,7 +20,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -34,6 +34,7 @@ from services.driver.progress import TrialProgress
 from shared.jobs import BestTrial
 from shared.pack_training import PackState, pack_key, state_from_payload, state_to_payload
 from shared.spec import JobSpec
+from shared.storage import StoragePath
 from shared.training import TrialPlan
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class PackedRun:
         job_id: str,
         spec: JobSpec,
         plan: TrialPlan,
-        experiment_dir: Path,
+        experiment_dir: StoragePath,
         progress: TrialProgress,
         should_stop: Callable[[], bool],
     ) -> None:
@@ -134,12 +135,12 @@ class PackedRun:
             del plan_ref
         return True
 
-    def best(self) -> tuple[BestTrial, str] | None:
+    def best(self) -> tuple[BestTrial, StoragePath] | None:
         """The best trial and its checkpoint folder, if any trial reported a result."""
         best = self._progress.best
         if best is None:
             return None
-        return best, str(checkpoint_folder(self._dir, best.trial_id))
+        return best, checkpoint_folder(self._dir, best.trial_id)
 
     # -- packs -----------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class PackedRun:
         """The job's configurations and packs: drawn once, then read back on resume
         (so that a resumed job packs the same way on a cluster of another size)."""
         path = self._dir / PLAN_FILE
-        if path.exists():
+        if path.is_file():
             saved = json.loads(path.read_text())
             return saved["trials"], saved["packs"]
         drawn = search.configurations(self._spec, self._plan.seed)
@@ -214,15 +215,16 @@ class PackedRun:
         if not left:
             return None
         path = self._state_path(index)
-        if path.exists():
-            saved = state_from_payload(torch.load(path, weights_only=True))
+        if path.is_file():
+            payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+            saved = state_from_payload(payload)
             state = saved.without({m.trial_id for m in saved.members} - set(left))
             left = [m.trial_id for m in state.members]
         else:
             state = PackState.new({m: configs[m] for m in left})
         return _Pack(index, {m: configs[m] for m in left}, state)
 
-    def _state_path(self, index: int) -> Path:
+    def _state_path(self, index: int) -> StoragePath:
         return self._dir / "packs" / f"{index:04d}.pt"
 
     def _submit(self, pack: _Pack, plan_ref: Any) -> Any:
@@ -241,7 +243,7 @@ class PackedRun:
         task: Any = train_epoch.options(
             num_cpus=resources.cpu, num_gpus=resources.gpu, scheduling_strategy=strategy
         )
-        refs: list[Any] = task.remote(pack.state, plan_ref, str(self._dir))
+        refs: list[Any] = task.remote(pack.state, plan_ref, self._dir)
         pack.state = refs[0]
         return refs[1]
 
@@ -309,15 +311,14 @@ class PackedRun:
             (folder / "params.json").write_text(json.dumps(config))
             (folder / "result.json").write_text("")
         line = {**result, "trial_id": trial_id, "config": config, "done": done}
-        with open(folder / "result.json", "a") as results:
-            results.write(json.dumps(line) + "\n")
+        (folder / "result.json").append_text(json.dumps(line) + "\n")
 
     def _save(self, index: int, state: PackState) -> None:
         path = self._state_path(index)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        torch.save(state_to_payload(state), partial)
-        partial.replace(path)
+        buffer = io.BytesIO()
+        torch.save(state_to_payload(state), buffer)
+        path.write_bytes(buffer.getvalue())
 
     def _end_all(self, packs: list[_Pack]) -> None:
         """The time budget ran out: every member that started ends where it is; those

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +25,7 @@ from shared.prepared import PreparedData
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
+from shared.storage import StoragePath
 from shared.training import TrialPlan, evaluate
 
 log = logging.getLogger(__name__)
@@ -121,12 +121,12 @@ def run_job(
         found = _run_unpacked(job)
     if found is None:
         return
-    best, checkpoint_path = found
-    test_metrics = _score_on_test(checkpoint_path, data)
+    best, checkpoint = found
+    test_metrics = _score_on_test(checkpoint, data)
     record = ModelRecord(
         id=job_id,
         job_id=job_id,
-        checkpoint_uri=checkpoint_path,
+        checkpoint_uri=checkpoint.uri,
         task=data.task,
         target=target,
         config=best.config,
@@ -167,7 +167,7 @@ class _Job:
     should_stop: Callable[[], bool]
 
 
-def _run_packed(job: _Job) -> tuple[BestTrial, str] | None:
+def _run_packed(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     """The trials as packs on warm Ray workers; None if stopped before the end."""
     lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
     job_id = lease.job_id
@@ -188,7 +188,7 @@ def _run_packed(job: _Job) -> tuple[BestTrial, str] | None:
     return found
 
 
-def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
+def _run_unpacked(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     """One Tune trial per configuration, with tune.run; None if stopped before the end."""
     lease, plan, settings, should_stop = job.lease, job.plan, job.settings, job.should_stop
     job_id, metric, mode = lease.job_id, plan.metric, plan.mode
@@ -204,7 +204,7 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
     write_plan(plan, plan_file)
 
     def trial(config: dict[str, Any]) -> None:
-        tunefleet_trial(config, str(plan_file))
+        tunefleet_trial(config, plan_file)
 
     trainable_name = f"tunefleet_{job_id}"
     tune.register_trainable(trainable_name, trial)
@@ -222,7 +222,7 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
         errors = [trial_error(t) for t in analysis.trials if t.status == t.ERROR]
         first = errors[0] if errors else "no trial reported a result"
         raise JobFailedError(f"all {len(analysis.trials)} trials failed; the first: {first}")
-    _keep_best_checkpoints(analysis, metric, mode)
+    _keep_best_checkpoints(analysis, metric, mode, settings.experiments_dir)
     checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
     if checkpoint is None:
         raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
@@ -232,19 +232,22 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, str] | None:
         value=float(best_trial.metric_analysis[metric][mode]),
         config=dict(best_trial.config),
     )
-    return best, checkpoint.path
+    return best, settings.experiments_dir.at(checkpoint.path)
 
 
 def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
     """tune.run over the registered trainable, one trial per configuration."""
     lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
     metric, mode = plan.metric, plan.mode
+    experiments = settings.experiments_dir
     return tune.run(
         trainable_name,
         name=lease.job_id,
         resume=resume,
         stop=StopWhen(job.should_stop),
-        storage_path=str(settings.experiments_dir),
+        # A bucket goes to Tune as its filesystem (the endpoint with it) and a path in it.
+        storage_path=experiments.path,
+        storage_filesystem=experiments.filesystem,
         config=search.tune_config(spec),
         num_samples=search.num_samples(spec),
         search_alg=search.search_algorithm(spec, plan.seed),
@@ -272,19 +275,20 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
     )
 
 
-def _keep_best_checkpoints(analysis: Any, metric: str, mode: str) -> None:
+def _keep_best_checkpoints(analysis: Any, metric: str, mode: str, experiments: StoragePath) -> None:
     """Remove every checkpoint of each trial but its best, once the run has ended."""
     for trial in analysis.trials:
         best = analysis.get_best_checkpoint(trial, metric, mode)
         if best is None:
             continue
-        kept = Path(best.path)
-        for folder in kept.parent.glob("checkpoint_*"):
-            if folder != kept and folder.is_dir():
-                shutil.rmtree(folder, ignore_errors=True)
+        kept = experiments.at(best.path)
+        for entry in kept.parent.entries():
+            if entry.is_dir and entry.name.startswith("checkpoint_") and entry.path != kept:
+                with contextlib.suppress(OSError):
+                    entry.path.rmtree()
 
 
-def _score_on_test(checkpoint_dir: str, data: PreparedData) -> dict[str, float]:
+def _score_on_test(checkpoint_dir: StoragePath, data: PreparedData) -> dict[str, float]:
     bundle = ModelBundle.load(checkpoint_dir)
     metrics = evaluate(
         bundle.model, torch.from_numpy(data.x_test), torch.from_numpy(data.y_test), data

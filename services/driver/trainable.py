@@ -1,8 +1,9 @@
 """The Tune trainable: shared.training's loop, reporting to Tune with checkpoints.
 
-A job's data reaches its trials as a file in the job's experiment folder (on the
-storage every node shares), not through Ray's object store: what ``tune.with_parameters``
-puts there stays pinned for the driver's whole life, one copy per job it ever ran.
+A job's data reaches its trials as a file in the job's experiment folder (in the
+storage every node reaches, a folder or a bucket), not through Ray's object store:
+what ``tune.with_parameters`` puts there stays pinned for the driver's whole life, one
+copy per job it ever ran.
 """
 
 from __future__ import annotations
@@ -19,30 +20,27 @@ from ray import tune
 
 from services.driver.pack_task import torch_for_this_worker
 from shared.model import CHECKPOINT_FILE
+from shared.storage import StoragePath
 from shared.training import TrialPlan, train_trial
 
 PLAN_FILE = "plan.pkl"
 
 
-def write_plan(plan: TrialPlan, path: Path) -> None:
-    """Save what a job's trials share where they read it (written whole, then renamed)."""
+def write_plan(plan: TrialPlan, path: StoragePath) -> None:
+    """Save what a job's trials share where they read it (written whole at once)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as out:
-        pickle.dump(plan, out, protocol=pickle.HIGHEST_PROTOCOL)
-    partial.replace(path)
+    path.write_bytes(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 @functools.lru_cache(maxsize=1)
-def read_plan(path: str) -> TrialPlan:
+def read_plan(path: StoragePath) -> TrialPlan:
     """The plan a driver wrote; read once per process (a reused trial actor runs the
     job's next trial without reading it again)."""
-    with open(path, "rb") as saved:
-        plan: TrialPlan = pickle.load(saved)  # written by this job's driver
+    plan: TrialPlan = pickle.loads(path.read_bytes())  # written by this job's driver
     return plan
 
 
-def tunefleet_trial(config: dict[str, Any], plan_file: str) -> None:
+def tunefleet_trial(config: dict[str, Any], plan_file: StoragePath) -> None:
     """Run one trial; resume from Tune's checkpoint when the trial is restored."""
     plan = read_plan(plan_file)
     device = torch_for_this_worker()

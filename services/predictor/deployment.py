@@ -51,7 +51,7 @@ class Predictor:
     async def get_model(self, model_id: str) -> ModelBundle:
         """Load a model's checkpoint (never unpickling objects)."""
         record = self._registry.get(model_id)
-        return ModelBundle.load(record.checkpoint_uri)
+        return ModelBundle.load(self._settings.storage_at(record.checkpoint_uri))
 
     async def predict(self, model_id: str, matrix: np.ndarray) -> dict[str, Any]:
         """Predictions for raw rows in the model's feature order."""

@@ -18,22 +18,27 @@ from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRegistry
 from shared.retention import sweep_experiments
 from shared.settings import Settings
-from tests.s3_server import S3Server, s3_env, s3_server  # noqa: F401  (fixtures)
+from tests import s3_server as s3_fixtures
+from tests.s3_server import S3Server
 from tests.services.test_model_deletion import import_model, replica
 from tests.services.test_model_import import payload, saved
 from tests.shared.test_retention import BEST, model_of, started
+
+# The S3 server's fixtures, which the tests below take by name.
+s3_server = s3_fixtures.s3_server
+s3_env = s3_fixtures.s3_env
 
 CSV = b"a,b,target\n" + b"".join(f"{i},{i % 7},{i % 2}\n".encode() for i in range(40))
 
 
 @pytest.fixture
-def bucket(s3_server: S3Server, s3_env: dict[str, str]) -> Iterator[str]:  # noqa: F811
+def bucket(s3_server: S3Server, s3_env: dict[str, str]) -> Iterator[str]:
     yield s3_server.new_bucket()
 
 
 @pytest.fixture
 def settings(
-    s3_server: S3Server,  # noqa: F811
+    s3_server: S3Server,
     bucket: str,
     redis_server: RedisServer,
     redis_client: redis.Redis,
@@ -50,7 +55,7 @@ def settings(
 def test_an_uploaded_dataset_is_kept_in_the_bucket_and_read_back(
     settings: Settings,
     s3_server: S3Server,
-    bucket: str,  # noqa: F811
+    bucket: str,
 ) -> None:
     store = DatasetStore(settings.datasets_dir)
     summary = store.save(CSV, quota_bytes=10_000)
@@ -72,7 +77,7 @@ def test_an_uploaded_dataset_is_kept_in_the_bucket_and_read_back(
 def test_imported_models_live_in_the_bucket_count_against_the_quota_and_predict(
     settings: Settings,
     s3_server: S3Server,
-    bucket: str,  # noqa: F811
+    bucket: str,
 ) -> None:
     quota = len(saved(payload())) + 100
     models = replica(settings.model_copy(update={"max_model_bytes_per_tenant": quota}))
@@ -91,7 +96,7 @@ def test_retention_trims_a_finished_jobs_folder_in_the_bucket_to_its_models_chec
     settings: Settings,
     redis_client: redis.Redis,
     s3_server: S3Server,
-    bucket: str,  # noqa: F811
+    bucket: str,
 ) -> None:
     jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
     lease = started(jobs)
@@ -124,7 +129,7 @@ def test_a_wrong_endpoint_says_what_to_set(settings: Settings, tmp_path: Path) -
     assert settings.storage is not None and settings.storage in message
 
 
-def test_a_missing_bucket_is_named(settings: Settings, s3_server: S3Server) -> None:  # noqa: F811
+def test_a_missing_bucket_is_named(settings: Settings, s3_server: S3Server) -> None:
     missing = settings.model_copy(update={"storage": "s3://no-such-bucket-here/x"})
     with pytest.raises(StorageUnavailableError, match=r"no-such-bucket-here.*bucket exists"):
         DatasetStore(missing.datasets_dir).save(CSV)

@@ -30,6 +30,7 @@ from shared.errors import (
     UnauthorizedError,
     UnsupportedMediaTypeError,
 )
+from shared.http_metrics import CountResponses, HttpMetrics
 from shared.redis_client import UNREACHABLE
 from shared.settings import Settings
 
@@ -52,13 +53,19 @@ log = logging.getLogger(__name__)
 
 
 def install_edge(
-    app: FastAPI, settings: Settings, client: redis.Redis, upload_paths: tuple[str, ...]
+    app: FastAPI,
+    settings: Settings,
+    client: redis.Redis,
+    upload_paths: tuple[str, ...],
+    app_name: str,
 ) -> None:
     """What every tunefleet app has at its edge: API keys, errors mapped to HTTP (and
     documented; a Redis outage is 503), body limits (``upload_paths`` take files up to
-    the upload limit), and, on a stack without keys, no requests by other names or
-    from other sites' pages."""
+    the upload limit), answers counted by status for GET /metrics (as ``app_name``),
+    and, on a stack without keys, no requests by other names or from other sites'
+    pages."""
     app.state.keys = KeyStore(client)
+    app.state.http_metrics = HttpMetrics(client, app_name)
     # Were every key revoked while the stack listens beyond this machine, nobody may in.
     app.state.open_without_keys = settings.http_host in LOOPBACK_HOSTS
     add_error_handlers(app)
@@ -68,6 +75,8 @@ def install_edge(
         upload_bytes=settings.max_upload_bytes,
         upload_paths=upload_paths,
     )
+    # Outside the body limit: its 413s are counted too.
+    app.add_middleware(CountResponses, metrics=app.state.http_metrics)
     if app.state.open_without_keys:
         # Added last, so it runs first: a refused request reads no body.
         host = f"[{settings.http_host}]" if ":" in settings.http_host else settings.http_host

@@ -104,3 +104,7 @@ TENANT_ACTIVE_PATTERN = tenant_active("*")
 # jobs ended per end state, epochs reported, and the buckets, count and sum of the
 # submit-to-start and job-duration histograms (see shared/queue_scripts.py).
 STATS = f"{PREFIX}:stats"
+# Hash of the HTTP apps' sums, added to by every gateway and predictor replica about once
+# a second (see shared/http_metrics.py): "responses:<app>:<status>" -> answers, and per
+# model "predict:<model id>:count|rows|sum|le:<bucket>" -> requests, rows, seconds.
+HTTP_STATS = f"{PREFIX}:stats:http"

@@ -37,5 +37,5 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (jobs.router, datasets.router, health.router, metrics.router):
         app.include_router(router)
     add_dashboard(app)
-    install_edge(app, settings, client, upload_paths=("/datasets",))
+    install_edge(app, settings, client, upload_paths=("/datasets",), app_name="gateway")
     return app

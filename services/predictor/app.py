@@ -37,7 +37,7 @@ def create_app(settings: Settings, registry: ModelRegistry, predict: PredictFn) 
         model_files=ImportedModelFiles(settings.models_dir),
     )
     app.include_router(routes.router)
-    install_edge(app, settings, client, upload_paths=("/import",))
+    install_edge(app, settings, client, upload_paths=("/import",), app_name="predictor")
     app.add_middleware(_RootWithoutSlash)
     return app
 

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Path, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +26,7 @@ from shared.errors import (
 )
 from shared.features import instances_to_matrix
 from shared.http_edge import PrincipalDep
+from shared.http_metrics import metrics_of
 from shared.model import CHECKPOINT_FILE
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 from shared.status import JobStatus
@@ -186,8 +187,10 @@ async def predict(
     request: PredictRequest,
     services: ModelServicesDep,
     principal: PrincipalDep,
+    http_request: Request,
 ) -> PredictResponse:
     """Predict with a model, by id or alias: classes and their probabilities, or values."""
+    started_s = time.perf_counter()
     # Redis reads off the event loop, which the batched predictions share.
     record = await run_in_threadpool(_model_of_ref, model_ref, services, principal)
     limit = services.settings.max_instances
@@ -204,6 +207,9 @@ async def predict(
         raise NotFoundError(
             f"model {record.id} has been deleted; GET /models lists the models"
         ) from exc
+    metrics_of(http_request.app).observe_prediction(
+        record.id, len(request.instances), time.perf_counter() - started_s
+    )
     return PredictResponse(
         predictions=answer["predictions"], probabilities=answer["probabilities"], model=record
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from shared.auth import KeyStore
 from shared.jobs import BestTrial, JobStore
 from shared.results import TrialRow
 from shared.settings import Settings
-from tests.conftest import REPO, Stack
+from tests.conftest import REPO, Stack, digits_rows
 
 GRAFANA = REPO / "cluster" / "grafana-dashboard.json"
 
@@ -73,6 +74,26 @@ def test_a_scrape_follows_jobs_through_the_queue(
     assert ended[("tunefleet_queued_jobs", (("priority", "normal"), ("tenant", "default")))] == 1
 
 
+def test_answers_are_counted_by_status(redis_server: RedisServer, tmp_path: Path) -> None:
+    client = TestClient(
+        create_app(Settings(redis_url=redis_server.url, home=tmp_path)),
+        base_url="http://127.0.0.1",
+    )
+
+    def answered(status: str) -> float:
+        labels = (("app", "gateway"), ("status", status))
+        return scrape(client).get(("tunefleet_http_responses_total", labels), 0)
+
+    before = {status: answered(status) for status in ("202", "404", "422")}
+    assert client.post("/jobs", json=SPEC).status_code == 202
+    assert client.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
+    for _ in range(2):
+        assert client.post("/jobs", json={"dataset": {"builtin": "nope"}}).status_code == 422
+    assert answered("202") == before["202"] + 1
+    assert answered("404") == before["404"] + 1
+    assert answered("422") == before["422"] + 2
+
+
 def test_metrics_need_an_admin_key_once_keys_exist(
     redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -111,8 +132,57 @@ def test_the_grafana_dashboard_charts_what_is_exported() -> None:
         "tunefleet_queued_jobs", "tunefleet_running_jobs", "tunefleet_running_trials",
         "tunefleet_live_drivers", "tunefleet_jobs_submitted_total", "tunefleet_jobs_ended_total",
         "tunefleet_epochs_total", "tunefleet_submit_to_start_seconds_bucket",
-        "tunefleet_job_duration_seconds_bucket",
+        "tunefleet_job_duration_seconds_bucket", "tunefleet_http_responses_total",
+        "tunefleet_predictions_total", "tunefleet_predicted_rows_total",
+        "tunefleet_prediction_seconds_bucket",
     }  # fmt: skip
     for expr in exprs:
         named = set(re.findall(r"tunefleet_[a-z_]+", expr))
         assert named and named <= exported, expr
+
+
+@pytest.mark.e2e
+def test_the_stack_counts_predictions_per_model_and_errors(
+    stack: Stack, quick_job: dict[str, Any]
+) -> None:
+    model = quick_job["id"]
+
+    def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        answer = stack.http.get("/metrics")
+        assert answer.status_code == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+
+    of_model = (("model", model),)
+    missing = (("app", "predictor"), ("status", "404"))
+    before = samples()
+    for _ in range(3):
+        answer = stack.http.post(f"/models/{model}/predict", json={"instances": digits_rows(5)})
+        assert answer.status_code == 200, answer.text
+    unknown = stack.http.post("/models/no-such-alias/predict", json={"instances": digits_rows(1)})
+    assert unknown.status_code == 404
+
+    # The predictor replica writes its sums about once a second.
+    deadline = time.monotonic() + 20
+    while True:
+        after = samples()
+        moved = after.get(("tunefleet_predictions_total", of_model), 0) - before.get(
+            ("tunefleet_predictions_total", of_model), 0
+        )
+        if moved >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert moved == 3
+
+    def grew(name: str, labels: tuple[tuple[str, str], ...]) -> float:
+        return after.get((name, labels), 0) - before.get((name, labels), 0)
+
+    assert grew("tunefleet_predicted_rows_total", of_model) == 15
+    assert grew("tunefleet_prediction_seconds_count", of_model) == 3
+    assert grew("tunefleet_prediction_seconds_bucket", (("le", "+Inf"), ("model", model))) == 3
+    assert after[("tunefleet_prediction_seconds_sum", of_model)] > 0
+    assert grew("tunefleet_http_responses_total", missing) >= 1
+    assert grew("tunefleet_http_responses_total", (("app", "predictor"), ("status", "200"))) >= 3

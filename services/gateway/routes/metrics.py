@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from services.gateway.deps import ServicesDep
 from shared.errors import UnauthorizedError
 from shared.http_edge import PrincipalDep
+from shared.http_metrics import PREDICT_LATENCY_BUCKETS_S, metrics_of
 from shared.jobs import JobStore
 from shared.queue_scripts import DURATION_BUCKETS_S
 from shared.status import JobStatus
@@ -85,11 +86,61 @@ class QueueCollector(Collector):
             )
 
 
+class HttpCollector(Collector):
+    """Answers by app and status, and predictions per model, as every replica of the
+    gateway and the predictor flushed them to Redis (see shared/http_metrics.py)."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self._totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self._totals
+        responses = CounterMetricFamily(
+            "tunefleet_http_responses",
+            "HTTP answers, by app (gateway, predictor) and status: errors are 4xx and 5xx.",
+            labels=["app", "status"],
+        )
+        models: set[str] = set()
+        for field, value in sorted(totals.items()):
+            kind, name, rest = field.split(":", 2)
+            if kind == "responses":
+                responses.add_metric([name, rest], value)
+            elif kind == "predict":
+                models.add(name)
+        yield responses
+        requests = CounterMetricFamily(
+            "tunefleet_predictions", "Predict requests answered, per model.", labels=["model"]
+        )
+        rows = CounterMetricFamily(
+            "tunefleet_predicted_rows", "Rows predicted, per model.", labels=["model"]
+        )
+        latency = HistogramMetricFamily(
+            "tunefleet_prediction_seconds",
+            "Seconds from a predict request's arrival at the predictor to its answer.",
+            labels=["model"],
+        )
+        for model in sorted(models):
+            name = f"predict:{model}"
+            count = totals.get(f"{name}:count", 0)
+            requests.add_metric([model], count)
+            rows.add_metric([model], totals.get(f"{name}:rows", 0))
+            buckets = [
+                (str(le), totals.get(f"{name}:le:{le}", 0)) for le in PREDICT_LATENCY_BUCKETS_S
+            ]
+            latency.add_metric(
+                [model], [*buckets, ("+Inf", count)], sum_value=totals.get(f"{name}:sum", 0)
+            )
+        yield requests
+        yield rows
+        yield latency
+
+
 @router.get("/metrics", response_class=Response)
-def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
+def metrics(services: ServicesDep, principal: PrincipalDep, request: Request) -> Response:
     """Prometheus's text format: queued jobs per priority and tenant, running jobs and
-    trials, live drivers, jobs submitted and ended per state, epochs, and the
-    submit-to-start and job-duration histograms. Once API keys exist, for admin keys
+    trials, live drivers, jobs submitted and ended per state, epochs, the
+    submit-to-start and job-duration histograms, HTTP answers by app and status, and
+    predictions, rows and prediction latency per model. Once API keys exist, for admin keys
     only (it names every tenant): give Prometheus one as its bearer token."""
     if not principal.admin:
         raise UnauthorizedError(
@@ -97,4 +148,5 @@ def metrics(services: ServicesDep, principal: PrincipalDep) -> Response:
         )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(services.jobs))
+    registry.register(HttpCollector(metrics_of(request.app).totals()))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE)

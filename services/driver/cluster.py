@@ -16,6 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from shared.capacity import Capacity, NodeShape
 from shared.errors import StorageUnavailableError, TunefleetError
+from shared.spec import Resources
 from shared.storage import STORAGE_SETTINGS_HINT, StoragePath
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,25 @@ def capacity(autoscaler_config: Path | None) -> Capacity:
                     )
                 )
     return Capacity(nodes=shapes)
+
+
+def autoscaler_slots(resources: Resources, autoscaler_config: Path | None) -> int:
+    """How many trials of ``resources`` the worker node types in the autoscaler's config
+    hold at their maximums: what the cluster can grow to, beyond the nodes alive now."""
+    if autoscaler_config is None or not autoscaler_config.exists():
+        return 0
+    config = yaml.safe_load(autoscaler_config.read_text()) or {}
+    slots = 0
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        if name == config.get("head_node_type"):
+            continue
+        offered = node_type.get("resources") or {}
+        if resources.gpu > 0:
+            fits = int(float(offered.get("GPU", 0)) // resources.gpu)
+        else:
+            fits = int(float(offered.get("CPU", 0)) // resources.cpu)
+        slots += fits * int(node_type.get("max_workers", 0))
+    return slots
 
 
 def check_shared_storage(storage_root: StoragePath) -> None:

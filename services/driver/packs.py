@@ -72,8 +72,12 @@ class PackedRun:
         experiment_dir: StoragePath,
         progress: TrialProgress,
         should_stop: Callable[[], bool],
+        autoscaler_slots: int = 0,
     ) -> None:
         self._job_id = job_id
+        # Slots the autoscaler can add: packs beyond the alive nodes' slots wait for
+        # nodes, and waiting tasks are what makes the autoscaler start them.
+        self._autoscaler_slots = autoscaler_slots
         self._spec = spec
         self._plan = plan
         self._dir = experiment_dir
@@ -186,8 +190,9 @@ class PackedRun:
 
     def _slots(self, pack_size: int) -> int:
         """How many packs train at once: the sum of what each node holds of the spec's
-        resources per trial (a pack takes one trial's), within max_concurrent_trials."""
-        fits = sum(self._slots_per_node().values())
+        resources per trial (a pack takes one trial's), or what the autoscaler's node
+        types hold at their maximums if that is more, within max_concurrent_trials."""
+        fits = max(sum(self._slots_per_node().values()), self._autoscaler_slots)
         if self._spec.max_concurrent_trials is not None:
             fits = min(fits, self._spec.max_concurrent_trials // max(1, pack_size))
         return max(1, fits)

@@ -13,6 +13,7 @@ import copy
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,26 +22,19 @@ import jsonschema
 import pytest
 import ray.autoscaler
 import yaml
+from ray.autoscaler._private.command_runner import SSHCommandRunner
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from shared.settings import Settings
+from tests.cluster.ray_nodes import COMMAND_LISTS
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_CONFIG = REPO / "ray-cluster.yaml"
 LOCAL_CONFIG = REPO / "cluster" / "ray-cluster.local.yaml"
 CONFIGS = pytest.mark.parametrize("path", [AWS_CONFIG, LOCAL_CONFIG], ids=["aws", "local"])
-# Lists Ray takes from its provider defaults when a config leaves them out; on AWS those
-# install a nightly Ray.
-COMMAND_LISTS = (
-    "initialization_commands",
-    "setup_commands",
-    "head_setup_commands",
-    "worker_setup_commands",
-    "head_start_ray_commands",
-    "worker_start_ray_commands",
-)
 RAY_DEFAULT_PORT = 6379
 TOKEN_FILE = "~/.ray/auth_token"
+CHECKOUT = "~/tunefleet"
 CPU_TORCH_INDEX = "download.pytorch.org/whl/cpu"
 
 Config = dict[str, Any]
@@ -224,7 +218,8 @@ def test_tunefleet_up_joins_that_ray_with_shared_storage(path: Path) -> None:
     assert re.search(r"(?<![&>])&(?!&)", after), up
 
     storage = env_value(before, "TUNEFLEET_STORAGE")
-    assert "://" not in storage, "the stack reads TUNEFLEET_STORAGE as a local folder"
+    # The configs use a shared mount (a bucket is the other choice, see their headers).
+    assert "://" not in storage, storage
     assert PurePosixPath(storage).is_absolute(), storage
     assert Settings(storage=Path(storage)).storage_root == Path(storage)
 
@@ -245,13 +240,45 @@ def test_torch_comes_before_tunefleet_on_every_node(path: Path) -> None:
     # node can use must already be there when tunefleet is installed.
     for name, setup in setups_by_node_type(load(path)).items():
         torch = install_position(setup, r"pip install torch==2\.13\.0\b")
-        assert torch < install_position(setup, r"pip install tunefleet=="), name
+        assert torch < install_position(setup, r"pip install ~/tunefleet\b"), name
 
 
 @CONFIGS
 def test_every_node_holds_the_token_and_ray_start_requires_it(path: Path) -> None:
     config = load(path)
-    assert config["file_mounts"] == {TOKEN_FILE: TOKEN_FILE}
+    assert config["file_mounts"][TOKEN_FILE] == TOKEN_FILE
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         start = one_command(config, key, r"\bray start\b")
         assert env_value(start, "RAY_AUTH_MODE") == "token", start
+
+
+@CONFIGS
+def test_the_checkout_is_shipped_without_what_git_ignores(path: Path, tmp_path: Path) -> None:
+    """`ray up` from the repository's root copies the checkout with rsync and the config's
+    own filters; the copy then installs with pip, dashboard included. Both run here as Ray
+    runs them (rsync to a folder here instead of over SSH)."""
+    config = load(path)
+    assert config["file_mounts"][CHECKOUT] == "."
+    for setup in setups_by_node_type(config).values():
+        install_position(setup, r"pip install ~/tunefleet\b")  # once on every kind of node
+
+    runner = SSHCommandRunner(
+        log_prefix="", node_id="head", provider=None, auth_config=config["auth"],
+        cluster_name="test",
+        process_runner=subprocess, use_internal_ip=True,
+    )  # fmt: skip
+    options = {key: config.get(key) for key in ("rsync_exclude", "rsync_filter")}
+    shipped = tmp_path / "tunefleet"
+    rsync = ["rsync", "-a", *runner._create_rsync_filter_args(options), f"{REPO}/", str(shipped)]
+    subprocess.run(rsync, check=True, cwd=REPO)
+    names = {p.name for p in shipped.iterdir()}
+    assert {"pyproject.toml", "services", "shared", "cluster", "README.md"} <= names
+    assert not names & {".git", ".venv", ".tunefleet", ".pytest_cache"}, names
+
+    target = tmp_path / "installed"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+           "--no-build-isolation", "--target", str(target), str(shipped)]  # fmt: skip
+    done = subprocess.run(pip, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (target / "services" / "gateway" / "static").is_dir()
+    assert (target / "bin" / "tunefleet").exists()

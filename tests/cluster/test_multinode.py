@@ -3,27 +3,17 @@ with `ray start --address`, tunefleet joined to it with RAY_ADDRESS, jobs over H
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cluster.redis_server import free_port
+from tests.cluster.ray_nodes import RayCluster
 from tests.conftest import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-RAY = Path(sys.executable).parent / "ray"
 # Two packs of two on this 2-CPU cluster. Epochs long enough (digits, batch size 4) that
 # both packs' epochs run at once, so each needs a node of its own.
 JOB = {
@@ -35,92 +25,6 @@ JOB = {
         "epochs": 3,
     },
 }
-
-
-class RayCluster:
-    """Ray nodes started the way an operator starts them, stopped by their process ids
-    (never `ray stop`, which would stop every Ray on the machine)."""
-
-    def __init__(self) -> None:
-        # Short: Ray puts Unix sockets below it, and their paths have a length limit.
-        self.temp_dir = tempfile.mkdtemp(prefix="tfr", dir="/tmp")
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token"}
-        self.env.pop("RAY_ADDRESS", None)
-
-    def start_head(self) -> None:
-        self._ray_start(
-            "--head", f"--port={self.port}", f"--temp-dir={self.temp_dir}",
-            f"--ray-client-server-port={free_port()}", "--num-cpus=0",
-            "--include-dashboard=false",
-        )  # fmt: skip
-
-    def add_worker(self, *resources: str, prefix: tuple[str, ...] = ()) -> None:
-        """A worker node; ``prefix`` runs `ray start` under another command."""
-        self._ray_start(f"--address={self.address}", *resources, prefix=prefix)
-
-    def nodes(self) -> list[dict[str, Any]]:
-        """The alive nodes: id and resources, read by a short-lived Ray client."""
-        code = (
-            f"import json, ray; ray.init(address={self.address!r}, logging_level='ERROR');"
-            "print(json.dumps([{'id': n['NodeID'], 'resources': n['Resources']}"
-            " for n in ray.nodes() if n['Alive']]))"
-        )
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=120
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        nodes: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
-        return nodes
-
-    def wait_for_nodes(self, count: int, timeout_s: float = 120) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            nodes = self.nodes()
-            if len(nodes) >= count or time.monotonic() > deadline:
-                return nodes
-            time.sleep(2)
-
-    def stop(self) -> None:
-        ours = _processes_of(self.temp_dir, f":{self.port}")
-        for pid in ours:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def _ray_start(self, *args: str, prefix: tuple[str, ...] = ()) -> None:
-        done = subprocess.run(
-            [*prefix, str(RAY), "start", *args, "--disable-usage-stats"],
-            env=self.env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-
-
-def _processes_of(*marks: str) -> set[int]:
-    """Processes whose command line carries one of ``marks``, and all below them."""
-
-    def command(pid: str) -> str:
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return ""
-
-    found = {
-        int(pid)
-        for pid in os.listdir("/proc")
-        if pid.isdigit() and any(mark in command(pid) for mark in marks)
-    }
-    frontier = list(found)
-    while frontier:
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(frontier.pop())], capture_output=True, text=True
-        ).stdout
-        children = {int(p) for p in out.split()} - found
-        found |= children
-        frontier.extend(children)
-    found.discard(os.getpid())
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +46,9 @@ def cluster_stack(
 ) -> Iterator[Stack]:
     """`tunefleet up` joined to the cluster (no second Ray), as on a cluster's head."""
     stack = Stack(tmp_path_factory.mktemp("cluster-stack"))
-    stack.env.update(RAY_ADDRESS=ray_cluster.address, TUNEFLEET_LEASE_S="10")
+    stack.env.update(
+        RAY_ADDRESS=ray_cluster.address, RAY_AUTH_TOKEN=ray_cluster.token, TUNEFLEET_LEASE_S="10"
+    )
     stack.start()
     yield stack
     left = stack.stop()

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,8 @@ from shared.spec import DatasetSpec, Task
 from shared.storage import StoragePath, storage_path
 
 DEFAULT_TARGET = "target"
+# A column's type in a dataset's summary; feature columns are never text.
+ColumnType = Literal["integer", "float", "boolean", "text"]
 # A dataset's id: a prefix of its content's SHA-256, as DatasetSpec.upload takes it.
 DATASET_ID_PATTERN = r"^[0-9a-f]{16,64}$"
 # A numeric target with more distinct values than this, or any fractional value, is
@@ -77,6 +79,15 @@ class DatasetSummary(BaseModel):
         default_factory=list, description="Class labels (classification); empty otherwise."
     )
     class_counts: dict[str, int] = Field(default_factory=dict)
+    column_types: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        description="Every column's type as read from the CSV, the target's included.",
+    )
+    problems: list[str] = Field(
+        default_factory=list,
+        description="What the checks found that would fail a job with the default splits "
+        "(validation_fraction, test_fraction, stratify), and what to change.",
+    )
 
 
 class DatasetStore:
@@ -219,13 +230,36 @@ def summarize(
     """Check that a table can be trained on and describe it."""
     features, labels, task = _usable(frame, target, task)
     summary = DatasetSummary(
-        id=dataset_id, rows=len(frame), columns=list(features.columns), target=target, task=task
+        id=dataset_id,
+        rows=len(frame),
+        columns=list(features.columns),
+        target=target,
+        task=task,
+        column_types={str(name): _column_type(frame[name]) for name in frame.columns},
     )
     if task == "classification":
         counts = labels.value_counts().sort_index()
         summary.classes = [_plain(c) for c in counts.index]
         summary.class_counts = {str(_plain(c)): int(n) for c, n in counts.items()}
+    # The splits are checked when a job prepares the data; checked here too, with the
+    # defaults, an upload that no default job could train on says so before a job fails.
+    # model_construct: the defaults only, without naming a source.
+    defaults = DatasetSpec.model_construct()
+    try:
+        _check_split(labels, defaults, defaults.stratify and task == "classification")
+    except DatasetError as exc:
+        summary.problems.append(str(exc))
     return summary
+
+
+def _column_type(column: pd.Series) -> ColumnType:
+    if pd.api.types.is_bool_dtype(column):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(column):
+        return "integer"
+    if pd.api.types.is_float_dtype(column):
+        return "float"
+    return "text"
 
 
 def infer_task(labels: pd.Series) -> Task:

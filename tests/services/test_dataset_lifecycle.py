@@ -145,3 +145,26 @@ def test_an_upload_past_the_tenant_quota_is_413_until_room_is_made(
 
     assert gateway.delete(f"/datasets/{first.json()['id']}", headers=as_default).status_code == 204
     assert upload(gateway, large, key=default).status_code == 201
+
+
+def test_an_upload_answers_column_types_and_the_problems_a_job_would_hit(
+    gateway: TestClient,
+) -> None:
+    """What the dashboard's datasets page shows, as a browser uploads it (multipart)."""
+    # 41 rows, one of them the only row of class "rare": too few for a stratified split.
+    rows = [f"{i},{i * 0.5},{['x', 'y'][i % 2]}" for i in range(40)] + ["99,1.5,rare"]
+    content = ("n,width,label\n" + "\n".join(rows) + "\n").encode()
+    answer = gateway.post(
+        "/datasets?target=label", files={"file": ("plants.csv", content, "text/csv")}
+    )
+    assert answer.status_code == 201, answer.text
+    summary = answer.json()
+    assert summary["column_types"] == {"n": "integer", "width": "float", "label": "text"}
+    assert summary["class_counts"] == {"rare": 1, "x": 20, "y": 20}
+    [problem] = summary["problems"]
+    assert "'rare' (1 row)" in problem and "stratify" in problem
+    listed = gateway.get("/datasets").json()
+    assert [(d["id"], d["problems"]) for d in listed] == [(summary["id"], [problem])]
+
+    fine = upload(gateway, csv(40, seed=3)).json()
+    assert fine["problems"] == [] and fine["column_types"]["target"] == "integer"

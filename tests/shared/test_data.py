@@ -44,6 +44,8 @@ def test_upload_is_kept_and_summarised(tmp_path: Path) -> None:
     data = prepare(frame, DatasetSpec(upload=summary.id), "species")
     assert data.classes == ["x", "y", "z"]
     assert store.save(GOOD_CSV, target="species").id == summary.id  # content-addressed
+    assert summary.column_types == {"a": "integer", "b": "integer", "species": "text"}
+    assert summary.problems == []
 
 
 @pytest.mark.parametrize(
@@ -70,8 +72,12 @@ def test_a_class_too_small_to_split_is_explained(tmp_path: Path) -> None:
     rows = ["a,target"] + [f"{i},{i % 2}" for i in range(40)] + ["99,2"]
     store = DatasetStore(tmp_path)
     summary = store.save(csv_bytes(rows))
-    with pytest.raises(DatasetError, match="every class needs enough rows"):
+    with pytest.raises(DatasetError, match="every class needs enough rows") as caught:
         prepare(store.load(summary.id), DatasetSpec(upload=summary.id), "target")
+    # The upload is kept, and its summary says so before any job fails on it.
+    assert summary.problems == [str(caught.value)]
+    assert "class 2 (1 row)" in summary.problems[0]
+    assert store.summary(summary.id).problems == summary.problems
 
 
 def test_unknown_upload_is_not_found(tmp_path: Path) -> None:
@@ -92,3 +98,5 @@ def test_upload_summary_says_regression(tmp_path: Path) -> None:
     rows = ["x,price"] + [f"{i},{i * 1.5 + 0.25}" for i in range(50)]
     summary = DatasetStore(tmp_path).save(csv_bytes(rows), target="price")
     assert summary.task == "regression" and summary.classes == [] and summary.class_counts == {}
+    assert summary.column_types == {"x": "integer", "price": "float"}
+    assert summary.problems == []

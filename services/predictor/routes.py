@@ -1,4 +1,4 @@
-"""/models: registered models, their aliases, and predictions from them.
+"""/models: registered models, their aliases, predictions from them, and their exports.
 
 Serve mounts the predictor at /models, so the paths here are relative to it.
 """
@@ -11,12 +11,13 @@ import uuid
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
+from services.predictor.export import export_model
 from shared.auth import Principal
 from shared.errors import (
     ConflictError,
@@ -24,10 +25,11 @@ from shared.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from shared.export_formats import EXTENSION_OF_FORMAT, ExportFormat
 from shared.features import instances_to_matrix
 from shared.http_edge import PrincipalDep
 from shared.http_metrics import metrics_of
-from shared.model import CHECKPOINT_FILE
+from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
 from shared.status import JobStatus
 
@@ -202,17 +204,53 @@ async def predict(
     try:
         answer = await services.predict(record.id, matrix)
     except FileNotFoundError as exc:
-        # Deleted through another replica after this one last read the record.
-        services.registry.forget(record.id)
-        raise NotFoundError(
-            f"model {record.id} has been deleted; GET /models lists the models"
-        ) from exc
+        raise _deleted(record, services) from exc
     metrics_of(http_request.app).observe_prediction(
         record.id, len(request.instances), time.perf_counter() - started_s
     )
     return PredictResponse(
         predictions=answer["predictions"], probabilities=answer["probabilities"], model=record
     )
+
+
+@router.get(
+    "/{model_ref}/export",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def export(
+    model_ref: ModelRef,
+    services: ModelServicesDep,
+    principal: PrincipalDep,
+    export_format: Annotated[
+        ExportFormat,
+        Query(alias="format", description="torchscript (a .pt file) or onnx (a .onnx file)."),
+    ] = "torchscript",
+) -> Response:
+    """The model, by id or alias, as one file that predicts without tunefleet: raw
+    features in (float32, in the order of feature_names), probabilities per class or
+    values out; feature names, classes and task in its metadata."""
+    record = await run_in_threadpool(_model_of_ref, model_ref, services, principal)
+    checkpoint = services.settings.storage_at(record.checkpoint_uri)
+    try:
+        # Read and exported off the event loop: it takes a while.
+        bundle = await run_in_threadpool(ModelBundle.load, checkpoint)
+    except FileNotFoundError as exc:
+        raise _deleted(record, services) from exc
+    content = await run_in_threadpool(export_model, bundle, record.id, export_format)
+    filename = f"{record.id}{EXTENSION_OF_FORMAT[export_format]}"
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _deleted(record: ModelRecord, services: ModelServicesDep) -> NotFoundError:
+    """A model whose checkpoint is gone was deleted through another replica after this
+    one last read its record: forget the record, and answer as for any deleted model."""
+    services.registry.forget(record.id)
+    return NotFoundError(f"model {record.id} has been deleted; GET /models lists the models")
 
 
 def _model_of_ref(ref: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:

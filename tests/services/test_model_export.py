@@ -1,0 +1,220 @@
+"""GET /models/{id}/export in process (no Serve): the exported files predict what
+/predict answers, loaded with plain torch and onnxruntime, without tunefleet."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import torch
+from fastapi.testclient import TestClient
+
+from cluster.redis_server import RedisServer
+from services.predictor.app import create_app
+from services.predictor.deps import PredictFn
+from shared.auth import KeyStore
+from shared.data import DatasetStore, load_frame, prepare
+from shared.model import ModelBundle
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from shared.spec import DatasetSpec
+from shared.training import TrialPlan, train_trial
+
+IRIS_LABELS = {0: "setosa", 1: "versicolor", 2: "virginica"}
+# Loads both files as someone without tunefleet would: any import of its packages fails.
+LOADER = """
+import json, sys
+for package in ("shared", "services", "cluster", "tests"):
+    sys.modules[package] = None
+import numpy as np, onnxruntime, torch
+
+rows = json.loads(sys.stdin.read())
+extra = {"metadata.json": ""}
+scripted = torch.jit.load(sys.argv[1], _extra_files=extra)
+meta = json.loads(extra["metadata.json"])
+session = onnxruntime.InferenceSession(sys.argv[2])
+onnx_meta = session.get_modelmeta().custom_metadata_map
+answers = {}
+for name, names, classes, run in (
+    ("torchscript", meta["feature_names"], meta["classes"],
+     lambda x: scripted(torch.from_numpy(x)).numpy()),
+    ("onnx", json.loads(onnx_meta["feature_names"]), json.loads(onnx_meta["classes"]),
+     lambda x: session.run(None, {"features": x})[0]),
+):
+    matrix = np.array([[row[f] for f in names] for row in rows], dtype=np.float32)
+    outputs = run(matrix)
+    labels = [classes[i] for i in outputs.argmax(axis=1)] if outputs.ndim == 2 else None
+    answers[name] = {"labels": labels, "outputs": outputs.tolist(), "task": meta["task"],
+                     "onnx_task": onnx_meta["task"]}
+print(json.dumps(answers))
+"""
+
+
+def trained_checkpoint(data_spec: DatasetSpec, relabel: dict[Any, Any] | None) -> bytes:
+    """A real trial's last checkpoint (two hidden layers, BatchNorm, dropout), as saved."""
+    frame = load_frame(data_spec, DatasetStore(Path("/nonexistent")))
+    if relabel:
+        frame["target"] = frame["target"].map(relabel)
+    data = prepare(frame, data_spec, "target")
+    payloads: list[dict[str, Any]] = []
+    config = {
+        "lr": 0.01, "batch_size": 16, "dropout": 0.2, "hidden_units": 16,
+        "hidden_layers": 2, "weight_decay": 0.0, "epochs": 6,
+    }  # fmt: skip
+    plan = TrialPlan(data=data, metric="val_loss", mode="min", seed=5)
+    train_trial(config, plan, lambda metrics, payload: payloads.append(payload or {}))
+    buffer = io.BytesIO()
+    torch.save(payloads[-1], buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def iris_checkpoint() -> bytes:
+    return trained_checkpoint(DatasetSpec(builtin="iris"), IRIS_LABELS)
+
+
+@pytest.fixture(scope="module")
+def diabetes_checkpoint() -> bytes:
+    return trained_checkpoint(DatasetSpec(builtin="diabetes", scaler="standard"), None)
+
+
+def rows_of(builtin: str, count: int) -> list[dict[str, float]]:
+    frame = load_frame(DatasetSpec(builtin=builtin), DatasetStore(Path("/nonexistent")))
+    rows: list[dict[str, float]] = (
+        frame.drop(columns=["target"]).sample(count, random_state=4).to_dict(orient="records")
+    )
+    return rows
+
+
+def checkpoint_predictions(settings: Settings, registry: ModelRegistry) -> PredictFn:
+    """What the Serve deployment does for each model, without its batching."""
+
+    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+        record = registry.get(model_id)
+        bundle = ModelBundle.load(settings.storage_at(record.checkpoint_uri))
+        labels, probabilities = bundle.predict(matrix)
+        return {
+            "predictions": labels,
+            "probabilities": None if probabilities is None else probabilities.tolist(),
+        }
+
+    return predict
+
+
+@pytest.fixture
+def models(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> TestClient:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path)
+    registry = ModelRegistry(redis_client)
+    app = create_app(settings, registry, checkpoint_predictions(settings, registry))
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
+def imported(models: TestClient, checkpoint: bytes, **headers: str) -> str:
+    answer = models.post(
+        "/import",
+        files={"checkpoint": ("model.pt", checkpoint)},
+        data={"meta": json.dumps({"validation_value": 0.5})},
+        headers=headers,
+    )
+    assert answer.status_code == 201, answer.text
+    model_id: str = answer.json()["id"]
+    return model_id
+
+
+def exported_answers(
+    models: TestClient, ref: str, rows: list[dict[str, float]], folder: Path
+) -> dict[str, Any]:
+    """Both files of the model, written to disk and run by the loader."""
+    paths = []
+    for export_format, suffix in (("torchscript", ".pt"), ("onnx", ".onnx")):
+        answer = models.get(f"/{ref}/export", params={"format": export_format})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-disposition"].endswith(f'{suffix}"')
+        path = folder / f"model{suffix}"
+        path.write_bytes(answer.content)
+        paths.append(str(path))
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, *paths],
+        input=json.dumps(rows), capture_output=True, text=True, cwd=folder, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers: dict[str, Any] = json.loads(done.stdout)
+    return answers
+
+
+def test_exported_classifiers_predict_what_the_service_does(
+    models: TestClient, iris_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, iris_checkpoint)
+    # Features by name, shuffled: the files take them in the order of their metadata.
+    rows = [dict(reversed(row.items())) for row in rows_of("iris", 30)]
+    served = models.post(f"/{model_id}/predict", json={"instances": rows}).json()
+    assert set(served["predictions"]) <= set(IRIS_LABELS.values())
+    answers = exported_answers(models, model_id, rows, tmp_path)
+    for export_format in ("torchscript", "onnx"):
+        answer = answers[export_format]
+        assert answer["task"] == answer["onnx_task"] == "classification"
+        assert answer["labels"] == served["predictions"], export_format
+        np.testing.assert_allclose(
+            answer["outputs"], served["probabilities"], atol=1e-5, err_msg=export_format
+        )
+
+
+def test_an_exported_regression_model_answers_values_in_the_targets_units(
+    models: TestClient, diabetes_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, diabetes_checkpoint)
+    rows = rows_of("diabetes", 25)
+    served = models.post(f"/{model_id}/predict", json={"instances": rows}).json()
+    assert served["probabilities"] is None
+    answers = exported_answers(models, model_id, rows, tmp_path)
+    for export_format in ("torchscript", "onnx"):
+        answer = answers[export_format]
+        assert answer["task"] == "regression" and answer["labels"] is None
+        # Values of 25-346: float32 rounding of that size, not a difference in scaling.
+        np.testing.assert_allclose(
+            answer["outputs"], served["predictions"], rtol=1e-6, err_msg=export_format
+        )
+
+
+def test_an_alias_exports_its_model_and_other_tenants_see_nothing(
+    models: TestClient, redis_server: RedisServer, iris_checkpoint: bytes
+) -> None:
+    store = KeyStore.from_url(redis_server.url)
+    alpha = {"Authorization": f"Bearer {store.create('alpha')}"}
+    beta = {"Authorization": f"Bearer {store.create('beta')}"}
+    model_id = imported(models, iris_checkpoint, **alpha)
+    promoted = models.put("/aliases/prod", json={"model_id": model_id}, headers=alpha)
+    assert promoted.status_code == 200
+    by_id = models.get(f"/{model_id}/export", params={"format": "onnx"}, headers=alpha)
+    by_alias = models.get("/prod/export", params={"format": "onnx"}, headers=alpha)
+    assert by_alias.status_code == 200 and by_alias.content == by_id.content
+    assert by_alias.headers["content-disposition"] == f'attachment; filename="{model_id}.onnx"'
+    # Without ?format, TorchScript.
+    plain = models.get(f"/{model_id}/export", headers=alpha)
+    assert plain.headers["content-disposition"].endswith('.pt"')
+
+    hidden = models.get(f"/{model_id}/export", headers=beta)
+    assert hidden.status_code == 404 and "no model with id" in hidden.json()["detail"]
+    assert models.get("/prod/export", headers=beta).status_code == 404
+    assert models.get(f"/{model_id}/export").status_code == 401
+
+
+def test_a_bad_format_is_422_naming_the_formats_and_a_deleted_model_is_404(
+    models: TestClient, iris_checkpoint: bytes
+) -> None:
+    model_id = imported(models, iris_checkpoint)
+    wrong = models.get(f"/{model_id}/export", params={"format": "pickle"})
+    assert wrong.status_code == 422
+    detail = json.dumps(wrong.json()["detail"])
+    assert "format" in detail and "'torchscript'" in detail and "'onnx'" in detail
+    assert models.delete(f"/{model_id}").status_code == 204
+    gone = models.get(f"/{model_id}/export", params={"format": "onnx"})
+    assert gone.status_code == 404 and model_id in gone.json()["detail"]

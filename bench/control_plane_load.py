@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,7 @@ class _Job:
     configs: dict[str, dict[str, Any]]
     ceilings: dict[str, float]
     epochs: dict[str, int]
+    cancelled: Callable[[], bool]  # the driver's check for a cancel
     renewing: threading.Lock = field(default_factory=threading.Lock)
     ended: bool = False
 
@@ -128,6 +130,7 @@ def _start_job(
     store: JobStore, lease: Lease, pack_size: int, progress_of: type[TrialProgress]
 ) -> _Job:
     from services.driver.search import configurations
+    from services.driver.worker import CancelCheck
 
     spec = store.get(lease.job_id).spec
     metric, mode = spec.objective("classification")
@@ -138,7 +141,8 @@ def _start_job(
     store.record_engine(lease, f"packed: {math.ceil(len(configs) / pack_size)} packs")
     rng = random.Random(lease.job_id)
     ceilings = {trial_id: rng.uniform(0.7, 0.99) for trial_id in configs}
-    job = _Job(lease, progress, configs, ceilings, dict.fromkeys(configs, 0))
+    cancelled = CancelCheck(store, lease.job_id)
+    job = _Job(lease, progress, configs, ceilings, dict.fromkeys(configs, 0), cancelled)
     for trial_id, trial_config in configs.items():
         progress.start(trial_id, trial_config, {})
     return job
@@ -197,7 +201,7 @@ def _report_until_stopped(
                 job.progress.result(trial_id, job.configs[trial_id], result)
                 call_s.append(time.time() - started)
                 reports.append([job.lease.job_id, trial_id, job.epochs[trial_id], started])
-        store.state(job.lease.job_id)  # the driver's should_stop: was a cancel asked?
+        job.cancelled()  # the engine's should_stop, after every pack's epoch
         heapq.heappush(due, (when + interval_s * rng.uniform(0.9, 1.1), job_index, pack_index))
     return reports, call_s
 

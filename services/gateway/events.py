@@ -122,17 +122,22 @@ async def _job_events(
             continue
         sent_at = time.monotonic()
         changed = False
+        # One write for what one read brought: a busy job's stream is a send per read,
+        # not a send per trial's epoch.
+        batch = []
         for event_id, kind, data in events:
             after_id = event_id
             if kind == TRIAL_RESULT:
-                yield _event("trial", data, event_id)
+                batch.append(_event("trial", data, event_id))
             elif kind == JOB_CHANGED:
                 changed = True
         if changed:  # one read of the job for a burst of changes
             job = await run_in_threadpool(services.jobs.get, job_id)
-            yield _event("job", job.model_dump_json(), after_id)
-            if job.state.is_terminal():
-                return
+            batch.append(_event("job", job.model_dump_json(), after_id))
+        if batch:
+            yield "".join(batch)
+        if changed and job.state.is_terminal():
+            return
 
 
 def _event(kind: str, data: str, event_id: str) -> str:

@@ -20,6 +20,7 @@ import yaml
 
 from cluster import render
 from cluster.client import ClientError, GatewayClient
+from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
 from shared.settings import get_settings
 from shared.status import JobStatus
 
@@ -215,6 +216,34 @@ def predict(
         render.out.print(frame.to_csv(index=False), end="")
     else:
         render.frame_table(frame, title=f"model {answer['model']['id']}")
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="A model id (its job's id) or an alias.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="The file to write: .pt or .onnx.")
+    ],
+    export_format: Annotated[
+        ExportFormat | None,
+        typer.Option("--format", help="Default: from the file's extension.", show_default=False),
+    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Write a model as one file that predicts without tunefleet (TorchScript or ONNX):
+    raw features in, class probabilities or values out; classes in its metadata."""
+    chosen = export_format or format_of_path(output)
+    if chosen is None:
+        extensions = " or ".join(f"{ext} ({f})" for f, ext in EXTENSION_OF_FORMAT.items())
+        render.fail(
+            f"cannot tell the format of {output.name}: name the file {extensions}, "
+            f"or pass --format {'|'.join(EXPORT_FORMATS)}"
+        )
+        raise typer.Exit(1)
+    content = _run(lambda: _client(url, api_key).export_model(model, chosen))
+    output.write_bytes(content)
+    render.out.print(f"wrote {output} ({chosen}, {len(content)} bytes)")
 
 
 @app.command("import")

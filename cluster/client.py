@@ -121,6 +121,11 @@ class GatewayClient:
     def predict(self, model: str, instances: list[Any]) -> dict[str, Any]:
         return self._call("POST", f"/models/{model}/predict", json={"instances": instances})
 
+    def export_model(self, model: str, export_format: str) -> bytes:
+        """The bytes of the model's exported file (torchscript or onnx)."""
+        response = self._request("GET", f"/models/{model}/export", params={"format": export_format})
+        return response.content
+
     def import_model(self, checkpoint: Path, meta: dict[str, Any]) -> dict[str, Any]:
         with checkpoint.open("rb") as file:
             return self._call(

@@ -108,6 +108,14 @@ class ModelRegistry:
             self._records.popitem(last=False)
         return record
 
+    def cached(self, model_id: str) -> ModelRecord | None:
+        """The record if this process read it less than RECORD_FRESH_S ago, else None;
+        never asks Redis (so an async handler may call it)."""
+        cached = self._records.get(model_id)
+        if cached is not None and time.monotonic() - cached[1] < RECORD_FRESH_S:
+            return cached[0]
+        return None
+
     def forget(self, model_id: str) -> None:
         """Drop a model's record from this process's cache: the next read asks Redis."""
         self._records.pop(model_id, None)

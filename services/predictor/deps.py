@@ -29,7 +29,9 @@ class ModelServices:
     model_files: ImportedModelFiles
 
 
-def _services(request: Request) -> ModelServices:
+async def _services(request: Request) -> ModelServices:
+    # async: FastAPI runs a plain function dependency in its thread pool, a hop that cost
+    # a request more than what this does.
     services: ModelServices = request.app.state.services
     return services
 

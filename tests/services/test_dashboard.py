@@ -1,72 +1,22 @@
-"""The dashboard at / in a headless Chromium, against the whole stack.
-
-Needs /usr/bin/chromium (the Debian package; .ci/run installs it) and the playwright
-package (the dev extras); Playwright's own browser downloads are not used.
-"""
+"""The dashboard at / in a headless Chromium, against the whole stack: the jobs list, a
+job, a model, the submit page and the API key. test_dashboard_pages.py has the datasets,
+comparing jobs and YAML specs."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page
 
 from tests.conftest import EXAMPLES, REPO, Stack, digits_rows
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        f"the dashboard tests drive {CHROMIUM}, which is not installed (apt-get install chromium)",
-        allow_module_level=True,
-    )
-
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright  # noqa: E402
+from tests.services.browser import screenshot, x_ticks
 
 pytestmark = pytest.mark.e2e
 
-SCREENSHOTS = Path(os.environ.get("TUNEFLEET_ARTIFACTS", "test-artifacts")) / "screenshots"
 STATIC = REPO / "services" / "gateway" / "static"
-# Waits in the browser: the stack is already up, but the machine may be busy.
-WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh page (its own storage) that fails the test on a script error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(WAIT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-
-    def on_console(message: ConsoleMessage) -> None:
-        # The 401s and 422s the tests provoke are logged by Chromium as failed loads.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            errors.append(message.text)
-
-    opened.on("console", on_console)
-    yield opened
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
-
-
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_page_and_scripts_are_served(stack: Stack) -> None:
@@ -114,6 +64,9 @@ def test_job_page_draws_curves_and_lists_trials(
     assert page.locator("#curves figcaption").all_inner_texts() == ["val_accuracy", "val_loss"]
     # One scatter per tuned parameter of examples/quick.json.
     assert page.locator("#scatter figcaption").all_inner_texts() == ["lr", "hidden_units"]
+    # A grid's values are the ticks of its axis, each labelled with its value.
+    assert x_ticks(page, "lr") == ["0.001", "0.003"]
+    assert x_ticks(page, "hidden_units") == ["64", "128"]
     spec = json.loads(page.locator("#job-spec").inner_text())
     assert spec["name"] == "quick-digits"
     csv = page.locator("#trials-csv")
@@ -146,6 +99,8 @@ def test_model_page_predicts(stack: Stack, quick_job: dict[str, Any], page: Page
     assert list(prefilled) == list(row) and set(prefilled.values()) == {0}
     assert page.locator("#model-features .chip").count() == len(row)
     assert page.locator("#model-classes .chip").count() == 10
+    # Without keys every caller is an admin, who may see where the checkpoint is.
+    assert page.locator("#model-checkpoint").inner_text().startswith("Checkpoint: ")
 
     textarea.fill(json.dumps(row))
     page.locator("#predict-form button[type=submit]").click()

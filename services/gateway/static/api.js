@@ -59,6 +59,44 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return text ? JSON.parse(text) : null;
 }
 
+/**
+ * POST a form (a file upload) and answer the parsed JSON, calling `onProgress(sent,
+ * total)` as the body goes out. XMLHttpRequest rather than fetch: fetch reports no
+ * upload progress.
+ */
+export function upload(path, form, { onProgress, signal } = {}) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", path);
+    for (const [name, value] of Object.entries(headers({ Accept: "application/json" }))) {
+      request.setRequestHeader(name, value);
+    }
+    request.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress?.(event.loaded, event.total);
+    });
+    request.addEventListener("load", () => {
+      let body = null;
+      try {
+        body = request.responseText ? JSON.parse(request.responseText) : null;
+      } catch {
+        // Not JSON (a proxy's error page): the status line says enough.
+      }
+      if (request.status >= 200 && request.status < 300) return resolve(body);
+      if (request.status === 401) unauthorizedListeners.forEach((listener) => listener());
+      const detail = body?.detail ?? `${request.status} ${request.statusText}`;
+      reject(new ApiError(request.status, detail));
+    });
+    request.addEventListener("error", () =>
+      reject(new Error("the upload did not reach the server (the connection failed)")),
+    );
+    request.addEventListener("abort", () =>
+      reject(new DOMException("the upload was stopped", "AbortError")),
+    );
+    signal?.addEventListener("abort", () => request.abort());
+    request.send(form);
+  });
+}
+
 /** Save the answer of a GET as a file: used when a key must go with the request,
  * which a plain download link cannot send. */
 export async function download(path, filename) {

@@ -2,9 +2,13 @@
 //   #/              jobs and models
 //   #/jobs/<id>     a job
 //   #/models/<id>   a model (an alias works too)
-//   #/submit        submit a job
+//   #/submit        submit a job (?dataset=<id>: the seed's grid on that dataset)
+//   #/datasets      upload, read and delete datasets (#/datasets/<id>: one's summary)
+//   #/compare?jobs=<id>,<id>   jobs' best trials side by side
 
 import { ApiError, apiKey, onUnauthorized, setApiKey } from "./api.js";
+import { comparePage } from "./compare.js";
+import { datasetsPage } from "./datasets.js";
 import { detailText, errorBox, h } from "./dom.js";
 import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
@@ -16,7 +20,24 @@ const ROUTES = [
   { pattern: /^#?\/?$/, page: jobsPage, nav: "jobs", title: "Jobs" },
   { pattern: /^#\/jobs\/([0-9a-f]{32})$/, page: jobPage, nav: "jobs", title: "Job" },
   { pattern: /^#\/models\/([0-9a-z_-]{1,32})$/, page: modelPage, nav: "jobs", title: "Model" },
-  { pattern: /^#\/submit$/, page: submitPage, nav: "submit", title: "Submit a job" },
+  {
+    pattern: /^#\/submit(?:\?dataset=([0-9a-f]{16,64}))?$/,
+    page: submitPage,
+    nav: "submit",
+    title: "Submit a job",
+  },
+  {
+    pattern: /^#\/datasets(?:\/([0-9a-f]{16,64}))?$/,
+    page: datasetsPage,
+    nav: "datasets",
+    title: "Datasets",
+  },
+  {
+    pattern: /^#\/compare\?jobs=((?:[0-9a-f]{32},?)+)$/,
+    page: comparePage,
+    nav: "jobs",
+    title: "Compare jobs",
+  },
 ];
 
 const main = document.getElementById("main");
@@ -44,7 +65,8 @@ async function route() {
   const root = h("div", { class: "page" });
   main.append(root);
   try {
-    const loaded = page(root, groups.slice(1).map(decodeURIComponent), controller.signal);
+    const params = groups.slice(1).map((group) => group && decodeURIComponent(group));
+    const loaded = page(root, params, controller.signal);
     // Pages that follow a running job resolve only when it ends: the page is shown
     // once its first content is there, not then.
     await Promise.race([loaded, firstContent(root)]);

@@ -91,6 +91,40 @@ export function keyValues(object, id) {
   );
 }
 
+/** A panel of the page: a heading, a note beside it (text, or a button), the content. */
+export function section(title, note, ...content) {
+  return h(
+    "section",
+    {},
+    h("div", { class: "section-head" }, h("h2", {}, title), note),
+    ...content,
+  );
+}
+
+/** A table of rows in its frame: `titles` head the columns, `body` is its tbody, and
+ * `after` (the note shown while it is empty) sits below it. */
+export function dataTable(id, titles, body, after = null) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { id, class: "data" },
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          titles.map((title) => h("th", {}, title)),
+        ),
+      ),
+      body,
+    ),
+    after,
+  );
+}
+
 export function errorBox(message, id) {
   return h("div", { class: "error-box", id, role: "alert" }, message);
 }

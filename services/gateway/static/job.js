@@ -14,6 +14,7 @@ import {
   num,
   progressBar,
   runSeconds,
+  section,
   stateBadge,
   timeCell,
   tunedParameters,
@@ -162,15 +163,6 @@ export async function jobPage(root, [jobId], signal) {
   renderJob();
   renderTrials();
   await drawCharts();
-}
-
-function section(title, note, ...content) {
-  return h(
-    "section",
-    {},
-    h("div", { class: "section-head" }, h("h2", {}, title), note),
-    ...content,
-  );
 }
 
 function renderHead(head, job, onCancel) {
@@ -327,14 +319,25 @@ function drawScatter(container, rows, job, metric) {
       .map((row) => [row.config?.[name], row.best_metrics?.[metric]])
       .filter(([x, y]) => typeof x === "number" && typeof y === "number");
     if (!points.length) continue;
-    const xs = points.map(([x]) => x);
-    const domain = job.spec.search_space[name];
-    const logX =
-      "loguniform" in domain || (Math.min(...xs) > 0 && Math.max(...xs) / Math.min(...xs) >= 20);
-    scatterChart(container, { title: name, xLabel: name, yLabel: metric, points, logX });
+    scatterChart(container, {
+      title: name,
+      xLabel: name,
+      yLabel: metric,
+      points,
+      ...parameterAxis(job.spec.search_space[name]),
+    });
     drawn += 1;
   }
   if (!drawn) container.append(h("p", { class: "empty" }, "No trial has reported yet."));
+}
+
+/** How a parameter's axis is laid out, from its domain: a grid's or a choice's values
+ * as categories, a loguniform range on a log scale, other ranges as they were searched. */
+function parameterAxis(domain) {
+  if ("grid" in domain || "choice" in domain) return { axis: "category" };
+  if ("loguniform" in domain) return { axis: "log", bounds: domain.loguniform };
+  const range = domain.uniform ?? domain.quniform ?? domain.randint;
+  return { axis: "linear", bounds: range ? range.slice(0, 2) : undefined };
 }
 
 /** The trials as a table that sorts by the column whose header is clicked. */

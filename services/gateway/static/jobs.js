@@ -1,9 +1,11 @@
-// #/ : every job with its state and progress, and the registered models; polled.
+// #/ : every job with its state and progress, and the registered models; polled. Jobs
+// ticked in the list are compared on #/compare.
 
 import { api, sleep } from "./api.js";
 import {
   CANCELLABLE,
   TERMINAL,
+  dataTable,
   detailText,
   duration,
   h,
@@ -19,6 +21,28 @@ const POLL_MS = 2000;
 
 export async function jobsPage(root, _params, signal) {
   const jobsBody = h("tbody");
+  // Ticked jobs, kept across refreshes (each one redraws the rows).
+  const picked = new Set();
+  const compare = h(
+    "a",
+    { id: "compare-button", class: "button secondary disabled", "aria-disabled": "true" },
+    "Compare",
+  );
+  const showPicked = () => {
+    const enough = picked.size >= 2;
+    compare.classList.toggle("disabled", !enough);
+    compare.setAttribute("aria-disabled", String(!enough));
+    compare.textContent = picked.size ? `Compare ${picked.size} jobs` : "Compare";
+    compare.title = enough ? "" : "Tick two or more jobs to compare them";
+    if (enough) compare.href = `#/compare?jobs=${[...picked].join(",")}`;
+    else compare.removeAttribute("href");
+  };
+  const toggle = (jobId, on) => {
+    if (on) picked.add(jobId);
+    else picked.delete(jobId);
+    showPicked();
+  };
+  showPicked();
   const modelsBody = h("tbody");
   const jobsEmpty = h(
     "p",
@@ -37,49 +61,34 @@ export async function jobsPage(root, _params, signal) {
       "div",
       { class: "page-head" },
       h("h1", {}, "Jobs"),
-      h("a", { class: "button", href: "#/submit" }, "Submit a job"),
-    ),
-    h(
-      "div",
-      { class: "table-wrap" },
       h(
-        "table",
-        { id: "jobs-table", class: "data" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Job", "State", "Priority", "Progress", "Best", "Submitted", "Run time", ""].map(
-              (title) => h("th", {}, title),
-            ),
-          ),
-        ),
-        jobsBody,
+        "div",
+        { class: "actions" },
+        compare,
+        h("a", { class: "button", href: "#/submit" }, "Submit a job"),
       ),
+    ),
+    dataTable(
+      "jobs-table",
+      [
+        h("span", { class: "sr-only" }, "Compare"),
+        "Job",
+        "State",
+        "Priority",
+        "Progress",
+        "Best",
+        "Submitted",
+        "Run time",
+        "",
+      ],
+      jobsBody,
       jobsEmpty,
     ),
     h("h2", {}, "Models"),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { id: "models-table", class: "data" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Model", "Job", "Task", "Validation", "Test", "Aliases", "Registered"].map((title) =>
-              h("th", {}, title),
-            ),
-          ),
-        ),
-        modelsBody,
-      ),
+    dataTable(
+      "models-table",
+      ["Model", "Job", "Task", "Validation", "Test", "Aliases", "Registered"],
+      modelsBody,
       modelsEmpty,
     ),
   );
@@ -88,7 +97,7 @@ export async function jobsPage(root, _params, signal) {
   let succeededKey = null;
   const refresh = async () => {
     jobs = await api("/jobs", { signal });
-    jobsBody.replaceChildren(...jobs.map((job) => jobRow(job, refresh)));
+    jobsBody.replaceChildren(...jobs.map((job) => jobRow(job, refresh, picked, toggle)));
     jobsEmpty.hidden = jobs.length > 0;
     // Models only change when a job succeeds (or one is imported): no need to poll them.
     const key = jobs
@@ -120,7 +129,7 @@ async function poll(refresh, signal) {
   }
 }
 
-function jobRow(job, refresh) {
+function jobRow(job, refresh, picked, toggle) {
   const best = job.best
     ? [
         h("span", { class: "metric-name" }, job.best.metric),
@@ -147,6 +156,17 @@ function jobRow(job, refresh) {
   return h(
     "tr",
     { dataset: { jobId: job.id, state: job.state } },
+    h(
+      "td",
+      { class: "pick" },
+      h("input", {
+        type: "checkbox",
+        class: "compare-pick",
+        "aria-label": `Compare ${job.name || job.id}`,
+        checked: picked.has(job.id),
+        onchange: (event) => toggle(job.id, event.target.checked),
+      }),
+    ),
     h(
       "td",
       {},

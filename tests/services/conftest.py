@@ -1,0 +1,55 @@
+"""A headless Chromium for the dashboard's tests (test_dashboard*.py).
+
+Needs /usr/bin/chromium (the Debian package; .ci/run installs it) and the playwright
+package (the dev extras); Playwright's own browser downloads are not used. Tests that
+take a ``page`` are skipped where Chromium is not installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.services.browser import CHROMIUM, WAIT_MS
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, ConsoleMessage, Page
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"the dashboard tests drive {CHROMIUM}, which is not installed "
+            "(apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page (its own storage) that fails the test on a script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+
+    def on_console(message: ConsoleMessage) -> None:
+        # The 401s, 409s and 422s the tests provoke are logged by Chromium as failed loads.
+        if message.type == "error" and "Failed to load resource" not in message.text:
+            errors.append(message.text)
+
+    opened.on("console", on_console)
+    yield opened
+    context.close()
+    assert not errors, f"errors in the page: {errors}"

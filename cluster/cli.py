@@ -11,18 +11,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import redis
 import typer
-import yaml
 
 from cluster import render
 from cluster.client import ClientError, GatewayClient
+from cluster.specs import read_spec
+from shared.errors import InvalidInputError
 from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
 from shared.settings import get_settings
 from shared.status import JobStatus
+
+if TYPE_CHECKING:
+    from cluster.importer import ImportedExperiment
 
 app = typer.Typer(
     help="tunefleet: hyperparameter tuning for PyTorch networks on Ray.",
@@ -43,8 +47,19 @@ ApiKeyOption = Annotated[
         show_default=False,
     ),
 ]
-JobArgument = Annotated[str, typer.Argument(help="A job id.")]
+JobArgument = Annotated[
+    str, typer.Argument(help="A job id, or its first characters (unique among the jobs).")
+]
 TopOption = Annotated[int, typer.Option("--top", min=1, help="How many of the best trials.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the API's JSON, for scripts, not a table.")
+]
+WideOption = Annotated[
+    bool,
+    typer.Option("--wide", help="Every column, however wide; the terminal's width picks else."),
+]
+# Trials in `results`' table unless --top says otherwise (its --json has every trial).
+RESULTS_SHOWN = 10
 
 
 @app.command()
@@ -77,7 +92,8 @@ def check(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
 @app.command()
 def submit(
     file: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="Job spec, JSON or YAML.")
+        str,
+        typer.Argument(help="Job spec: .json, .yaml or .yml; - reads JSON or YAML on stdin."),
     ],
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the job with a progress bar until it ends.")
@@ -88,9 +104,9 @@ def submit(
     """Submit a tuning job; with --wait, exit 0 if it succeeds, else 1 with the reason."""
     client = _client(url, api_key)
     try:
-        spec = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
-    except yaml.YAMLError as exc:
-        render.fail(f"{file} is not JSON or YAML: {str(exc).splitlines()[0]}")
+        spec = read_spec(file)
+    except InvalidInputError as exc:
+        render.fail(str(exc))
         raise typer.Exit(1) from exc
     accepted = _run(lambda: client.submit(spec))
     render.out.print(f"job {accepted['id']} queued")
@@ -99,30 +115,49 @@ def submit(
 
 
 @app.command()
-def jobs(url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
-    """The newest jobs: state, priority, progress, best metric."""
-    render.jobs_table(_run(_client(url, api_key).jobs))
+def jobs(
+    as_json: JsonOption = False,
+    wide: WideOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """The newest jobs: id, name, state, trials, best value (more with --wide)."""
+    found = _run(_client(url, api_key).jobs)
+    if as_json:
+        _print_json(found)
+    else:
+        render.jobs_table(found, wide)
 
 
 @app.command()
 def status(
-    job: Annotated[str | None, typer.Argument(help="A job id; none lists the jobs.")] = None,
+    job: Annotated[
+        str | None, typer.Argument(help="A job id or its first characters; none lists jobs.")
+    ] = None,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """One job in full (JSON), or the list of jobs."""
-    client = _client(url, api_key)
     if job is None:
-        render.jobs_table(_run(client.jobs))
+        jobs(as_json, wide, url, api_key)
+        return
+    client = _client(url, api_key)
+    view = _run(lambda: client.job(_job_id(client, job)))
+    if as_json:
+        _print_json(view)
     else:
-        render.out.print_json(json.dumps(_run(lambda: client.job(job))))
+        render.out.print_json(json.dumps(view))
 
 
 @app.command()
 def cancel(job: JobArgument, url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
     """Cancel a job: a queued one at once, a running one once its trials stop."""
-    answer = _run(lambda: _client(url, api_key).cancel(job))
-    render.out.print(f"job {job} {answer['state']}")
+    client = _client(url, api_key)
+    job_id = _job_id(client, job)
+    answer = _run(lambda: client.cancel(job_id))
+    render.out.print(f"job {job_id} {answer['state']}")
 
 
 @app.command()
@@ -131,27 +166,44 @@ def results(
     csv: Annotated[
         Path | None, typer.Option("--csv", help="Also write every trial to this CSV file.")
     ] = None,
-    top: TopOption = 10,
+    top: Annotated[
+        int | None,
+        typer.Option(
+            "--top",
+            min=1,
+            help=f"How many of the best trials (default {RESULTS_SHOWN}; all with --json).",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """The trials of a job, best first: config and metrics (the seed's results table)."""
     client = _client(url, api_key)
+    job_id = _job_id(client, job)
     if csv is not None:
-        csv.write_text(_run(lambda: client.trials_csv(job, sort="metric")))
-        render.out.print(f"wrote {csv}")
-    text = _run(lambda: client.trials_csv(job, sort="metric", limit=top))
-    view = _run(lambda: client.job(job))
+        csv.write_text(_run(lambda: client.trials_csv(job_id, sort="metric")))
+        if not as_json:  # with --json, stdout holds the JSON alone
+            render.out.print(f"wrote {csv}")
+    if as_json:
+        limit = {"limit": top} if top is not None else {}
+        _print_json(_run(lambda: client.trials(job_id, sort="metric", **limit)))
+        return
+    text = _run(lambda: client.trials_csv(job_id, sort="metric", limit=top or RESULTS_SHOWN))
+    view = _run(lambda: client.job(job_id))
     table = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
-    render.trials_table(table, view.get("metric") or "val_accuracy")
+    render.trials_table(table, view.get("metric") or "val_accuracy", wide)
 
 
 @app.command()
 def best(job: JobArgument, url: UrlOption = None, api_key: ApiKeyOption = None) -> None:
     """The best config of a job and its metrics."""
-    view = _run(lambda: _client(url, api_key).job(job))
+    client = _client(url, api_key)
+    view = _run(lambda: client.job(_job_id(client, job)))
     if view.get("best") is None:
-        render.fail(f"job {job} is {view['state']} and has no result yet")
+        render.fail(f"job {view['id']} is {view['state']} and has no result yet")
         raise typer.Exit(1)
     render.best(view)
 
@@ -169,6 +221,7 @@ def plot(
     from cluster.plots import plot_job
 
     client = _client(url, api_key)
+    job = _job_id(client, job)
     view = _run(lambda: client.job(job))
     metric = view.get("metric") or view["spec"].get("metric") or "val_accuracy"
     mode = view.get("mode") or view["spec"].get("mode") or "max"
@@ -187,12 +240,17 @@ def plot(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="A model id (its job's id) or an alias.")],
+    model: Annotated[
+        str,
+        typer.Argument(help="A model id (its job's id), its first characters, or an alias."),
+    ],
     csv: Annotated[
         Path | None,
         typer.Option("--csv", exists=True, dir_okay=False, help="Rows with a header row."),
     ] = None,
     as_csv: Annotated[bool, typer.Option("--as-csv", help="Print CSV, not a table.")] = False,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -210,17 +268,40 @@ def predict(
         if not isinstance(instances, list):
             render.fail('stdin must hold {"instances": [...]} or a list of rows')
             raise typer.Exit(1)
-    answer = _run(lambda: _client(url, api_key).predict(model, instances))
+    client = _client(url, api_key)
+    ref = _run(lambda: client.resolve_model(model))
+    answer = _run(lambda: client.predict(ref, instances))
     frame = render.predictions_frame(answer)
-    if as_csv:
+    if as_json:
+        _print_json(answer)
+    elif as_csv:
         render.out.print(frame.to_csv(index=False), end="")
     else:
-        render.frame_table(frame, title=f"model {answer['model']['id']}")
+        render.frame_table(frame, title=f"model {answer['model']['id']}", wide=wide)
+
+
+@app.command()
+def models(
+    as_json: JsonOption = False,
+    wide: WideOption = False,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """The registered models, newest first: id, aliases, validation and test scores."""
+    client = _client(url, api_key)
+    found = _run(client.models)
+    if as_json:
+        _print_json(found)
+    else:
+        render.models_table(found, _run(client.aliases), wide)
 
 
 @app.command()
 def export(
-    model: Annotated[str, typer.Argument(help="A model id (its job's id) or an alias.")],
+    model: Annotated[
+        str,
+        typer.Argument(help="A model id (its job's id), its first characters, or an alias."),
+    ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="The file to write: .pt or .onnx.")
     ],
@@ -241,7 +322,9 @@ def export(
             f"or pass --format {'|'.join(EXPORT_FORMATS)}"
         )
         raise typer.Exit(1)
-    content = _run(lambda: _client(url, api_key).export_model(model, chosen))
+    client = _client(url, api_key)
+    ref = _run(lambda: client.resolve_model(model))
+    content = _run(lambda: client.export_model(ref, chosen))
     output.write_bytes(content)
     render.out.print(f"wrote {output} ({chosen}, {len(content)} bytes)")
 
@@ -255,11 +338,14 @@ def import_experiment(
         bool, typer.Option("--register", help="Serve its best checkpoint as a model.")
     ] = False,
     top: TopOption = 10,
+    as_json: JsonOption = False,
+    wide: WideOption = False,
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Read an existing Tune experiment folder: best config and results table; with
-    --register, its best checkpoint becomes a model (when tunefleet's trainable made it)."""
+    --register, its best checkpoint becomes a model (when tunefleet's trainable made it).
+    --json prints the experiment (and the registered model) as JSON."""
     from cluster.importer import read_experiment, tunefleet_checkpoint
 
     try:
@@ -267,7 +353,10 @@ def import_experiment(
     except ValueError as exc:
         render.fail(str(exc))
         raise typer.Exit(1) from exc
-    render.imported(experiment, top)
+    if as_json and not register:
+        _print_json(_experiment_json(experiment, top))
+    elif not as_json:
+        render.imported(experiment, top, wide)
     if not register:
         return
     found = experiment.best_checkpoint and tunefleet_checkpoint(experiment.best_checkpoint)
@@ -289,7 +378,10 @@ def import_experiment(
         "validation_value": float(best_value),
     }
     record = _run(lambda: _client(url, api_key).import_model(found, meta))
-    render.out.print(f"registered model {record['id']}")
+    if as_json:
+        _print_json({**_experiment_json(experiment, top), "registered_model": record})
+    else:
+        render.out.print(f"registered model {record['id']}")
 
 
 keys_app = typer.Typer(help="API keys: each belongs to a tenant.", no_args_is_help=True)
@@ -372,6 +464,31 @@ def _follow(client: GatewayClient, job_id: str) -> int:
         return 0
     render.fail(f"job {job_id} {state.value}: {view.get('error') or 'no error recorded'}")
     return 1
+
+
+def _experiment_json(experiment: ImportedExperiment, top: int) -> dict[str, Any]:
+    return {
+        "path": str(experiment.path),
+        "metric": experiment.metric,
+        "mode": experiment.mode,
+        "trials": len(experiment.results),
+        "best_config": experiment.best_config,
+        "best_metrics": experiment.best_metrics,
+        "best_checkpoint": str(experiment.best_checkpoint) if experiment.best_checkpoint else None,
+        # pandas' own JSON: NaN as null, numpy's numbers as plain numbers.
+        "results": json.loads(experiment.results.head(top).to_json(orient="records")),
+    }
+
+
+def _print_json(data: Any) -> None:
+    """JSON on stdout as is: no colours, no wrapping, whatever the terminal."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _job_id(client: GatewayClient, ref: str) -> str:
+    """The job id that ``ref`` (an id or its first characters) names; else exit 1 with
+    the ids it could mean, or how to list them."""
+    return str(_run(lambda: client.resolve_job(ref)))
 
 
 def _client(url: str | None, api_key: str | None) -> GatewayClient:

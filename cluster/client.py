@@ -5,16 +5,21 @@ carries the API's own message."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from shared.jobs import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN
+from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN
 from shared.status import JobStatus
 
 # A stream that drops (a proxy restart, a network blip) is picked up again this often.
 EVENT_RECONNECTS = 5
+# An ambiguous short id's error lists at most this many of the ids it matches.
+MATCHES_LISTED = 10
 
 
 class ClientError(Exception):
@@ -67,6 +72,15 @@ class Unavailable(ClientError):
     retry_after_s: float | None = None
 
 
+class Ambiguous(ClientError):
+    """Raised when a short id is the start of more than one job's or model's id;
+    ``matches`` holds the ids it starts (at most MATCHES_LISTED of them)."""
+
+    def __init__(self, detail: str, matches: list[str]) -> None:
+        super().__init__(detail)
+        self.matches = matches
+
+
 ERROR_OF_STATUS: dict[int, type[ClientError]] = {
     401: Unauthorized,
     404: NotFound,
@@ -100,8 +114,47 @@ class GatewayClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/jobs/{job_id}")
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/jobs")
+    def jobs(self, **params: Any) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs", params=params)
+
+    def resolve_job(self, ref: str) -> str:
+        """The id of the job that ``ref`` names: its id, or the first characters of it
+        that no other job's id starts with (as git takes commits). NotFound when none
+        starts so, Ambiguous when several do."""
+        ref = ref.strip().lower()
+        if re.fullmatch(JOB_ID_PATTERN, ref):
+            return ref
+        if not re.fullmatch(JOB_ID_PREFIX_PATTERN, ref):
+            raise Invalid(
+                f"{ref!r} is not a job id: ids are 32 hex digits (0-9, a-f), or their first "
+                "characters; `tunefleet jobs` lists them"
+            )
+        # The server matches every job, not just the newest page that GET /jobs lists.
+        found = self.jobs(id_prefix=ref, limit=MATCHES_LISTED + 1)
+        return _only_match(ref, "job", [view["id"] for view in found], "tunefleet jobs")
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/models")
+
+    def aliases(self) -> dict[str, str]:
+        return self._call("GET", "/models/aliases")
+
+    def resolve_model(self, ref: str) -> str:
+        """What to ask the predictor for: a model id as it is; an alias as it is (an
+        alias is looked up first, as git takes a branch name before a short id); else
+        the id of the one model whose id starts with ``ref``."""
+        if re.fullmatch(MODEL_ID_PATTERN, ref):
+            return ref
+        if re.fullmatch(ALIAS_PATTERN, ref) and ref in self.aliases():
+            return ref
+        if not re.fullmatch(JOB_ID_PREFIX_PATTERN, ref.lower()):
+            raise NotFound(
+                f"no model has the alias {ref!r}, and it is not the start of a model id "
+                "(hex digits); `tunefleet models` lists the models and aliases"
+            )
+        # GET /models answers the newest models (100): those are the ids matched here.
+        ids = [model["id"] for model in self.models()]
+        return _only_match(ref.lower(), "model", ids, "tunefleet models")
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")
@@ -140,9 +193,6 @@ class GatewayClient:
         return self._call(
             "POST", "/datasets", params=params, files={"file": (name, content, "text/csv")}
         )
-
-    def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/models")
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
@@ -193,6 +243,23 @@ class GatewayClient:
         if response.is_success:
             return response
         raise error_of(response)
+
+
+def _only_match(prefix: str, kind: str, ids: list[str], listing: str) -> str:
+    """The one id of ``ids`` that starts with ``prefix``; else NotFound or Ambiguous,
+    saying how to see the ids."""
+    matches = [found for found in ids if found.startswith(prefix)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFound(f"no {kind} id starts with {prefix!r}; `{listing}` lists them")
+    shown = matches[:MATCHES_LISTED]
+    more = " and more" if len(matches) > len(shown) else ""
+    raise Ambiguous(
+        f"{prefix!r} is the start of {len(shown)}{more} {kind} ids: {', '.join(shown)}; "
+        "give more of the id",
+        shown,
+    )
 
 
 def _detail(response: httpx.Response) -> str:

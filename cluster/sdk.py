@@ -15,7 +15,6 @@ Unavailable, Unreachable.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from cluster.client import ClientError, GatewayClient
+from cluster.specs import read_spec
 from shared.results import trials_table
 from shared.status import JobStatus
 
@@ -106,13 +106,16 @@ class Client:
         self.http = GatewayClient(url, api_key)
 
     def submit(self, spec: dict[str, Any] | str | Path) -> Job:
-        """Queue a job from a spec, or from a JSON file holding one."""
-        body = json.loads(Path(spec).read_text()) if isinstance(spec, str | Path) else spec
+        """Queue a job from a spec, or from a file holding one: JSON (.json) or YAML
+        (.yaml, .yml). InvalidInputError (shared.errors) names the line of a syntax
+        error in the file."""
+        body = read_spec(spec) if isinstance(spec, str | Path) else spec
         return Job(self, self.http.submit(body)["id"])
 
     def job(self, job_id: str) -> Job:
-        """A job by its id; NotFound if there is none."""
-        job = Job(self, job_id)
+        """A job by its id, or by the first characters of it (unique among the jobs);
+        NotFound if there is none, Ambiguous if several jobs' ids start so."""
+        job = Job(self, self.http.resolve_job(job_id))
         job.view  # noqa: B018  (NotFound now rather than later)
         return job
 

@@ -40,6 +40,10 @@ from shared.spec import JobSpec
 from shared.status import JobStatus
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+# The first characters of a job id, as people copy them from a listing (as with git).
+JOB_ID_PREFIX_PATTERN = r"^[0-9a-f]{1,32}$"
+# Index entries ZSCAN looks at per call while matching a prefix.
+PREFIX_SCAN_COUNT = 1000
 # redis-py types hash mappings as invariant in their key type; our fields are str -> str.
 Fields = dict[Any, Any]
 
@@ -218,6 +222,23 @@ class JobStore:
         """The newest jobs first: every tenant's, or one tenant's."""
         index = keys.JOBS if tenant is None else keys.tenant_jobs(tenant)
         ids: list[str] = self._redis.zrevrange(index, 0, limit - 1)  # type: ignore[assignment]
+        return self._views_in(index, ids)
+
+    def with_id_prefix(
+        self, prefix: str, limit: int = 100, tenant: str | None = None
+    ) -> list[JobView]:
+        """The jobs whose id starts with ``prefix``, newest first (every tenant's, or one
+        tenant's): what a short id can name, however old the job."""
+        index = keys.JOBS if tenant is None else keys.tenant_jobs(tenant)
+        # Ids are random, so no score range holds a prefix: ZSCAN walks the index on the
+        # server (prefix is hex only, no glob characters) and answers only the matches.
+        scored = self._redis.zscan_iter(index, match=f"{prefix}*", count=PREFIX_SCAN_COUNT)
+        found: dict[str, float] = dict(scored)
+        newest_first = sorted(found, key=found.__getitem__, reverse=True)
+        return self._views_in(index, newest_first[:limit])
+
+    def _views_in(self, index: str, ids: list[str]) -> list[JobView]:
+        """The views of ``ids`` from ``index``; ids whose record is gone leave it."""
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))

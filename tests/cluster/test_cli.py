@@ -21,12 +21,19 @@ pytestmark = pytest.mark.e2e
 
 
 def tunefleet(
-    stack: Stack, *args: str, stdin: str | None = None
+    stack: Stack, *args: str, stdin: str | None = None, columns: int = 250
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(TUNEFLEET), *args], env={**stack.env, "COLUMNS": "250"}, input=stdin,
+        [str(TUNEFLEET), *args], env={**stack.env, "COLUMNS": str(columns)}, input=stdin,
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
+
+
+def assert_fits_80_columns(done: subprocess.CompletedProcess[str]) -> None:
+    """Exit 0, no cell cut to an ellipsis, no line wider than the terminal."""
+    assert done.returncode == 0, done.stderr
+    assert "…" not in done.stdout, done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
 
 
 def write_spec(tmp_path: Path, name: str, spec: dict) -> Path:
@@ -50,8 +57,9 @@ def test_submit_wait_exits_zero_on_success_and_status_lists_it(
     assert "2/2" in done.stdout.split("succeeded: 2/2 trials")[0]
     job_id = done.stdout.split()[1]
 
-    listing = tunefleet(stack, "status")
-    assert listing.returncode == 0 and job_id in listing.stdout and "cli-iris" in listing.stdout
+    listing = tunefleet(stack, "status")  # ids shortened to a unique prefix
+    assert listing.returncode == 0 and job_id[:8] in listing.stdout
+    assert "cli-iris" in listing.stdout
     one = tunefleet(stack, "status", job_id)
     assert json.loads(one.stdout)["state"] == "succeeded"
 
@@ -138,7 +146,7 @@ def test_jobs_and_cancel(stack: Stack, tmp_path: Path) -> None:
     assert cancelled.returncode == 0 and job_id in cancelled.stdout
     assert "cancel" in cancelled.stdout
     listing = tunefleet(stack, "jobs")
-    assert job_id in listing.stdout and "cancel" in listing.stdout
+    assert job_id[:8] in listing.stdout and "cancel" in listing.stdout
     again = tunefleet(stack, "cancel", job_id)
     stack.wait_for(job_id, 120)
     assert tunefleet(stack, "cancel", job_id).returncode == 1
@@ -178,3 +186,46 @@ def test_up_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "refusing to listen on 0.0.0.0 with no API key" in done.stderr
     assert "tunefleet keys create" in done.stderr
+
+
+def test_tables_read_at_80_columns_and_json_has_it_all(
+    stack: Stack, quick_job: dict[str, Any]
+) -> None:
+    job_id, best_trial = quick_job["id"], quick_job["best"]["trial_id"]
+    jobs = tunefleet(stack, "jobs", columns=80)
+    assert_fits_80_columns(jobs)
+    assert job_id[:8] in jobs.stdout and "quick-digits" in jobs.stdout
+    listed = json.loads(tunefleet(stack, "jobs", "--json", columns=80).stdout)
+    assert job_id in {job["id"] for job in listed}
+
+    # The first characters of the id do, as with git; the tuned parameters stay.
+    results = tunefleet(stack, "results", job_id[:8], columns=80)
+    assert_fits_80_columns(results)
+    rows = [line for line in results.stdout.splitlines() if "_0000" in line]
+    assert len(rows) == 4 and best_trial in rows[0]
+    assert "lr" in results.stdout and "hidden_units" in results.stdout
+    assert "--wide shows them" in results.stdout
+    wide = tunefleet(stack, "results", job_id[:8], "--wide", columns=80)
+    assert "…" not in wide.stdout and "batch_size" in wide.stdout and "iterations" in wide.stdout
+    trials = json.loads(tunefleet(stack, "results", job_id[:8], "--json").stdout)
+    assert len(trials) == 4 and trials[0]["trial_id"] == best_trial
+    assert trials[0]["config"] == quick_job["best"]["config"]
+
+    folder = stack.home / "storage" / "experiments" / job_id
+    imported = tunefleet(stack, "import", str(folder), columns=80)
+    assert_fits_80_columns(imported)
+    assert best_trial in imported.stdout
+    experiment = json.loads(tunefleet(stack, "import", str(folder), "--json").stdout)
+    assert (
+        experiment["trials"] == 4
+        and experiment["best_config"]["lr"] == (quick_job["best"]["config"]["lr"])
+    )
+    assert experiment["results"][0]["trial_id"] == best_trial
+
+    assert_fits_80_columns(tunefleet(stack, "models", columns=80))
+    rows_in = json.dumps({"instances": digits_rows(3)})
+    answer = tunefleet(stack, "predict", job_id[:9], "--json", stdin=rows_in)
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["model"]["id"] == job_id
+    unknown = tunefleet(stack, "predict", "no-such-alias", stdin=rows_in)
+    assert unknown.returncode == 1 and "tunefleet models" in unknown.stderr

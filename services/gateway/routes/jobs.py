@@ -18,7 +18,7 @@ from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
 from shared.errors import InvalidInputError, NotFoundError
 from shared.http_edge import PrincipalDep
-from shared.jobs import JOB_ID_PATTERN, JobView
+from shared.jobs import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, JobView
 from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
 
@@ -63,9 +63,20 @@ def list_jobs(
     services: ServicesDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            pattern=JOB_ID_PREFIX_PATTERN,
+            description="Only jobs whose id starts with these hex digits, of any age "
+            "(a short id, as the CLI takes them).",
+        ),
+    ] = None,
 ) -> list[JobView]:
     """The newest jobs first (an admin sees every tenant's)."""
-    return services.jobs.recent(limit, None if principal.admin else principal.tenant)
+    tenant = None if principal.admin else principal.tenant
+    if id_prefix is not None:
+        return services.jobs.with_id_prefix(id_prefix, limit, tenant)
+    return services.jobs.recent(limit, tenant)
 
 
 @router.get("/{job_id}")

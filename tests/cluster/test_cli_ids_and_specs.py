@@ -15,10 +15,11 @@ import redis
 
 from cluster import Client
 from cluster.redis_server import RedisServer
+from cluster.specs import read_spec
 from services.gateway.app import create_app
 from shared.errors import InvalidInputError
 from shared.settings import Settings
-from tests.conftest import TUNEFLEET
+from tests.conftest import EXAMPLES, TUNEFLEET
 from tests.services.test_event_streams import served
 
 SPEC = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1, "hidden_units": 4}}
@@ -184,3 +185,7 @@ def test_the_sdk_submits_yaml_and_takes_a_short_id(cli: Cli, tmp_path: Path) -> 
     path.write_text("name: [unclosed\n")
     with pytest.raises(InvalidInputError, match="line 2"):
         client.submit(str(path))
+
+
+def test_the_yaml_example_is_the_json_example() -> None:
+    assert read_spec(EXAMPLES / "quick.yaml") == json.loads((EXAMPLES / "quick.json").read_text())

@@ -37,6 +37,11 @@ ID_PREFIX_MIN = 8
 TEXT_WIDTH_MAX = 24
 # Tables are measured as if the terminal were this wide, to learn their natural width.
 TABLE_WIDTH_MAX = 10_000
+# The progress bar's full line (bar, running trials, metric name, time so far) needs
+# this many columns; on fewer it is shorter, with a bar this wide.
+PROGRESS_FULL_WIDTH = 150
+PROGRESS_BAR_FULL = 40
+PROGRESS_BAR_NARROW = 10
 
 
 def fail(message: str) -> None:
@@ -241,12 +246,16 @@ class JobProgress:
     """A live bar: trials done of total, running now, best so far, elapsed, time left."""
 
     def __init__(self, job_id: str) -> None:
+        # On a narrower terminal the full line would be cut to "…": a short bar, and
+        # neither the trials running nor the time so far, keep it within 80 columns.
+        self._wide = out.width >= PROGRESS_FULL_WIDTH
+        counts = "trials, {task.fields[running]} running, best" if self._wide else "trials, best"
         self._progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=PROGRESS_BAR_FULL if self._wide else PROGRESS_BAR_NARROW),
             MofNCompleteColumn(),
-            TextColumn("trials, {task.fields[running]} running, best {task.fields[best]}"),
-            TimeElapsedColumn(),
+            TextColumn(counts + " {task.fields[best]}"),
+            *([TimeElapsedColumn()] if self._wide else []),
             TextColumn("left"),
             TimeRemainingColumn(),
             console=out,
@@ -283,9 +292,15 @@ class JobProgress:
             total=job["trials_total"],
             completed=job["trials_done"],
             running=job.get("trials_running", 0),
-            best=f"{found['metric']} {found['value']:.4f}" if found else "-",
+            best=self._best(found),
         )
         self._last = job
+
+    def _best(self, found: dict[str, Any] | None) -> str:
+        if found is None:
+            return "-"
+        named = f"{found['metric']} " if self._wide else ""
+        return f"{named}{found['value']:.4f}"
 
 
 def _ran(job: dict[str, Any]) -> str:

@@ -14,7 +14,7 @@ from types import FrameType
 import ray
 from ray import serve
 
-from cluster.redis_server import RedisServer
+from cluster.redis_server import RedisServer, free_port
 from cluster.serve_app import (
     GATEWAY_APP,
     PREDICTOR_APP,
@@ -28,6 +28,9 @@ from shared.settings import Settings
 log = logging.getLogger("tunefleet")
 DRIVER_STOP_TIMEOUT_S = 20.0
 WATCH_INTERVAL_S = 0.5
+# HAProxy's listeners besides the API (on every interface: Ray's template binds them so):
+# its Prometheus exporter and its stats page.
+HAPROXY_SIDE_PORTS = ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT")
 
 
 def up(settings: Settings) -> None:
@@ -65,6 +68,7 @@ def up(settings: Settings) -> None:
             # it; the only one here is Serve's own HAProxy, reloaded in well under a
             # second, and the default made Ctrl-C take 40 s.
             os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+            _haproxy_side_ports()
         # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
         ray.init(
             address=settings.ray_address or "local",
@@ -107,6 +111,16 @@ def up(settings: Settings) -> None:
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+
+
+def _haproxy_side_ports() -> None:
+    """HAProxy's Prometheus exporter and stats page on free ports, unless set: Serve's
+    fixed defaults (9101, 8404) would keep a second stack on this machine (a test's,
+    another user's) from starting while the first runs."""
+    for variable in HAPROXY_SIDE_PORTS:
+        if variable not in os.environ:
+            os.environ[variable] = str(free_port())
+        log.info("HAProxy: %s=%s", variable, os.environ[variable])
 
 
 def _restart_redis(server: RedisServer) -> bool:

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     max_trials: int = Field(default=10_000, gt=0)
     max_models_per_replica: int = Field(default=8, gt=0, description="Loaded models (LRU).")
     predict_max_batch_size: int = Field(default=32, gt=0)
-    predict_batch_wait_s: float = Field(default=0.005, ge=0)
+    # 0: a lone request is not held back waiting for company; under load, requests that
+    # came in while a batch ran still go together in the next.
+    predict_batch_wait_s: float = Field(default=0.0, ge=0)
     predictor_min_replicas: int = Field(default=1, ge=0)
     predictor_max_replicas: int = Field(default=2, ge=1)
     driver_poll_s: float = Field(default=1.0, gt=0)

@@ -27,6 +27,7 @@ import redis
 
 from shared.errors import LeaseLostError
 from shared.jobs import JobStore, Lease, QueuePolicy
+from shared.spec import JobSpec
 
 if TYPE_CHECKING:
     from services.driver.progress import TrialProgress
@@ -81,15 +82,16 @@ class _Job:
     ceilings: dict[str, float]
     epochs: dict[str, int]
     cancelled: Callable[[], bool]  # the driver's check for a cancel
-    renewing: threading.Lock = field(default_factory=threading.Lock)
-    ended: bool = False
 
 
 def driver(config: dict[str, Any]) -> None:
     """One driver process holding several jobs, each trial reporting an epoch every
     ``interval_s`` (with jitter) through TrialProgress, as the packed engine feeds it."""
     # Here rather than at the top: the readers' processes need not import Ray Tune.
+    # Before the first claim: on a busy machine the imports take longer than a lease.
     from services.driver.progress import TrialProgress
+    from services.driver.search import configurations  # noqa: F401
+    from services.driver.worker import CancelCheck  # noqa: F401
 
     stop = Stop(config["hard_deadline"])
     store = JobStore(
@@ -98,15 +100,16 @@ def driver(config: dict[str, Any]) -> None:
     )
     driver_id = f"bench-driver-{config['index']}"
     store.heartbeat(driver_id)
-    jobs: list[_Job] = []
-    # From the first claim on, as the driver's own thread: starting jobs takes a while.
-    beat_stop = threading.Event()  # not SIGTERM's: the jobs keep their leases to the end
-    beat = threading.Thread(target=_heartbeats, args=(store, driver_id, jobs, beat_stop, config))
+    held = Held()
+    # The driver's own thread, from the first claim on: starting a job takes a while.
+    beat = threading.Thread(target=_heartbeats, args=(store, driver_id, held, config), daemon=True)
     beat.start()
+    jobs: list[_Job] = []
     while len(jobs) < config["jobs"] and not stop.is_set():
         lease = store.claim(driver_id)
         if lease is None:
             break
+        held.add(lease)
         jobs.append(_start_job(store, lease, config["pack_size"], TrialProgress))
     ready(config)
     reports, call_s = _report_until_stopped(store, jobs, stop, config)
@@ -117,13 +120,26 @@ def driver(config: dict[str, Any]) -> None:
         for trial_id, trial_config in job.configs.items():
             job.progress.end(trial_id, trial_config, _result(job, trial_id))
         assert job.progress.best is not None
-        with job.renewing:  # a renewal after the end would find the claim gone
+        with held.lock:  # a renewal after the end would find the claim gone
             store.succeed(job.lease, job.progress.best, {})
-            job.ended = True
-    beat_stop.set()
+            held.leases.remove(job.lease)
+    held.stopped.set()
     beat.join()
     store.forget_driver(driver_id)
     write(config["out"], {"reports": reports, "call_s": call_s, "leases_lost": lost})
+
+
+@dataclass
+class Held:
+    """The leases a driver renews, from their claim to their job's end."""
+
+    leases: list[Lease] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def add(self, lease: Lease) -> None:
+        with self.lock:
+            self.leases.append(lease)
 
 
 def _start_job(
@@ -133,6 +149,7 @@ def _start_job(
     from services.driver.worker import CancelCheck
 
     spec = store.get(lease.job_id).spec
+    assert isinstance(spec, JobSpec), "the bench submits tuning jobs only"
     metric, mode = spec.objective("classification")
     store.record_objective(lease, "classification", metric, mode)
     progress = progress_of(store, lease, metric, mode)
@@ -206,20 +223,13 @@ def _report_until_stopped(
     return reports, call_s
 
 
-def _heartbeats(
-    store: JobStore,
-    driver_id: str,
-    jobs: list[_Job],
-    stop: threading.Event,
-    config: dict[str, Any],
-) -> None:
+def _heartbeats(store: JobStore, driver_id: str, held: Held, config: dict[str, Any]) -> None:
     """The driver's heartbeat thread: its health key, its leases, and the reaper."""
-    while not stop.wait(config["lease_s"] / 3) and time.time() < config["hard_deadline"]:
+    while not held.stopped.wait(config["lease_s"] / 3):
         store.heartbeat(driver_id)
-        for job in list(jobs):  # the main thread appends the jobs it claims
-            with job.renewing:
-                if not job.ended:
-                    store.renew(job.lease)
+        with held.lock:
+            for lease in held.leases:
+                store.renew(lease)
         store.reap()
 
 

@@ -53,7 +53,24 @@ class PredictResponse(BaseModel):
     probabilities: list[list[float]] | None = Field(
         description="Per class, in the order of model.classes; null for regression."
     )
-    model: ModelRecord = Field(description="The model that answered.")
+    model: ModelView = Field(description="The model that answered.")
+
+
+class ModelView(ModelRecord):
+    """A model as the API shows it: where its checkpoint lies is for admins only."""
+
+    checkpoint_uri: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="The checkpoint's folder or URI on the server; null for non-admins.",
+    )
+
+    @classmethod
+    def of(cls, record: ModelRecord, principal: Principal) -> ModelView:
+        shown = dict(record)
+        if not principal.admin:
+            shown["checkpoint_uri"] = None
+        # The record is valid already: no second validation on every prediction.
+        return cls.model_construct(**shown)
 
 
 class AliasTarget(BaseModel):
@@ -66,9 +83,10 @@ class Alias(BaseModel):
 
 
 @router.get("/")
-def list_models(services: ModelServicesDep, principal: PrincipalDep) -> list[ModelRecord]:
+def list_models(services: ModelServicesDep, principal: PrincipalDep) -> list[ModelView]:
     """The newest models first (an admin sees every tenant's)."""
-    return services.registry.recent(tenant=None if principal.admin else principal.tenant)
+    records = services.registry.recent(tenant=None if principal.admin else principal.tenant)
+    return [ModelView.of(record, principal) for record in records]
 
 
 @router.get("/aliases")
@@ -110,7 +128,7 @@ async def import_model(
     meta: Annotated[str, Form(description="ImportMeta as JSON.")],
     services: ModelServicesDep,
     principal: PrincipalDep,
-) -> ModelRecord:
+) -> ModelView:
     """Register a checkpoint made by tunefleet's trainable elsewhere (an old experiment
     folder, another cluster) as a model that can be predicted with."""
     try:
@@ -155,14 +173,12 @@ async def import_model(
         tenant=principal.tenant,
     )
     await run_in_threadpool(services.registry.register, record)
-    return record
+    return ModelView.of(record, principal)
 
 
 @router.get("/{model_id}")
-def get_model(
-    model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep
-) -> ModelRecord:
-    return _model(model_id, services, principal)
+def get_model(model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep) -> ModelView:
+    return ModelView.of(_model(model_id, services, principal), principal)
 
 
 @router.delete(
@@ -211,7 +227,9 @@ async def predict(
         record.id, len(request.instances), time.perf_counter() - started_s
     )
     answered = PredictResponse(
-        predictions=answer["predictions"], probabilities=answer["probabilities"], model=record
+        predictions=answer["predictions"],
+        probabilities=answer["probabilities"],
+        model=ModelView.of(record, principal),
     )
     # Serialized here, once (FastAPI would validate the answer again first).
     return Response(answered.model_dump_json(), media_type="application/json")

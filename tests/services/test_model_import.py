@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
 from services.predictor.app import create_app
-from shared.model import MLP, checkpoint_payload
+from shared.auth import KeyStore
+from shared.model import MLP, ModelBundle, checkpoint_payload
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 
@@ -139,3 +140,40 @@ def test_a_compressed_checkpoint_is_refused(models: TestClient) -> None:
             archive.writestr(info.filename, original.read(info))
     answer = upload(models, packed.getvalue())
     assert answer.status_code == 422 and "compressed" in answer.json()["detail"]
+
+
+def test_only_admins_see_where_a_checkpoint_is_kept(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path)
+    registry = ModelRegistry(redis_client)
+
+    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+        bundle = ModelBundle.load(settings.storage_at(registry.get(model_id).checkpoint_uri))
+        predictions, probabilities = bundle.predict(matrix)
+        assert probabilities is not None
+        return {"predictions": predictions, "probabilities": probabilities.tolist()}
+
+    keys = KeyStore(redis_client)
+    tenant = {"Authorization": f"Bearer {keys.create('alpha')}"}
+    admin = {"Authorization": f"Bearer {keys.create('ops', admin=True)}"}
+    models = TestClient(create_app(settings, registry, predict), base_url="http://127.0.0.1")
+    imported = models.post(
+        "/import",
+        files={"checkpoint": ("model.pt", saved(payload()))},
+        data={"meta": META},
+        headers=tenant,
+    )
+    assert imported.status_code == 201, imported.text
+    model_id = imported.json()["id"]
+    assert imported.json()["checkpoint_uri"] is None
+    instances = {"instances": [{"f0": 1, "f1": 2, "f2": 3, "f3": 4}]}
+    as_tenant = [
+        models.get("/", headers=tenant).json()[0],
+        models.get(f"/{model_id}", headers=tenant).json(),
+        models.post(f"/{model_id}/predict", json=instances, headers=tenant).json()["model"],
+    ]
+    assert [shown["checkpoint_uri"] for shown in as_tenant] == [None, None, None]
+    assert all(shown["id"] == model_id for shown in as_tenant)
+    kept = models.get(f"/{model_id}", headers=admin).json()["checkpoint_uri"]
+    assert kept is not None and kept.endswith(model_id)

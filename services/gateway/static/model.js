@@ -1,6 +1,6 @@
 // #/models/<id or alias> : a registered model, what it expects, and a form to predict.
 
-import { api, apiKey } from "./api.js";
+import { api } from "./api.js";
 import { detailText, errorBox, h, keyValues, num, timeCell } from "./dom.js";
 
 const MODEL_ID = /^[0-9a-f]{32}$/;
@@ -147,9 +147,8 @@ export async function modelPage(root, [ref], signal) {
       h("div", { class: "section-head" }, h("h2", {}, "Predict")),
       h("div", { class: "predict" }, form, result),
     ),
-    // A server path: shown on a stack without keys (loopback only, where every caller is
-    // an admin), never to a key's holder, who may be a tenant not meant to see the server.
-    model.checkpoint_uri && !apiKey()
+    // A server path: the API answers it to admins only (null for a tenant's key).
+    model.checkpoint_uri
       ? h(
           "p",
           { class: "muted small", id: "model-checkpoint" },

@@ -30,14 +30,15 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from shared.errors import DatasetError, NotFoundError
 from shared.prepared import PreparedData
 from shared.quotas import ensure_room
-from shared.spec import DatasetSpec, Task
+from shared.spec import DATASET_ID_PATTERN, DatasetSpec, Task
 from shared.storage import StoragePath, storage_path
 
 DEFAULT_TARGET = "target"
 # A column's type in a dataset's summary; feature columns are never text.
 ColumnType = Literal["integer", "float", "boolean", "text"]
-# A dataset's id: a prefix of its content's SHA-256, as DatasetSpec.upload takes it.
-DATASET_ID_PATTERN = r"^[0-9a-f]{16,64}$"
+# training: a table with a target to tune on; scoring: rows for a model to score in a
+# batch job (POST /models/{id}/batch), with no target needed and any other columns.
+Purpose = Literal["training", "scoring"]
 # A numeric target with more distinct values than this, or any fractional value, is
 # taken as a regression target when the spec does not say.
 MAX_INFERRED_CLASSES = 20
@@ -72,9 +73,10 @@ class DatasetSummary(BaseModel):
 
     id: str
     rows: int
-    columns: list[str]
-    target: str
-    task: Task
+    columns: list[str] = Field(description="The feature columns; for scoring, every column.")
+    target: str | None = Field(description="The column to predict; null for scoring.")
+    task: Task | None = Field(description="null for scoring.")
+    purpose: Purpose = "training"
     classes: list[Any] = Field(
         default_factory=list, description="Class labels (classification); empty otherwise."
     )
@@ -104,12 +106,15 @@ class DatasetStore:
         max_rows: int | None = None,
         max_columns: int | None = None,
         quota_bytes: int = 0,
+        purpose: Purpose = "training",
     ) -> DatasetSummary:
         """Check an uploaded CSV, keep it, and summarise it. DatasetError if unusable or
         larger than ``max_rows`` rows or ``max_columns`` columns (target included);
         PayloadTooLargeError if keeping it would take the folder past ``quota_bytes``
-        (0: no quota)."""
-        dataset_id = hashlib.sha256(content + b"\0" + target.encode()).hexdigest()[:32]
+        (0: no quota). A table to score is checked as a CSV only: no target, and
+        columns of any type (the batch job checks the model's features)."""
+        named = target if purpose == "training" else "\0scoring"
+        dataset_id = hashlib.sha256(content + b"\0" + named.encode()).hexdigest()[:32]
         # Before parsing: refusing a large file should not cost reading it. The same
         # upload again replaces its own files and needs no room.
         known = (self._root / f"{dataset_id}.csv").is_file()
@@ -123,7 +128,10 @@ class DatasetStore:
             "DELETE /datasets/{id} removes one)",
         )
         frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
-        summary = summarize(frame, target, dataset_id)
+        if purpose == "scoring":
+            summary = summarize_for_scoring(frame, dataset_id)
+        else:
+            summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
         # The table before its summary: a dataset is found by its summary.
         (self._root / f"{dataset_id}.csv").write_bytes(content)
@@ -146,6 +154,12 @@ class DatasetStore:
         self.summary(dataset_id)
         content = (self._root / f"{dataset_id}.csv").read_bytes()
         return read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
+
+    def table(self, dataset_id: str) -> StoragePath:
+        """Where an upload's CSV lies, for readers that stream it (Ray Data);
+        NotFoundError if there is no such upload."""
+        self.summary(dataset_id)
+        return self._root / f"{dataset_id}.csv"
 
     def summaries(self) -> list[DatasetSummary]:
         """Every dataset kept here, the most recently uploaded first."""
@@ -216,12 +230,17 @@ def load_frame(
 
 
 def target_of(spec: DatasetSpec, store: DatasetStore) -> str:
-    """The target column: the spec's, else the one the upload was summarised with."""
-    if spec.target is not None:
-        return spec.target
+    """The target column: the spec's, else the one the upload was summarised with.
+    NotFoundError for an unknown upload, DatasetError for one uploaded to be scored."""
     if spec.upload is not None:
-        return store.summary(spec.upload).target
-    return DEFAULT_TARGET
+        summary = store.summary(spec.upload)
+        if summary.purpose == "scoring":
+            raise DatasetError(
+                f"dataset {spec.upload} was uploaded to be scored (purpose=scoring), not to "
+                "train on; upload it again with ?target=COLUMN to tune on it"
+            )
+        return spec.target or summary.target or DEFAULT_TARGET
+    return spec.target or DEFAULT_TARGET
 
 
 def summarize(
@@ -250,6 +269,19 @@ def summarize(
     except DatasetError as exc:
         summary.problems.append(str(exc))
     return summary
+
+
+def summarize_for_scoring(frame: pd.DataFrame, dataset_id: str) -> DatasetSummary:
+    """Describe a table that a model is to score: its columns and their types."""
+    return DatasetSummary(
+        id=dataset_id,
+        rows=len(frame),
+        columns=[str(name) for name in frame.columns],
+        target=None,
+        task=None,
+        purpose="scoring",
+        column_types={str(name): _column_type(frame[name]) for name in frame.columns},
+    )
 
 
 def _column_type(column: pd.Series) -> ColumnType:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import redis
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -186,6 +186,15 @@ def caller_of(request: Request) -> Principal | None:
 
 PrincipalDep = Annotated[Principal, Depends(principal_of)]
 CallerDep = Annotated[Principal | None, Depends(caller_of)]
+# A submission's Idempotency-Key header (POST /jobs, POST /models/{id}/batch).
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=200,
+        description="A retried submission with the same key returns the first job.",
+    ),
+]
 
 
 class LoopbackOnlyWithoutKeys:

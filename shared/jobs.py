@@ -20,13 +20,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from pydantic import BaseModel, Field
 
 from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
+from shared.batch import BatchSpec
 from shared.errors import (
     ConflictError,
     LeaseLostError,
@@ -61,10 +62,13 @@ class JobView(BaseModel):
     """A job as the API answers it."""
 
     id: str
+    kind: Literal["tune", "batch"] = Field(
+        default="tune", description="tune: a tuning job; batch: scoring a table with a model."
+    )
     name: str | None
     state: JobStatus
     priority: str
-    spec: JobSpec
+    spec: JobSpec | BatchSpec
     submitted_at: float
     started_at: float | None = None
     finished_at: float | None = None
@@ -85,6 +89,8 @@ class JobView(BaseModel):
     attempts: int = 0
     driver: str | None = None
     tenant: str = DEFAULT_TENANT
+    rows_total: int | None = Field(default=None, description="A batch job's rows to score.")
+    rows_done: int | None = Field(default=None, description="A batch job's rows scored so far.")
 
 
 class QueuePolicy(BaseModel):
@@ -141,7 +147,10 @@ class JobStore:
     # -- submit, read, cancel ----------------------------------------------------------
 
     def enqueue(
-        self, spec: JobSpec, idempotency_key: str | None = None, tenant: str = DEFAULT_TENANT
+        self,
+        spec: JobSpec | BatchSpec,
+        idempotency_key: str | None = None,
+        tenant: str = DEFAULT_TENANT,
     ) -> tuple[str, bool]:
         """Record a job of ``tenant`` and queue it, atomically; return (job id, created).
 
@@ -157,11 +166,13 @@ class JobStore:
             "state": JobStatus.QUEUED.value,
             "priority": spec.priority,
             "submitted_at": repr(now),
-            "trials_total": str(spec.trial_count()),
+            "trials_total": str(spec.trial_count()) if isinstance(spec, JobSpec) else "0",
             "trials_done": "0",
             "attempts": "0",
             "tenant": tenant,
         }
+        if isinstance(spec, BatchSpec):  # a tuning job's record has no kind: as before
+            record.update(kind=spec.kind, rows_total=str(spec.rows), rows_done="0")
         fields = [item for pair in record.items() for item in pair]
         outcome, value = self._enqueue(
             keys=[
@@ -424,6 +435,14 @@ class JobStore:
         if not self.results.record_trial(lease.job_id, row, epoch, lease.token):
             self._lost(lease)
 
+    def record_rows(self, lease: Lease, rows_done: int) -> None:
+        """Store how many rows a running batch job has scored."""
+        self._update_running(lease, {"rows_done": str(rows_done)})
+
+    def succeed_batch(self, lease: Lease, rows_done: int) -> None:
+        """Mark a batch job succeeded once its output is whole, and acknowledge it."""
+        self._finish(lease, JobStatus.SUCCEEDED, {"rows_done": str(rows_done)})
+
     def succeed(self, lease: Lease, best: BestTrial, test_metrics: dict[str, float]) -> None:
         """Mark the job succeeded with its best trial and test score, and acknowledge it."""
         self._finish(
@@ -478,9 +497,12 @@ def _ms(seconds: float) -> int:
 
 
 def _view(raw: Fields) -> JobView:
-    spec = JobSpec.model_validate_json(raw["spec"])
+    kind = raw.get("kind", "tune")
+    spec_type = BatchSpec if kind == "batch" else JobSpec
+    spec = spec_type.model_validate_json(raw["spec"])
     return JobView(
         id=raw["id"],
+        kind=kind,
         name=spec.name,
         state=JobStatus(raw["state"]),
         priority=raw.get("priority", "normal"),
@@ -501,4 +523,6 @@ def _view(raw: Fields) -> JobView:
         attempts=int(raw.get("attempts", 0)),
         driver=raw.get("driver"),
         tenant=raw.get("tenant", DEFAULT_TENANT),
+        rows_total=int(raw["rows_total"]) if "rows_total" in raw else None,
+        rows_done=int(raw["rows_done"]) if "rows_done" in raw else None,
     )

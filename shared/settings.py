@@ -172,6 +172,13 @@ class Settings(BaseSettings):
         "Redis indexes of expired jobs.",
     )
 
+    batch_max_workers: int = Field(
+        default=16,
+        gt=0,
+        le=1024,
+        description="Most Ray workers (one CPU each) one batch scoring job scores on at once.",
+    )
+
     @field_validator("home")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
@@ -238,6 +245,11 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> StoragePath:
         return self.storage_root / "datasets"
+
+    @property
+    def batches_dir(self) -> StoragePath:
+        """Outputs of batch scoring jobs, one folder per job."""
+        return self.storage_root / "batches"
 
     @property
     def models_dir(self) -> StoragePath:

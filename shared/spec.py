@@ -19,6 +19,8 @@ from shared.search_space import MAX_EPOCHS, SAMPLED, Grid, SearchSpace
 
 BUILTIN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
 MAX_TRIALS = 10_000
+# A dataset's id: a prefix of its content's SHA-256, as POST /datasets answers it.
+DATASET_ID_PATTERN = r"^[0-9a-f]{16,64}$"
 
 Task = Literal["classification", "regression"]
 METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
@@ -46,7 +48,7 @@ class DatasetSpec(_Strict):
     builtin: Literal["breast_cancer", "digits", "wine", "iris", "diabetes"] | None = None
     upload: str | None = Field(
         default=None,
-        pattern=r"^[0-9a-f]{16,64}$",
+        pattern=DATASET_ID_PATTERN,
         description="A dataset id answered by POST /datasets.",
     )
     target: str | None = Field(

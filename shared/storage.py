@@ -155,6 +155,13 @@ class StoragePath:
         return hash(self.uri)
 
     @property
+    def arrow(self) -> tuple[pafs.FileSystem, str]:
+        """This location as pyarrow (and Ray Data) take one: a filesystem and a path."""
+        if self.local is not None:
+            return pafs.LocalFileSystem(), str(self.local)
+        return self._remote, self.path
+
+    @property
     def _remote(self) -> pafs.FileSystem:
         assert self.filesystem is not None
         return self.filesystem

@@ -24,6 +24,7 @@ import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import cluster, pack_task
+from services.driver.batch import run_batch
 from services.driver.runner import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
@@ -31,6 +32,7 @@ from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
 from shared.retention import sweep_experiments
 from shared.settings import Settings
+from shared.spec import JobSpec
 from shared.status import JobStatus
 
 log = logging.getLogger(__name__)
@@ -163,15 +165,15 @@ class Driver:
         try:
             job = self._jobs.get(job_id)
             self._check_storage()
-            run_job(
-                lease,
-                job.spec,
-                self._settings,
-                self._jobs,
-                self._registry,
-                should_stop=lambda: self._should_stop(lease, cancelled),
-                tenant=job.tenant,
-            )
+            stores = (self._settings, self._jobs, self._registry)
+
+            def stop() -> bool:
+                return self._should_stop(lease, cancelled)
+
+            if isinstance(job.spec, JobSpec):
+                run_job(lease, job.spec, *stores, should_stop=stop, tenant=job.tenant)
+            else:
+                run_batch(lease, job.spec, *stores, should_stop=stop, tenant=job.tenant)
         except (LeaseLostError, redis.RedisError):
             raise
         except TunefleetError as exc:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
 from services.gateway.events import StreamSlots
-from services.gateway.routes import datasets, health, jobs, metrics
+from services.gateway.routes import datasets, health, jobs, metrics, outputs
 from shared.capacity import CapacityStore
 from shared.http_edge import install_edge
 from shared.jobs import JobStore
@@ -34,7 +34,8 @@ def create_app(settings: Settings) -> FastAPI:
         capacity=CapacityStore(client),
         streams=StreamSlots(settings.max_event_streams_per_tenant),
     )
-    for router in (jobs.router, datasets.router, health.router, metrics.router):
+    routers = (jobs.router, outputs.router, datasets.router, health.router, metrics.router)
+    for router in routers:
         app.include_router(router)
     add_dashboard(app)
     install_edge(app, settings, client, upload_paths=("/datasets",), app_name="gateway")

@@ -15,10 +15,12 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from services.predictor.batches import batch_spec
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
 from services.predictor.export import export_model
 from shared.auth import Principal
+from shared.batch import BatchRequest
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -27,7 +29,7 @@ from shared.errors import (
 )
 from shared.export_formats import EXTENSION_OF_FORMAT, ExportFormat
 from shared.features import instances_to_matrix
-from shared.http_edge import PrincipalDep
+from shared.http_edge import IdempotencyKeyHeader, PrincipalDep
 from shared.http_metrics import metrics_of
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
@@ -54,6 +56,12 @@ class PredictResponse(BaseModel):
         description="Per class, in the order of model.classes; null for regression."
     )
     model: ModelView = Field(description="The model that answered.")
+
+
+class BatchAccepted(BaseModel):
+    id: str = Field(description="The batch job's id.")
+    status_url: str
+    output_url: str = Field(description="Where the output is, once the job has succeeded.")
 
 
 class ModelView(ModelRecord):
@@ -233,6 +241,30 @@ async def predict(
     )
     # Serialized here, once (FastAPI would validate the answer again first).
     return Response(answered.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/{model_ref}/batch",
+    status_code=202,
+    responses={429: {"description": "The queue, or the tenant's jobs, are full."}},
+)
+def submit_batch(
+    model_ref: ModelRef,
+    request: BatchRequest,
+    services: ModelServicesDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> BatchAccepted:
+    """Queue a batch job: the uploaded table scored with a model, by id or alias, on the
+    cluster; each row with its prediction (and each class's probability) added. It
+    runs as jobs do (GET /jobs/{id}, DELETE /jobs/{id} cancels); once it has
+    succeeded, GET /jobs/{id}/output is the table, as one CSV or Parquet file."""
+    record = _model_of_ref(model_ref, services, principal)
+    spec = batch_spec(request, record, services.settings, principal.tenant)
+    job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
+    return BatchAccepted(
+        id=job_id, status_url=f"/jobs/{job_id}", output_url=f"/jobs/{job_id}/output"
+    )
 
 
 @router.get(

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from services.gateway.deps import Services, ServicesDep
-from shared.data import DATASET_ID_PATTERN, DEFAULT_TARGET, DatasetSummary
+from shared.data import DATASET_ID_PATTERN, DEFAULT_TARGET, DatasetSummary, Purpose
 from shared.errors import (
     ConflictError,
     InvalidInputError,
@@ -55,10 +55,18 @@ async def upload_dataset(
     services: ServicesDep,
     principal: PrincipalDep,
     target: Annotated[str, Query(min_length=1, max_length=256)] = DEFAULT_TARGET,
+    purpose: Annotated[
+        Purpose,
+        Query(
+            description="training: a table with a target to tune on; scoring: rows to "
+            "score with POST /models/{id}/batch (no target needed, any other columns)."
+        ),
+    ] = "training",
 ) -> DatasetSummary:
     """Upload a CSV (multipart field ``file``, or a raw text/csv body) with a header row.
 
-    Answers the dataset id to use as ``{"dataset": {"upload": id}}`` and a summary.
+    Answers the dataset id to use as ``{"dataset": {"upload": id}}`` (or in a batch
+    job, ``{"dataset": id}``) and a summary.
     """
     limit = services.settings.max_upload_bytes  # by Content-Length: the app's BodyLimit
     content_type = request.headers.get("content-type", "")
@@ -86,6 +94,7 @@ async def upload_dataset(
         max_rows=services.settings.max_dataset_rows,
         max_columns=services.settings.max_dataset_columns,
         quota_bytes=services.settings.max_dataset_bytes_per_tenant,
+        purpose=purpose,
     )
 
 

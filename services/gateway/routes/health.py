@@ -21,6 +21,10 @@ class Health(BaseModel):
     queued_jobs: int
     queued_by_priority: dict[str, int]
     running_jobs: int
+    max_instances: int = Field(
+        description="Rows one POST /models/{id}/predict takes (TUNEFLEET_MAX_INSTANCES); "
+        "score more as a batch job (POST /models/{id}/batch)."
+    )
 
 
 @router.get("/livez")
@@ -47,4 +51,5 @@ def healthz(services: ServicesDep, caller: CallerDep) -> Health:
         queued_jobs=sum(depths.values()),
         queued_by_priority=depths,
         running_jobs=services.jobs.running_count(),
+        max_instances=services.settings.max_instances,
     )

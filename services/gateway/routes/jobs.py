@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from services.gateway.deps import ServicesDep
 from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
+from shared.data import target_of
 from shared.errors import InvalidInputError, NotFoundError
-from shared.http_edge import PrincipalDep
+from shared.http_edge import IdempotencyKeyHeader, PrincipalDep
 from shared.jobs import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, JobView
 from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
@@ -41,18 +42,11 @@ def submit_job(
     spec: JobSpec,
     services: ServicesDep,
     principal: PrincipalDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            min_length=1,
-            max_length=200,
-            description="A retried submission with the same key returns the first job.",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobAccepted:
     """Queue a tuning job. The spec is validated in full before anything is written."""
-    if spec.dataset.upload is not None:  # 404 now rather than a failed job later
-        services.datasets_of(principal.tenant).summary(spec.dataset.upload)
+    # An unknown upload (404), or one uploaded to be scored (422): now, not a failed job later.
+    target_of(spec.dataset, services.datasets_of(principal.tenant))
     _check_limits(spec, services, principal.tenant)
     job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
@@ -113,9 +107,10 @@ def get_trials(
     whether the scheduler stopped it early; as JSON, CSV or Parquet."""
     job = own_job(job_id, services, principal)
     records = services.jobs.results.trial_records(job_id)
-    metric = job.metric or job.spec.metric
+    tuning = job.spec if isinstance(job.spec, JobSpec) else None  # a batch job has no trials
+    metric = job.metric or (tuning.metric if tuning else None)
     if sort == "metric" and metric is not None:
-        records = best_first(records, metric, job.mode or job.spec.mode or "max")
+        records = best_first(records, metric, job.mode or (tuning and tuning.mode) or "max")
     records = records[:limit]
     if format == "json":
         return records

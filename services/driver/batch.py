@@ -1,0 +1,244 @@
+"""Running a batch job: an uploaded table scored with a model on the cluster, with Ray Data.
+
+Ray Data reads the upload's CSV from storage, scores it in batches on a pool of Ray
+workers that each load the model once (a callable class), and writes the rows with
+the model's columns added as part files below the job's folder; the driver then
+joins the parts into one file, ``<storage>/batches/<job id>/predictions.<format>``,
+which GET /jobs/{id}/output streams. Rows keep their order (preserve_order), so the
+output's rows line up with the input's.
+
+The scorers report rows to a small counter actor as they go; the driver reads it about
+once a second for the job's progress, and on cancel (or a lost lease) sets its stop
+flag, which the scorers see at their next batch: they raise, and the dataset stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv
+import pyarrow.parquet
+import ray
+import torch
+from ray.actor import ActorHandle
+
+from shared.auth import DEFAULT_TENANT, tenant_folder
+from shared.batch import BatchSpec, check_scorable, output_columns, output_file
+from shared.data import DatasetStore
+from shared.errors import TunefleetError
+from shared.jobs import JobStore, Lease
+from shared.model import ModelBundle
+from shared.registry import ModelRegistry
+from shared.settings import Settings
+from shared.storage import StoragePath
+
+log = logging.getLogger(__name__)
+
+# Rows per call of a scorer: large enough that a forward pass, not Python, takes the time
+# (a digits model scores 4,096 rows in a few ms), small enough that a cancel is seen soon.
+SCORE_BATCH_ROWS = 4096
+PROGRESS_INTERVAL_S = 1.0
+PARTS_FOLDER = "parts"
+# Bytes copied at a time when the CSV parts are joined.
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+class BatchFailedError(TunefleetError):
+    """Raised when a batch job's table cannot be scored; the message says why."""
+
+
+class BatchCancelledError(Exception):
+    """Raised inside a scorer once its job was told to stop; it ends the dataset."""
+
+
+@ray.remote(num_cpus=0)
+class _Progress:
+    """Rows scored so far, and whether the scorers should stop."""
+
+    def __init__(self) -> None:
+        self._rows = 0
+        self._stopped = False
+
+    def add(self, rows: int) -> bool:
+        self._rows += rows
+        return self._stopped
+
+    def rows(self) -> int:
+        return self._rows
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+class Scorer:
+    """Scores batches with one model, loaded once per Ray worker."""
+
+    def __init__(self, checkpoint: StoragePath, progress: ActorHandle) -> None:
+        # One intra-op thread: the pool has a worker per CPU, and these nets are small.
+        torch.set_num_threads(1)
+        self._bundle = ModelBundle.load(checkpoint)
+        self._columns = output_columns(self._bundle.task, self._bundle.classes)
+        self._progress = progress
+        self._last_report: ray.ObjectRef | None = None
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        # The answer to the previous report says whether to stop: it has come back by
+        # now, so asking costs no round trip.
+        if self._last_report is not None and ray.get(self._last_report):
+            raise BatchCancelledError("the batch job was told to stop")
+        names = self._bundle.feature_names
+        # Empty cells read as nulls, NaN here; /predict refuses them, and so does this.
+        features = np.column_stack([batch.column(name).to_numpy() for name in names])
+        bad = ~np.isfinite(features)
+        if bad.any():
+            row, column = (int(i[0]) for i in np.nonzero(bad))
+            raise BatchFailedError(
+                f"feature {names[column]!r} is missing or not finite in a row (the "
+                f"{row + 1}th of a batch); fill in or drop such rows and upload it again"
+            )
+        # The predictor's own code path: the output is what /predict answers.
+        predictions, probabilities = self._bundle.predict(features)
+        scored = batch.append_column(self._columns[0], pa.array(predictions))
+        if probabilities is not None:
+            for index, name in enumerate(self._columns[1:]):
+                scored = scored.append_column(name, pa.array(probabilities[:, index]))
+        self._last_report = self._progress.add.remote(batch.num_rows)
+        return scored
+
+
+def run_batch(
+    lease: Lease,
+    spec: BatchSpec,
+    settings: Settings,
+    jobs: JobStore,
+    registry: ModelRegistry,
+    should_stop: Callable[[], bool] = lambda: False,
+    tenant: str = DEFAULT_TENANT,
+) -> None:
+    """Score a batch job's table, write its output and mark it succeeded.
+
+    When ``should_stop`` turns true the scoring stops, its parts are removed and the
+    job is left for the caller. A job run again (its driver died) starts over.
+    """
+    job_id = lease.job_id
+    record = registry.get(spec.model)  # NotFoundError once deleted: the job fails, saying so
+    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
+    # Checked at submit; again here, as the model or the upload may have changed since.
+    check_scorable(datasets.summary(spec.dataset.upload), record)
+    source_fs, source = datasets.table(spec.dataset.upload).arrow
+    parts = settings.batches_dir / job_id / PARTS_FOLDER
+    parts.rmtree()  # what an earlier attempt left
+    parts_fs, parts_path = parts.arrow
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # output rows in input order
+    context.enable_progress_bars = False  # progress goes to Redis
+    progress = _Progress.remote()  # type: ignore[attr-defined]
+    scored = ray.data.read_csv(
+        source,
+        filesystem=source_fs,
+        # Features as numbers whatever a first block looks like (pyarrow infers types
+        # from the first block it reads); the other columns keep their inferred types.
+        convert_options=pyarrow.csv.ConvertOptions(
+            column_types={name: pa.float64() for name in record.feature_names}
+        ),
+    ).map_batches(
+        Scorer,
+        fn_constructor_kwargs={
+            "checkpoint": settings.storage_at(record.checkpoint_uri),
+            "progress": progress,
+        },
+        batch_size=SCORE_BATCH_ROWS,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=settings.batch_max_workers),
+        num_cpus=1,
+    )
+    write = scored.write_csv if spec.format == "csv" else scored.write_parquet
+    failure: list[BaseException] = []
+
+    def write_parts() -> None:
+        try:
+            write(parts_path, filesystem=parts_fs)
+        except BaseException as exc:  # handed to the driver's thread, which decides
+            failure.append(exc)
+
+    writer = threading.Thread(target=write_parts, name=f"batch-{job_id}", daemon=True)
+    writer.start()
+    rows_reported = 0
+    stopping = False
+    while writer.is_alive():
+        writer.join(PROGRESS_INTERVAL_S)
+        rows = min(int(ray.get(progress.rows.remote())), spec.rows)
+        if rows != rows_reported and not stopping:
+            jobs.record_rows(lease, rows)
+            rows_reported = rows
+        if not stopping and should_stop():
+            stopping = True
+            progress.stop.remote()
+    ray.kill(progress)
+    if stopping or should_stop():
+        parts.parent.rmtree()
+        return
+    if failure:
+        parts.parent.rmtree()
+        raise BatchFailedError(f"the table could not be scored: {_root_cause(failure[0])}")
+    try:
+        _join_parts(parts, output_file(settings.batches_dir, job_id, spec.format), spec.format)
+    except BaseException:
+        parts.parent.rmtree()  # no half-written output
+        raise
+    parts.rmtree()
+    jobs.succeed_batch(lease, spec.rows)
+
+
+def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> None:
+    """One file from Ray Data's part files, in their order: the CSV parts one after the
+    other under the first one's header; the Parquet parts' row groups in one file."""
+    files = sorted(
+        (entry.path for entry in parts.entries() if not entry.is_dir), key=lambda p: p.name
+    )
+    filesystem, path = output.arrow
+    if output_format == "csv":
+        with filesystem.open_output_stream(path) as out:
+            for index, part in enumerate(files):
+                part_fs, part_path = part.arrow
+                with part_fs.open_input_stream(part_path) as stream:
+                    _copy_csv(stream, out, skip_header=index > 0)
+        return
+    writer: pyarrow.parquet.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    try:
+        for part in files:
+            part_fs, part_path = part.arrow
+            table = pyarrow.parquet.read_table(part_path, filesystem=part_fs)
+            if writer is None or schema is None:
+                schema = table.schema
+                writer = pyarrow.parquet.ParquetWriter(path, schema, filesystem=filesystem)
+            writer.write_table(table.cast(schema))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _copy_csv(stream: Any, out: Any, skip_header: bool) -> None:
+    first = True
+    while chunk := stream.read(COPY_CHUNK_BYTES):
+        if first and skip_header:
+            # A header is one line: its names hold no line breaks (the upload's check).
+            chunk = chunk[chunk.index(b"\n") + 1 :] if b"\n" in chunk else b""
+        first = False
+        out.write(chunk)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The last line of the innermost error: Ray Data wraps a scorer's or reader's error
+    in its own, with a traceback."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

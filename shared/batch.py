@@ -1,0 +1,117 @@
+"""Batch scoring jobs: what one asks for, and the shape of the table it writes.
+
+A batch job scores an uploaded table with a registered model. It waits in the same
+queue as tuning jobs (tenants, limits, fair share, cancel); its record holds a
+BatchSpec as its spec, told apart by ``kind``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.errors import InvalidInputError
+from shared.registry import MODEL_ID_PATTERN
+from shared.spec import DATASET_ID_PATTERN
+from shared.storage import StoragePath
+
+if TYPE_CHECKING:  # shared.data imports scikit-learn: not for the queue's every user
+    from shared.data import DatasetSummary
+    from shared.registry import ModelRecord
+
+OutputFormat = Literal["csv", "parquet"]
+MEDIA_TYPE_OF_FORMAT: dict[str, str] = {
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+}
+# A batch job's output, below <storage>/batches/<job id>/ (see output_file).
+OUTPUT_STEM = "predictions"
+PREDICTION_COLUMN = "prediction"
+# Column types (DatasetSummary.column_types) a feature may have.
+NUMERIC = ("integer", "float", "boolean")
+PROBABILITY_PREFIX = "probability_"
+# Names in one error message; past this they are counted.
+MAX_NAMED = 10
+
+
+class BatchDataset(BaseModel):
+    """The table to score: an upload (POST /datasets)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload: str = Field(pattern=DATASET_ID_PATTERN, description="A dataset id.")
+
+
+class BatchRequest(BaseModel):
+    """What POST /models/{id or alias}/batch takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: BatchDataset = Field(
+        description='The table to score: a dataset id from POST /datasets, or {"upload": id}.'
+    )
+    format: OutputFormat = Field(default="csv", description="The output file's format.")
+    name: str | None = Field(default=None, max_length=200)
+    priority: Literal["high", "normal", "low"] = "normal"
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _id_alone(cls, value: Any) -> Any:
+        """Accept ``"dataset": "<id>"`` for ``{"upload": "<id>"}``."""
+        return {"upload": value} if isinstance(value, str) else value
+
+
+class BatchSpec(BatchRequest):
+    """A batch job as queued: the request and the model it was resolved to (an alias
+    may move while the job waits; the job scores with the model it named then)."""
+
+    kind: Literal["batch"] = "batch"
+    model: str = Field(pattern=MODEL_ID_PATTERN, description="The model that scores.")
+    rows: int = Field(ge=0, description="Rows of the table.")
+
+
+def output_file(batches_dir: StoragePath, job_id: str, output_format: str) -> StoragePath:
+    """Where a batch job's output lies once the job has succeeded: one file."""
+    return batches_dir / job_id / f"{OUTPUT_STEM}.{output_format}"
+
+
+def output_columns(task: str, classes: Sequence[Any]) -> list[str]:
+    """The columns a model adds to every row: its prediction, and for a classifier the
+    probability of each class."""
+    if task == "regression":
+        return [PREDICTION_COLUMN]
+    return [PREDICTION_COLUMN, *(f"{PROBABILITY_PREFIX}{label}" for label in classes)]
+
+
+def check_scorable(summary: DatasetSummary, record: ModelRecord) -> None:
+    """InvalidInputError unless the table holds every feature of the model and no column
+    the output would overwrite. Other columns (the target, ids) are kept."""
+    dataset_id = summary.id
+    present = {*summary.columns, *([summary.target] if summary.target else [])}
+    added = output_columns(record.task, record.classes)
+    missing = [name for name in record.feature_names if name not in present]
+    if missing:
+        raise InvalidInputError(
+            f"dataset {dataset_id} lacks the model's features {_listed(missing)}; upload a "
+            "table with a column for each feature (GET /models/{id} lists them)"
+        )
+    clashing = [name for name in added if name in present]
+    if clashing:
+        raise InvalidInputError(
+            f"dataset {dataset_id} has columns {_listed(clashing)}, which the output adds; "
+            "rename or drop them and upload it again"
+        )
+    types = summary.column_types
+    text = [name for name in record.feature_names if types.get(name, "float") not in NUMERIC]
+    if text:
+        raise InvalidInputError(
+            f"dataset {dataset_id}: the model's features {_listed(text)} hold text; they must "
+            "be numbers, encoded as for training"
+        )
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:MAX_NAMED])
+    return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"

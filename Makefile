@@ -31,6 +31,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.seed_grid small
 	$(BIN)/python -m bench.predict_speed
 	$(BIN)/python -m bench.results_speed
+	$(BIN)/python -m bench.control_plane
 
 clean:
 	rm -rf $(VENV) .tunefleet

@@ -19,6 +19,7 @@ import typer
 
 from cluster import render
 from cluster.client import ClientError, GatewayClient
+from cluster.scoring import score_csv
 from cluster.specs import read_spec
 from shared.errors import InvalidInputError
 from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
@@ -248,6 +249,16 @@ def predict(
         Path | None,
         typer.Option("--csv", exists=True, dir_okay=False, help="Rows with a header row."),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            dir_okay=False,
+            help="With --csv: write its rows with their predictions to this CSV file; a "
+            "file larger than one request is scored as a batch job on the cluster.",
+        ),
+    ] = None,
     as_csv: Annotated[bool, typer.Option("--as-csv", help="Print CSV, not a table.")] = False,
     as_json: JsonOption = False,
     wide: WideOption = False,
@@ -256,6 +267,12 @@ def predict(
 ) -> None:
     """Predict with a model, rows from --csv or JSON on stdin ({"instances": [...]} or
     a list of rows)."""
+    if output is not None:
+        if csv is None:
+            render.fail("-o FILE takes the rows from --csv FILE")
+            raise typer.Exit(1)
+        _score_file(_client(url, api_key), model, csv, output)
+        return
     if csv is not None:
         instances = pd.read_csv(csv).to_dict(orient="records")
     else:
@@ -441,6 +458,21 @@ def _redis_url() -> Iterator[str]:
             return
     with RedisServer(settings.home / "redis") as server:
         yield server.url
+
+
+def _score_file(client: GatewayClient, model: str, csv: Path, output: Path) -> None:
+    ref = _run(lambda: client.resolve_model(model))
+
+    def progress(job: dict[str, Any]) -> None:
+        render.out.print(
+            f"batch job {job['id']} {job['state']}: {job.get('rows_done') or 0}/"
+            f"{job.get('rows_total')} rows",
+            highlight=False,
+        )
+
+    job = _run(lambda: score_csv(client, ref, csv, output, on_progress=progress))
+    how = f"batch job {job['id']}" if job is not None else "one request"
+    render.out.print(f"wrote {output} ({how})", highlight=False)
 
 
 def _follow(client: GatewayClient, job_id: str) -> int:

@@ -188,8 +188,34 @@ class GatewayClient:
                 data={"meta": json.dumps(meta)},
             )
 
-    def upload(self, name: str, content: bytes, target: str | None) -> dict[str, Any]:
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/models/{model_id}")
+
+    def submit_batch(self, model: str, dataset_id: str, output_format: str) -> dict[str, Any]:
+        body = {"dataset": dataset_id, "format": output_format}
+        return self._call("POST", f"/models/{model}/batch", json=body)
+
+    def download_output(self, job_id: str, path: Path) -> int:
+        """Write a batch job's output to ``path`` as it streams in; the bytes written."""
+        written = 0
+        try:
+            with self._http.stream("GET", f"/jobs/{job_id}/output", timeout=None) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_of(response)
+                with path.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        written += out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"the download of job {job_id}'s output broke off ({exc})") from exc
+        return written
+
+    def upload(
+        self, name: str, content: bytes, target: str | None, purpose: str = "training"
+    ) -> dict[str, Any]:
         params = {"target": target} if target else {}
+        if purpose != "training":
+            params["purpose"] = purpose
         return self._call(
             "POST", "/datasets", params=params, files={"file": (name, content, "text/csv")}
         )

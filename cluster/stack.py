@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ def up(settings: Settings) -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    _check_http_port(settings)
 
     with ExitStack() as parts:
         redis_url = settings.redis_url
@@ -111,6 +113,21 @@ def up(settings: Settings) -> None:
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+
+
+def _check_http_port(settings: Settings) -> None:
+    """Refuse to start on a port something listens on. HAProxy binds with SO_REUSEPORT,
+    so a second stack on the same port would start without a word and the two would
+    share its connections, each request going to one or the other."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((settings.http_host, settings.http_port))
+        except OSError as exc:
+            raise SystemExit(
+                f"cannot listen on {settings.http_host}:{settings.http_port}: {exc.strerror}"
+                " (is another tunefleet running?); stop it, or set TUNEFLEET_HTTP_PORT to a "
+                "free port"
+            ) from exc
 
 
 def _haproxy_side_ports() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,31 @@ def test_up_refuses_a_public_address_without_api_keys(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "refusing to listen on 0.0.0.0 with no API key" in done.stderr
     assert "tunefleet keys create" in done.stderr
+
+
+def test_up_refuses_a_port_that_is_taken(tmp_path: Path) -> None:
+    # Serve's HAProxy would bind it anyway (SO_REUSEPORT) and share its connections
+    # with whatever holds it: two stacks answering on one port, each request to either.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if k not in ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")
+            },
+            "TUNEFLEET_HOME": str(tmp_path),
+            "TUNEFLEET_HTTP_PORT": str(port),
+        }
+        done = subprocess.run(
+            [str(TUNEFLEET), "up"], env=env, capture_output=True, text=True, timeout=120
+        )
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "TUNEFLEET_HTTP_PORT" in done.stderr
+    assert not (tmp_path / "redis").exists(), "nothing is started before the check"
 
 
 def test_tables_read_at_80_columns_and_json_has_it_all(

@@ -40,15 +40,13 @@ class JobFailedError(TunefleetError):
     """Raised when a job's run ends without a usable model; the message says why."""
 
 
-STOP_CHECK_INTERVAL_S = 0.5
-
-
 class StopWhen(tune.Stopper):
-    """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease)."""
+    """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease).
+    Asking is cheap: the driver's check reads Redis at most every
+    worker.CANCEL_CHECK_S, whoever asks how often."""
 
     def __init__(self, should_stop: Callable[[], bool]) -> None:
         self._should_stop = should_stop
-        self._checked_at = 0.0
         self._stop = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -64,10 +62,7 @@ class StopWhen(tune.Stopper):
         self.__init__(lambda: False)  # type: ignore[misc]
 
     def stop_all(self) -> bool:
-        now = time.monotonic()
-        if not self._stop and now - self._checked_at >= STOP_CHECK_INTERVAL_S:
-            self._checked_at = now
-            self._stop = self._should_stop()
+        self._stop = self._stop or self._should_stop()
         return self._stop
 
 

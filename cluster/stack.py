@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,9 +30,25 @@ from shared.settings import Settings
 log = logging.getLogger("tunefleet")
 DRIVER_STOP_TIMEOUT_S = 20.0
 WATCH_INTERVAL_S = 0.5
-# HAProxy's listeners besides the API (on every interface: Ray's template binds them so):
-# its Prometheus exporter and its stats page.
-HAPROXY_SIDE_PORTS = ("RAY_SERVE_HAPROXY_METRICS_PORT", "RAY_SERVE_HAPROXY_STATS_PORT")
+# Ports besides the API's behind HAProxy: its Prometheus exporter and its stats page (on
+# every interface: Ray's template binds them so), and Serve's Python proxy, which HAProxy
+# falls back to while an application has no ingress replica up (HTTP and gRPC).
+HAPROXY_SIDE_PORTS = (
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+)
+# Behind HAProxy every ingress replica listens on a port of its own, HTTP and gRPC, from
+# these ranges; Serve's defaults (30000-31000, 40000-41000) are the same for every stack.
+DIRECT_INGRESS_RANGES = (
+    ("RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"),
+    ("RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT", "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT"),
+)
+DIRECT_INGRESS_BLOCK = 50  # ports per range: replicas, and those Serve holds back a while
+# Where a stack's block is drawn from: above Ray's worker ports (10002-19999) and below
+# the kernel's ephemeral ports (32768 and up on Linux), which outgoing connections take.
+DIRECT_INGRESS_SPAN = (20000, 30000)
 
 
 def up(settings: Settings) -> None:
@@ -71,6 +88,7 @@ def up(settings: Settings) -> None:
             # second, and the default made Ctrl-C take 40 s.
             os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
             _haproxy_side_ports()
+            _direct_ingress_ports()
         # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
         ray.init(
             address=settings.ray_address or "local",
@@ -131,13 +149,51 @@ def _check_http_port(settings: Settings) -> None:
 
 
 def _haproxy_side_ports() -> None:
-    """HAProxy's Prometheus exporter and stats page on free ports, unless set: Serve's
-    fixed defaults (9101, 8404) would keep a second stack on this machine (a test's,
-    another user's) from starting while the first runs."""
+    """HAProxy's side ports on free ports, unless set. With Serve's fixed defaults, the
+    exporter's and stats page's (9101, 8404) kept a second stack on this machine (a
+    test's, another user's) from starting while the first ran, and the fallback proxy's
+    (8500, 9500), bound with SO_REUSEPORT, let each stack's HAProxy fall back to the
+    other stack's proxy."""
     for variable in HAPROXY_SIDE_PORTS:
         if variable not in os.environ:
             os.environ[variable] = str(free_port())
         log.info("HAProxy: %s=%s", variable, os.environ[variable])
+
+
+def _direct_ingress_ports() -> None:
+    """Ports for this stack's ingress replicas from a block nothing listens on, unless
+    set. Serve binds them with SO_REUSEPORT, so with its fixed defaults two stacks on
+    one machine bound the same ports without an error, and each HAProxy's connections
+    went to either stack's replicas: one stack answered another's requests."""
+    if any(variable in os.environ for pair in DIRECT_INGRESS_RANGES for variable in pair):
+        return
+    low, high = DIRECT_INGRESS_SPAN
+    size = DIRECT_INGRESS_BLOCK * len(DIRECT_INGRESS_RANGES)
+    draw = random.SystemRandom()
+    for _ in range(100):
+        base = draw.randrange(low, high - size)
+        if all(_nothing_listens(port) for port in range(base, base + size)):
+            break
+    else:
+        raise SystemExit(
+            f"no {size} free ports in a row between {low} and {high} for Serve's replicas; "
+            "set RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT and its MAX (and the GRPC pair)"
+        )
+    for index, (minimum, maximum) in enumerate(DIRECT_INGRESS_RANGES):
+        start = base + index * DIRECT_INGRESS_BLOCK
+        os.environ[minimum] = str(start)
+        os.environ[maximum] = str(start + DIRECT_INGRESS_BLOCK)  # Serve's end is exclusive
+    log.info("HAProxy: ingress replicas on ports %d-%d", base, base + size - 1)
+
+
+def _nothing_listens(port: int) -> bool:
+    # No SO_REUSEPORT here: the bind fails while any socket holds the port.
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", port))
+        except OSError:
+            return False
+    return True
 
 
 def _restart_redis(server: RedisServer) -> bool:

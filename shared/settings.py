@@ -59,9 +59,9 @@ class Settings(BaseSettings):
         "its node types count as capacity a trial may get.",
     )
     serve_proxy: Literal["default", "haproxy"] = Field(
-        default="default",
-        description="Serve's HTTP proxy: its Python proxy, or the HAProxy-based one (faster; "
-        "one stack per machine: see README 'Serving').",
+        default="haproxy",
+        description="Serve's HTTP proxy: the HAProxy-based one (faster), or its Python "
+        "proxy ('default' in Serve's own terms); see README 'Serving'.",
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import ray
 import redis
@@ -102,6 +104,27 @@ def test_an_uploaded_dataset_lives_in_the_bucket_and_a_job_trains_on_it(
     row = dict(zip(frame.columns[:4], [5.1, 3.5, 1.4, 0.2], strict=True))
     predicted = stack.http.post(f"/models/{job_id}/predict", json={"instances": [row]})
     assert predicted.status_code == 200 and len(predicted.json()["predictions"]) == 1
+
+
+@pytest.mark.e2e
+def test_two_stacks_on_one_machine_answer_only_their_own_requests(
+    stack: Stack, quick_job: dict[str, Any], s3_stack: tuple[Stack, str]
+) -> None:
+    # Behind HAProxy, ingress replicas bind their ports with SO_REUSEPORT: two stacks
+    # given the same ports shared them without an error, and each stack's proxy sent
+    # requests to the other's replicas now and then. Each request on a new connection.
+    other, _ = s3_stack
+    blocks = [
+        re.findall(r"ingress replicas on ports (\d+-\d+)", s.log_tail(10**6))
+        for s in (stack, other)
+    ]
+    assert all(blocks) and blocks[0] != blocks[1], blocks
+    job_id = quick_job["id"]
+    for path in (f"/jobs/{job_id}", f"/models/{job_id}"):
+        own = [httpx.get(stack.url + path, timeout=30).status_code for _ in range(20)]
+        others = [httpx.get(other.url + path, timeout=30).status_code for _ in range(20)]
+        assert own == [200] * 20, (path, own)
+        assert others == [404] * 20, (path, others)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ the stack only listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import redis
+import redis.asyncio
 from pydantic import BaseModel
 
 from shared import keys
@@ -46,12 +48,15 @@ ANONYMOUS = Principal(tenant=DEFAULT_TENANT, admin=True)
 class KeyStore:
     """API keys in Redis, by digest. The only place that touches their key."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, url: str | None = None) -> None:
         self._redis = client
+        # For the checks of every request, on the event loop without a thread hop.
+        self._url = url
+        self._async: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> KeyStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
+        return cls(redis.Redis.from_url(url, decode_responses=True), url)
 
     def create(self, tenant: str, admin: bool = False) -> str:
         """A new key for ``tenant``; the only time the key itself is seen."""
@@ -73,11 +78,32 @@ class KeyStore:
         return bool(self._redis.hlen(keys.API_KEYS))
 
     def resolve(self, key: str) -> Principal | None:
-        raw = self._redis.hget(keys.API_KEYS, _digest(key))
-        if not raw:
-            return None
-        record = json.loads(str(raw))
-        return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
+        return _principal(self._redis.hget(keys.API_KEYS, _digest(key)))
+
+    async def enabled_async(self) -> bool:
+        """``enabled``, read without blocking the event loop."""
+        return bool(await self._async_client().hlen(keys.API_KEYS))
+
+    async def resolve_async(self, key: str) -> Principal | None:
+        """``resolve``, read without blocking the event loop."""
+        return _principal(await self._async_client().hget(keys.API_KEYS, _digest(key)))
+
+    def _async_client(self) -> redis.asyncio.Redis:
+        # An asyncio client belongs to the loop it first ran on: one per loop (a
+        # replica has one; a test client may start a loop per request).
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            if self._url is None:
+                raise RuntimeError("this KeyStore was made without a URL: use from_url")
+            self._async = (loop, redis.asyncio.Redis.from_url(self._url, decode_responses=True))
+        return self._async[1]
+
+
+def _principal(raw: object) -> Principal | None:
+    if not raw:
+        return None
+    record = json.loads(str(raw))
+    return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
 
 
 def tenant_folder(root: FolderT, tenant: str) -> FolderT:

@@ -13,7 +13,6 @@ import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import ANONYMOUS, LOOPBACK_HOSTS, KeyStore, Principal
@@ -64,7 +63,7 @@ def install_edge(
     the upload limit), answers counted by status for GET /metrics (as ``app_name``),
     and, on a stack without keys, no requests by other names or from other sites'
     pages."""
-    app.state.keys = KeyStore(client)
+    app.state.keys = KeyStore(client, settings.redis_url)
     app.state.http_metrics = HttpMetrics(client, app_name)
     # Were every key revoked while the stack listens beyond this machine, nobody may in.
     app.state.open_without_keys = settings.http_host in LOOPBACK_HOSTS
@@ -154,11 +153,11 @@ def redis_unreachable_response(exc: Exception) -> JSONResponse:
     )
 
 
-def principal_of(request: Request) -> Principal:
+async def principal_of(request: Request) -> Principal:
     """Who the request acts for: the tenant of its bearer key; everyone is the default
     tenant while no key exists, on a stack that listens on this machine only.
     UnauthorizedError for a missing or unknown key."""
-    principal = caller_of(request)
+    principal = await caller_of(request)
     if principal is None:
         raise UnauthorizedError(
             "this tunefleet needs an API key: send the header 'Authorization: Bearer <key>' "
@@ -167,19 +166,20 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def caller_of(request: Request) -> Principal | None:
+async def caller_of(request: Request) -> Principal | None:
     """Who the request acts for, or None for a request without a key where keys are
     needed: for routes that answer everyone but tell some more. UnauthorizedError for
-    an unknown key."""
+    an unknown key. Read from Redis on every request (a new or revoked key counts at
+    once), on the event loop: a thread-pool hop cost more than the read."""
     store: KeyStore = request.app.state.keys
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() == "bearer" and key.strip():
-        found = store.resolve(key.strip())
+        found = await store.resolve_async(key.strip())
         if found is not None:
             return found
         raise UnauthorizedError("unknown API key; ask an admin for one (tunefleet keys create)")
-    if store.enabled() or not request.app.state.open_without_keys:
+    if await store.enabled_async() or not request.app.state.open_without_keys:
         return None
     return ANONYMOUS
 
@@ -219,8 +219,8 @@ class LoopbackOnlyWithoutKeys:
             refusal = self._refusal(scope)
             if refusal is not None:
                 try:
-                    # Off the event loop; asked only for a request that is refused without keys.
-                    keys_exist = await run_in_threadpool(self.keys.enabled)
+                    # Asked only for a request that is refused without keys.
+                    keys_exist = await self.keys.enabled_async()
                 except UNREACHABLE as exc:
                     await redis_unreachable_response(exc)(scope, receive, send)
                     return

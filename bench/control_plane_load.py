@@ -26,7 +26,8 @@ import aiohttp
 import redis
 
 from shared.errors import LeaseLostError
-from shared.jobs import JobStore, Lease, QueuePolicy
+from shared.jobs import JobStore, Lease
+from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 
 if TYPE_CHECKING:

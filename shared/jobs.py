@@ -37,6 +37,7 @@ from shared.errors import (
 )
 from shared.index_pruning import PrunedIndexes, prune_job_indexes
 from shared.results import ResultStore, TrialRow
+from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 from shared.status import JobStatus
 
@@ -91,21 +92,6 @@ class JobView(BaseModel):
     tenant: str = DEFAULT_TENANT
     rows_total: int | None = Field(default=None, description="A batch job's rows to score.")
     rows_done: int | None = Field(default=None, description="A batch job's rows scored so far.")
-
-
-class QueuePolicy(BaseModel):
-    """The queue's limits and timings (from Settings)."""
-
-    max_queued: int = 10_000
-    max_active_per_tenant: int = 1_000
-    lease_s: float = 30.0
-    max_attempts: int = 3
-    retention_s: int = 7 * 24 * 3600
-    idempotency_ttl_s: int = 24 * 3600
-    # Fair share: at most this many of one tenant's jobs run at once (0: no limit).
-    max_running_per_tenant: int = 0
-    # A job that waits this long in its priority moves up one (0: never).
-    aging_s: float = 3600.0
 
 
 def new_job_id() -> str:

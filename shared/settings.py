@@ -7,11 +7,25 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.jobs import QueuePolicy
 from shared.storage import StoragePath, storage_path
+
+
+class QueuePolicy(BaseModel):
+    """The queue's limits and timings, for JobStore (Settings.queue_policy)."""
+
+    max_queued: int = 10_000
+    max_active_per_tenant: int = 1_000
+    lease_s: float = 30.0
+    max_attempts: int = 3
+    retention_s: int = 7 * 24 * 3600
+    idempotency_ttl_s: int = 24 * 3600
+    # Fair share: at most this many of one tenant's jobs run at once (0: no limit).
+    max_running_per_tenant: int = 0
+    # A job that waits this long in its priority moves up one (0: never).
+    aging_s: float = 3600.0
 
 
 class Settings(BaseSettings):

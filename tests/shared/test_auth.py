@@ -9,8 +9,9 @@ from shared import keys
 from shared.auth import KeyStore
 from shared.errors import InvalidInputError, TooManyJobsError
 from shared.features import instances_to_matrix
-from shared.jobs import JobStore, QueuePolicy
+from shared.jobs import JobStore
 from shared.registry import ModelRegistry
+from shared.settings import QueuePolicy
 from tests.shared.test_jobs import spec
 from tests.shared.test_registry import record
 

@@ -9,8 +9,9 @@ import redis
 
 from shared import keys
 from shared.index_pruning import prune_job_indexes
-from shared.jobs import JobStore, QueuePolicy
+from shared.jobs import JobStore
 from shared.registry import ModelRegistry
+from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 from tests.shared.test_retention import model_of
 

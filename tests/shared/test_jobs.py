@@ -7,9 +7,10 @@ import redis
 
 from cluster.redis_server import RedisServer
 from shared.errors import ConflictError, LeaseLostError, NotFoundError, QueueFullError
-from shared.jobs import BestTrial, JobStore, Lease, QueuePolicy
+from shared.jobs import BestTrial, JobStore, Lease
 from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
+from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 from shared.status import JobStatus
 

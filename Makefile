@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest
+
+# No Ray, no stack: the API through FastAPI's test client on a real redis-server, the
+# spec, the queue, datasets, features, plots.
+test-fast: $(BIN)/.installed
+	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check shared services cluster tests bench

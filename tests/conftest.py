@@ -29,6 +29,32 @@ MAX_TRIALS = 100
 MAX_EPOCHS = 200
 
 
+# Fixtures that start the whole stack: a test taking one of them is marked e2e.
+STACK_FIXTURES = {"stack", "quick_job", "s3_stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_tier_starts_no_ray() -> Iterator[None]:
+    """`make test-fast` runs without Ray: there, a test that starts it lacks its mark."""
+    if os.environ.get("TUNEFLEET_TEST_TIER") != "fast":
+        yield
+        return
+    import ray
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("this test starts Ray: mark it `ray` (or `e2e`)")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ray, "init", refuse)
+        yield
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """A redis-server in a temp folder, never the one that may listen on 6379."""

@@ -16,6 +16,8 @@ from ray import tune
 from cluster.importer import read_experiment, tunefleet_checkpoint
 from shared.model import CHECKPOINT_FILE, MLP, ModelBundle
 
+pytestmark = pytest.mark.ray
+
 # Final val_accuracy per learning rate: 0.01 wins, 0.1 loses.
 QUALITY = {0.001: 0.7, 0.01: 0.9, 0.1: 0.4}
 EPOCHS = 3

@@ -20,6 +20,8 @@ from shared.results import TrialRow
 from shared.settings import Settings
 from shared.spec import JobSpec
 
+pytestmark = pytest.mark.ray
+
 TINY = {"hidden_units": 16, "batch_size": 16, "epochs": 3}
 
 

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
-from sklearn.datasets import load_digits
 
-from cluster.redis_server import RedisServer, free_port
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
-TUNEFLEET = Path(sys.executable).parent / "tunefleet"
-# The stack's limits in tests: small enough to reach in a test.
-MAX_QUEUED = 250
-MAX_INSTANCES = 100
-MAX_TRIALS = 100
-MAX_EPOCHS = 200
-
+from cluster.redis_server import RedisServer
+from tests.helpers.stack import EXAMPLES, Stack
 
 # Fixtures that start the whole stack: a test taking one of them is marked e2e.
 STACK_FIXTURES = {"stack", "quick_job", "s3_stack"}
@@ -71,106 +55,6 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` right now."""
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True
-        ).stdout
-        children = {int(p) for p in out.split()}
-        found |= children
-        frontier.extend(children)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return status.exists() and status.read_text().split()[2] != "Z"
-
-
-class Stack:
-    """A `tunefleet up` started the way a user starts it, with an HTTP client on it."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")
-        }
-        self.env.update(
-            TUNEFLEET_HOME=str(home),
-            TUNEFLEET_HTTP_PORT=str(self.port),
-            TUNEFLEET_URL=self.url,
-            TUNEFLEET_MAX_QUEUED=str(MAX_QUEUED),
-            TUNEFLEET_MAX_INSTANCES=str(MAX_INSTANCES),
-            TUNEFLEET_MAX_TRIALS=str(MAX_TRIALS),
-            TUNEFLEET_MAX_EPOCHS=str(MAX_EPOCHS),
-            # One predictor replica: every model it serves is multiplexed on it.
-            TUNEFLEET_PREDICTOR_MAX_REPLICAS="1",
-        )
-        self.log_path = home / "stack.log"
-        self.http = httpx.Client(base_url=self.url, timeout=60)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 180) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(TUNEFLEET), "up"], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tunefleet up exited:\n{self.log_tail()}")
-            try:
-                if self.http.get("/healthz").status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"tunefleet up did not answer in {timeout_s} s:\n{self.log_tail()}")
-
-    def stop(self) -> list[int]:
-        """Ctrl-C the stack; return the ids of its processes still alive afterwards."""
-        assert self.process is not None
-        processes = _descendants(self.process.pid)
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_alive(p) for p in processes):
-            time.sleep(0.5)
-        left = [p for p in processes if _alive(p)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        self.http.close()
-        return left
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def wait_for(self, job_id: str, timeout_s: float = 300) -> dict[str, Any]:
-        """Poll a job until it ends; return its last view."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            job = self.http.get(f"/jobs/{job_id}").json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            time.sleep(1)
-        raise AssertionError(f"job {job_id} did not end in {timeout_s} s:\n{self.log_tail()}")
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole embedded stack, once per test session; stopping it must leave nothing."""
@@ -190,9 +74,3 @@ def quick_job(stack: Stack) -> dict[str, Any]:
     accepted = answer.json()
     assert accepted["status_url"] == f"/jobs/{accepted['id']}"
     return stack.wait_for(accepted["id"])
-
-
-def digits_rows(count: int, seed: int = 3) -> list[dict[str, float]]:
-    """Rows of the digits dataset as {feature: value} instances."""
-    frame = load_digits(as_frame=True).frame.drop(columns=["target"])
-    return frame.sample(count, random_state=seed).to_dict(orient="records")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.ray_nodes import COMMAND_LISTS, RayCluster
-from tests.conftest import Stack
+from tests.helpers.ray_nodes import COMMAND_LISTS, RayCluster
+from tests.helpers.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -16,18 +16,10 @@ import pytest
 from PIL import Image
 
 from cluster.redis_server import free_port
-from tests.conftest import TUNEFLEET, Stack, digits_rows
+from tests.helpers.cli import tunefleet
+from tests.helpers.stack import TUNEFLEET, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
-
-
-def tunefleet(
-    stack: Stack, *args: str, stdin: str | None = None, columns: int = 250
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(TUNEFLEET), *args], env={**stack.env, "COLUMNS": str(columns)}, input=stdin,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
 
 
 def assert_fits_80_columns(done: subprocess.CompletedProcess[str]) -> None:

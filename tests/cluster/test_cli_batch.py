@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
-from tests.cluster.test_cli import tunefleet
-from tests.conftest import MAX_INSTANCES, Stack
+from tests.helpers.cli import tunefleet
+from tests.helpers.stack import MAX_INSTANCES, Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 import torch
 
-from tests.conftest import TUNEFLEET, Stack, digits_rows
+from tests.helpers.stack import TUNEFLEET, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 

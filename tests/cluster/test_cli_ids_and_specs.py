@@ -19,8 +19,8 @@ from cluster.specs import read_spec
 from services.gateway.app import create_app
 from shared.errors import InvalidInputError
 from shared.settings import Settings
-from tests.conftest import EXAMPLES, TUNEFLEET
-from tests.services.test_event_streams import served
+from tests.helpers.servers import served
+from tests.helpers.stack import EXAMPLES, TUNEFLEET
 
 SPEC = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1, "hidden_units": 4}}
 YAML_SPEC = """\

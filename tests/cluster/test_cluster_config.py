@@ -26,7 +26,7 @@ from ray.autoscaler._private.command_runner import SSHCommandRunner
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from shared.settings import Settings
-from tests.cluster.ray_nodes import COMMAND_LISTS
+from tests.helpers.ray_nodes import COMMAND_LISTS
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_CONFIG = REPO / "ray-cluster.yaml"

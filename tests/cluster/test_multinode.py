@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.ray_nodes import RayCluster
-from tests.conftest import Stack
+from tests.helpers.ray_nodes import RayCluster
+from tests.helpers.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from sklearn.datasets import load_iris
 
 from cluster import Client
 from cluster.client import Conflict, Invalid, NotFound, Unreachable
-from tests.conftest import EXAMPLES, Stack, digits_rows
+from tests.helpers.stack import EXAMPLES, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 

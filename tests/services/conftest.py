@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.services.browser import CHROMIUM, WAIT_MS
+from tests.helpers.browser import CHROMIUM, WAIT_MS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
-from tests.conftest import MAX_INSTANCES, Stack
-from tests.services.test_tenants import tunefleet
+from tests.helpers.cli import tunefleet_output
+from tests.helpers.stack import MAX_INSTANCES, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +150,7 @@ def test_another_tenants_model_and_output_are_not_found(
 ) -> None:
     dataset = upload(stack.http, digits_table(30, seed=10), purpose="scoring")
     done = stack.wait_for(submit(stack, quick_job["id"], {"dataset": dataset}).json()["id"])
-    key = tunefleet(stack, "keys", "create", "outsider")
+    key = tunefleet_output(stack, "keys", "create", "outsider")
     try:
         with httpx.Client(
             base_url=stack.url, timeout=60, headers={"Authorization": f"Bearer {key}"}
@@ -160,4 +160,4 @@ def test_another_tenants_model_and_output_are_not_found(
             assert answer.status_code == 404, answer.text
             assert outsider.get(f"/jobs/{done['id']}/output").status_code == 404
     finally:
-        tunefleet(stack, "keys", "revoke", key)
+        tunefleet_output(stack, "keys", "revoke", key)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from tests.conftest import EXAMPLES, REPO, Stack, digits_rows
-from tests.services.browser import screenshot, x_ticks
+from tests.helpers.browser import screenshot, x_ticks
+from tests.helpers.stack import EXAMPLES, REPO, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from playwright.sync_api import FilePayload, Page, Route
 
-from tests.conftest import EXAMPLES, MAX_TRIALS, Stack
-from tests.services.browser import screenshot, x_ticks
+from tests.helpers.browser import screenshot, x_ticks
+from tests.helpers.stack import EXAMPLES, MAX_TRIALS, Stack
 
 pytestmark = pytest.mark.e2e
 

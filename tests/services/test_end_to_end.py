@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shared.model import ModelBundle
-from tests.conftest import Stack, digits_rows
+from tests.helpers.stack import Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 

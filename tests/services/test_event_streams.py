@@ -4,43 +4,21 @@ many streams are open."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
-import uvicorn
-from fastapi import FastAPI
 
-from cluster.redis_server import RedisServer, free_port
+from cluster.redis_server import RedisServer
 from services.gateway.app import create_app
 from shared.settings import Settings
+from tests.helpers.servers import served
 
 SPEC = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}}
-
-
-@contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """``app`` on a real HTTP server on 127.0.0.1 (a TestClient cannot hold a stream
-    open); its URL."""
-    port = free_port()
-    # No log_config: the server's own logs reach the test's log capture.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def first_event(lines: Iterator[str]) -> tuple[str, str]:

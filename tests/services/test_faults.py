@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,10 @@ import redis
 
 from shared.jobs import JobStore, JobView
 from shared.registry import ModelRegistry
-from shared.spec import JobSpec
 from shared.status import JobStatus
+from tests.helpers.drivers import LEASE_S, Drivers, ended, submit, wait_until
 
 pytestmark = pytest.mark.slow
-LEASE_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +32,6 @@ def local_ray() -> Iterator[str]:
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
-
-
-class Drivers:
-    """Driver processes started as an operator would start them."""
-
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env = env
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"driver-{len(self.processes)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.driver"], env=self.env, stdout=log, stderr=log
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-            process.wait()
 
 
 @pytest.fixture
@@ -78,27 +54,6 @@ def drivers(
 @pytest.fixture
 def store(redis_client: redis.Redis) -> JobStore:
     return JobStore(redis_client)
-
-
-def submit(store: JobStore, spec: dict[str, Any]) -> str:
-    job_id, _ = store.enqueue(JobSpec.model_validate(spec))
-    return job_id
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.2
-) -> float:
-    """Seconds until ``condition`` held; fails after ``timeout_s``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(interval_s)
-    return time.monotonic() - started
-
-
-def ended(store: JobStore, job_id: str) -> Callable[[], bool]:
-    return lambda: store.get(job_id).state.is_terminal()
 
 
 @pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])

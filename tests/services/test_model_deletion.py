@@ -7,51 +7,21 @@ predictions that load the model's checkpoint as the deployment does.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
-from services.predictor.app import create_app
 from shared.auth import KeyStore
 from shared.jobs import BestTrial, JobStore
-from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.model import CHECKPOINT_FILE
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
-from tests.services.test_model_import import payload, saved
+from tests.helpers.models import import_model, payload, replica, saved
 
-LOCAL = "http://127.0.0.1"
-META = '{"validation_value": 0.9}'
 ROWS = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
-
-
-def replica(settings: Settings) -> TestClient:
-    assert settings.redis_url is not None
-    registry = ModelRegistry(redis.Redis.from_url(settings.redis_url, decode_responses=True))
-
-    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
-        record = registry.get(model_id)
-        predictions, probabilities = ModelBundle.load(record.checkpoint_uri).predict(matrix)
-        return {
-            "predictions": predictions,
-            "probabilities": probabilities.tolist() if probabilities is not None else None,
-        }
-
-    return TestClient(create_app(settings, registry, predict), base_url=LOCAL)
-
-
-def import_model(models: TestClient, key: str | None = None, **sizes: int) -> Any:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return models.post(
-        "/import",
-        files={"checkpoint": ("model.pt", saved(payload(**sizes)))},
-        data={"meta": META},
-        headers=headers,
-    )
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from fastapi.testclient import TestClient
 from cluster.redis_server import RedisServer
 from services.predictor.app import create_app
 from shared.auth import KeyStore
-from shared.model import MLP, ModelBundle, checkpoint_payload
+from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings
+from tests.helpers.models import payload, saved
 
 META = json.dumps({"validation_value": 0.9})
 
@@ -35,36 +36,6 @@ def models(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path)
     settings = Settings(redis_url=redis_server.url, home=tmp_path)
     app = create_app(settings, ModelRegistry(redis_client), no_predictions)
     return TestClient(app, base_url="http://127.0.0.1")
-
-
-def payload(
-    n_features: int = 4, n_outputs: int = 3, hidden_units: int = 8, hidden_layers: int = 2
-) -> dict[str, Any]:
-    """A classifier's checkpoint content, as the trainable writes it."""
-    architecture = {
-        "n_features": n_features,
-        "n_outputs": n_outputs,
-        "hidden_units": hidden_units,
-        "hidden_layers": hidden_layers,
-        "dropout": 0.1,
-    }
-    return checkpoint_payload(
-        MLP(**architecture).state_dict(),
-        architecture,
-        task="classification",
-        feature_names=[f"f{i}" for i in range(n_features)],
-        classes=list(range(n_outputs)),
-        scale=torch.ones(n_features),
-        offset=torch.zeros(n_features),
-        target_mean=0.0,
-        target_std=1.0,
-    )
-
-
-def saved(content: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(content, buffer)
-    return buffer.getvalue()
 
 
 def upload(models: TestClient, checkpoint: bytes) -> Any:

@@ -21,10 +21,10 @@ from sklearn.datasets import load_iris
 
 from shared.jobs import JobStore
 from shared.status import JobStatus
-from tests import s3_server as s3_fixtures
-from tests.conftest import Stack, digits_rows
-from tests.s3_server import CREDENTIALS, S3Server
-from tests.services.test_faults import LEASE_S, Drivers, ended, submit, wait_until
+from tests.helpers import s3_server as s3_fixtures
+from tests.helpers.drivers import LEASE_S, Drivers, ended, submit, wait_until
+from tests.helpers.s3_server import CREDENTIALS, S3Server
+from tests.helpers.stack import Stack, digits_rows
 
 # The S3 server's fixtures, which the tests below take by name.
 s3_server = s3_fixtures.s3_server

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MAX_QUEUED, TUNEFLEET, Stack
+from tests.helpers.stack import MAX_QUEUED, TUNEFLEET, Stack
 
 pytestmark = pytest.mark.e2e
 

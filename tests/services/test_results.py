@@ -10,7 +10,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shared.model import ModelBundle
-from tests.conftest import MAX_INSTANCES, Stack, digits_rows
+from tests.helpers.stack import MAX_INSTANCES, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.helpers.stack import Stack
 
 pytestmark = pytest.mark.slow
 

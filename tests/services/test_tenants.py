@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MAX_EPOCHS, MAX_TRIALS, TUNEFLEET, Stack, digits_rows
+from tests.helpers.cli import tunefleet_output
+from tests.helpers.stack import MAX_EPOCHS, MAX_TRIALS, Stack, digits_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -17,14 +18,6 @@ TINY = {
     "dataset": {"builtin": "digits"},
     "search_space": {"lr": 0.003, "hidden_units": 32, "epochs": 2},
 }
-
-
-def tunefleet(stack: Stack, *args: str) -> str:
-    done = subprocess.run(
-        [str(TUNEFLEET), *args], env=stack.env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 class Tenants:
@@ -46,16 +39,16 @@ def tenants(stack: Stack) -> Iterator[Tenants]:
     """Keys of tenants alpha and beta and an admin, made with the CLI; revoked after,
     which turns auth off again for the other tests."""
     keys = {
-        "alpha": tunefleet(stack, "keys", "create", "alpha"),
-        "beta": tunefleet(stack, "keys", "create", "beta"),
-        "admin": tunefleet(stack, "keys", "create", "ops", "--admin"),
+        "alpha": tunefleet_output(stack, "keys", "create", "alpha"),
+        "beta": tunefleet_output(stack, "keys", "create", "beta"),
+        "admin": tunefleet_output(stack, "keys", "create", "ops", "--admin"),
     }
     made = Tenants(stack, keys)
     try:
         yield made
     finally:
         for key in keys.values():
-            tunefleet(stack, "keys", "revoke", key)
+            tunefleet_output(stack, "keys", "revoke", key)
         for client in made.clients.values():
             client.close()
 

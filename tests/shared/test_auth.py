@@ -12,8 +12,7 @@ from shared.features import instances_to_matrix
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import QueuePolicy
-from tests.shared.test_jobs import spec
-from tests.shared.test_registry import record
+from tests.helpers.factories import record, spec
 
 
 def test_a_key_resolves_to_its_tenant_and_only_its_digest_is_stored(

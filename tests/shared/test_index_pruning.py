@@ -13,7 +13,7 @@ from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
-from tests.shared.test_retention import model_of
+from tests.helpers.factories import model_of
 
 SPEC = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}})
 

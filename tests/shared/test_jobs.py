@@ -13,16 +13,7 @@ from shared.results import TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 from shared.status import JobStatus
-
-
-def spec(name: str = "job") -> JobSpec:
-    return JobSpec.model_validate(
-        {
-            "name": name,
-            "dataset": {"builtin": "iris"},
-            "search_space": {"lr": {"grid": [0.1, 0.01]}},
-        }
-    )
+from tests.helpers.factories import spec
 
 
 @pytest.fixture

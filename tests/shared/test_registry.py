@@ -1,24 +1,9 @@
-import time
-
 import pytest
 import redis
 
 from shared.errors import NotFoundError
 from shared.registry import ModelRecord, ModelRegistry
-
-
-def record(model_id: str, test_accuracy: float, task: str = "classification") -> ModelRecord:
-    metrics = (
-        {"test_accuracy": test_accuracy}
-        if task == "classification"
-        else {"test_loss": test_accuracy}
-    )
-    return ModelRecord(
-        id=model_id, job_id=model_id, checkpoint_uri=f"/ckpt/{model_id}", task=task,
-        target="target", config={"lr": 0.1}, metric="val_accuracy", mode="max",
-        validation_value=0.5, test_metrics=metrics, feature_names=["a", "b"],
-        classes=[0, 1] if task == "classification" else [], created_at=time.time(),
-    )  # fmt: skip
+from tests.helpers.factories import record
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.jobs import BestTrial, JobStore, Lease
+from shared.jobs import JobStore
 from shared.model import CHECKPOINT_FILE, ModelBundle
-from shared.registry import ModelRecord, ModelRegistry
+from shared.registry import ModelRegistry
 from shared.retention import sweep_experiments
-from shared.spec import JobSpec
-from tests.services.test_model_import import payload, saved
-
-SPEC = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}})
-BEST = BestTrial(trial_id="t1", metric="val_accuracy", value=0.9, config={})
+from tests.helpers.factories import BEST, SPEC, model_of, started
+from tests.helpers.models import payload, saved
 
 
 @pytest.fixture
@@ -29,14 +26,6 @@ def registry(redis_client: redis.Redis) -> ModelRegistry:
     return ModelRegistry(redis_client)
 
 
-def started(jobs: JobStore) -> Lease:
-    """A new job, claimed: running."""
-    job_id, _ = jobs.enqueue(SPEC)
-    lease = jobs.claim("d1")
-    assert lease is not None and lease.job_id == job_id
-    return lease
-
-
 def write(path: Path, content: bytes = b"x" * 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
@@ -47,14 +36,6 @@ def checkpoint(folder: Path) -> Path:
     """A loadable checkpoint folder, as the trainable writes one."""
     write(folder / CHECKPOINT_FILE, saved(payload()))
     return folder
-
-
-def model_of(job_id: str, checkpoint_folder: Path) -> ModelRecord:
-    return ModelRecord(
-        id=job_id, job_id=job_id, checkpoint_uri=str(checkpoint_folder), config={},
-        metric="val_accuracy", mode="max", validation_value=0.9, test_metrics={},
-        feature_names=["f0", "f1", "f2", "f3"], classes=[0, 1, 2], created_at=time.time(),
-    )  # fmt: skip
 
 
 def files_below(folder: Path) -> set[str]:

@@ -7,7 +7,7 @@ from ray import tune
 from shared.errors import InvalidInputError
 from shared.search_space import Choice, Grid, LogUniform, RandInt
 from shared.spec import JobSpec
-from tests.conftest import EXAMPLES
+from tests.helpers.stack import EXAMPLES
 
 
 def errors_of(payload: dict) -> list[tuple[str, str]]:

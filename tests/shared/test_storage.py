@@ -18,11 +18,10 @@ from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRegistry
 from shared.retention import sweep_experiments
 from shared.settings import Settings
-from tests import s3_server as s3_fixtures
-from tests.s3_server import S3Server
-from tests.services.test_model_deletion import import_model, replica
-from tests.services.test_model_import import payload, saved
-from tests.shared.test_retention import BEST, model_of, started
+from tests.helpers import s3_server as s3_fixtures
+from tests.helpers.factories import BEST, model_of, started
+from tests.helpers.models import import_model, payload, replica, saved
+from tests.helpers.s3_server import S3Server
 
 # The S3 server's fixtures, which the tests below take by name.
 s3_server = s3_fixtures.s3_server

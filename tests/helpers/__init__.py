@@ -1,0 +1,1 @@
+"""What the tests share: import from here, not from other tests or conftest."""

@@ -66,6 +66,9 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal reaches `tunefleet up` only, which
+            # stops the drivers while Redis still answers them, then Redis.
+            start_new_session=True,
         )  # fmt: skip
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout_s

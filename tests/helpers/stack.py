@@ -94,10 +94,12 @@ class Stack:
         raise RuntimeError(f"tunefleet up did not answer in {timeout_s} s:\n{self.log_tail()}")
 
     def stop(self) -> list[int]:
-        """Ctrl-C the stack; return the ids of its processes still alive afterwards."""
+        """Ctrl-C the stack as a terminal does, to its whole process group (redis-server
+        once died of it before the drivers had stopped); return the ids of its processes
+        still alive afterwards."""
         assert self.process is not None
         processes = _descendants(self.process.pid)
-        self.process.send_signal(signal.SIGINT)
+        os.killpg(self.process.pid, signal.SIGINT)
         try:
             self.process.wait(120)
         except subprocess.TimeoutExpired:

@@ -67,3 +67,17 @@ def test_while_redis_is_away_routes_answer_503_and_health_recovers(tmp_path: Pat
         assert job.status_code == 200 and job.json()["state"] == "queued"
     finally:
         server.stop()
+
+
+def test_the_first_request_after_redis_restarts_is_answered(tmp_path: Path) -> None:
+    # One event loop for every request, as in a Serve replica: its Redis connections
+    # outlive the restart, dead.
+    with RedisServer(tmp_path / "redis") as server:
+        settings = Settings(redis_url=server.url, home=tmp_path)
+        app = create_predictor(settings, ModelRegistry.from_url(server.url), no_predictions)
+        with TestClient(app, base_url="http://127.0.0.1") as models:
+            assert models.get("/").status_code == 200
+            server.kill()
+            server.start()
+            answer = models.get("/")
+            assert answer.status_code == 200, answer.text

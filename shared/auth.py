@@ -20,12 +20,10 @@ from typing import TypeVar
 import redis
 import redis.asyncio
 from pydantic import BaseModel
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff
 
 from shared import keys
 from shared.errors import InvalidInputError
-from shared.redis_client import UNREACHABLE
+from shared.redis_client import connect_async
 from shared.storage import StoragePath
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
@@ -99,14 +97,7 @@ class KeyStore:
         if self._async is None or self._async[0] is not loop:
             if self._url is None:
                 raise RuntimeError("this KeyStore was made without a URL: use from_url")
-            # Retried when unreachable: after Redis restarts, the first command on each
-            # pooled connection fails once before the client connects again.
-            client = redis.asyncio.Redis.from_url(
-                self._url,
-                decode_responses=True,
-                retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), RECONNECT_RETRIES),
-                retry_on_error=list(UNREACHABLE),
-            )
+            client = connect_async(self._url, RECONNECT_RETRIES)
             self._async = (loop, client)
         return self._async[1]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -25,5 +27,17 @@ def connect(url: str, patience_s: float = 0.0) -> redis.Redis:
         url,
         decode_responses=True,
         retry=Retry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=0.05), retries),
+        retry_on_error=list(UNREACHABLE),
+    )
+
+
+def connect_async(url: str, retries: int) -> redis.asyncio.Redis:
+    """``connect``'s asyncio twin, retrying a command ``retries`` times on the same
+    backoff. After Redis restarts, the first command on each pooled connection fails
+    once before the client connects again."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        decode_responses=True,
+        retry=AsyncRetry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=0.05), retries),
         retry_on_error=list(UNREACHABLE),
     )

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet
 from pydantic import BaseModel, Field, ValidationError
 from sklearn import datasets as sk_datasets
 from sklearn.model_selection import train_test_split
@@ -34,6 +36,8 @@ from shared.spec import DATASET_ID_PATTERN, DatasetSpec, Task
 from shared.storage import StoragePath, storage_path
 
 DEFAULT_TARGET = "target"
+# Rows per row group of a table to score's Parquet copy: a scorer's batches are cut from these.
+PARQUET_ROW_GROUP_ROWS = 65_536
 # A column's type in a dataset's summary; feature columns are never text.
 ColumnType = Literal["integer", "float", "boolean", "text"]
 # training: a table with a target to tune on; scoring: rows for a model to score in a
@@ -133,8 +137,14 @@ class DatasetStore:
         else:
             summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
-        # The table before its summary: a dataset is found by its summary.
+        # The tables before the summary: a dataset is found by its summary.
         (self._root / f"{dataset_id}.csv").write_bytes(content)
+        columnar = self._root / f"{dataset_id}.parquet"
+        copy = parquet_copy(frame) if purpose == "scoring" else None
+        if copy is not None:
+            columnar.write_bytes(copy)
+        else:
+            columnar.unlink(missing_ok=True)
         (self._root / f"{dataset_id}.json").write_bytes(summary.model_dump_json().encode())
         return summary
 
@@ -155,11 +165,15 @@ class DatasetStore:
         content = (self._root / f"{dataset_id}.csv").read_bytes()
         return read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
 
-    def table(self, dataset_id: str) -> StoragePath:
-        """Where an upload's CSV lies, for readers that stream it (Ray Data);
+    def table(self, dataset_id: str) -> tuple[StoragePath, Literal["parquet", "csv"]]:
+        """Where an upload's table lies for readers that stream it (Ray Data), and its
+        format: the Parquet copy of a table to score, else the CSV itself;
         NotFoundError if there is no such upload."""
         self.summary(dataset_id)
-        return self._root / f"{dataset_id}.csv"
+        columnar = self._root / f"{dataset_id}.parquet"
+        if columnar.is_file():
+            return columnar, "parquet"
+        return self._root / f"{dataset_id}.csv", "csv"
 
     def summaries(self) -> list[DatasetSummary]:
         """Every dataset kept here, the most recently uploaded first."""
@@ -182,13 +196,28 @@ class DatasetStore:
         self.summary(dataset_id)
         # The summary first: from then on the dataset is not found, and no new job can
         # name it while its table goes.
-        for suffix in (".json", ".csv"):
+        for suffix in (".json", ".csv", ".parquet"):
             (self._root / f"{dataset_id}{suffix}").unlink(missing_ok=True)
 
     def used_bytes(self) -> int:
         """Bytes of the files kept here. Only this folder's own files: the default
         tenant's folder holds the other tenants' folders (see shared.auth.tenant_folder)."""
         return sum(e.size for e in self._root.entries() if not (e.is_dir or e.is_symlink))
+
+
+def parquet_copy(frame: pd.DataFrame) -> bytes | None:
+    """An upload as Parquet, for batch jobs: Ray Data reads a CSV file as one task and
+    parses it there, a Parquet file in row groups at a fraction of the cost (1,000,000
+    digits rows: 2.6 s against 0.4 s here). Made from the table as the upload's check
+    read it (the same column types and values); None if a column will not convert, and
+    the CSV is read instead."""
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    sink = pa.BufferOutputStream()
+    pyarrow.parquet.write_table(table, sink, row_group_size=PARQUET_ROW_GROUP_ROWS)
+    return bytes(sink.getvalue())
 
 
 def read_csv_bytes(

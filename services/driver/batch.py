@@ -1,8 +1,9 @@
 """Running a batch job: an uploaded table scored with a model on the cluster, with Ray Data.
 
-Ray Data reads the upload's CSV from storage, scores it in batches on a pool of Ray
-workers that each load the model once (a callable class), and writes the rows with
-the model's columns added as part files below the job's folder; the driver then
+Ray Data reads the upload from storage (its Parquet copy, else its CSV), scores it in
+batches on a pool of Ray workers that each load the model once (a callable class), and
+writes the rows with the model's columns added as part files below the job's folder;
+the driver then
 joins the parts into one file, ``<storage>/batches/<job id>/predictions.<format>``,
 which GET /jobs/{id}/output streams. Rows keep their order (preserve_order), so the
 output's rows line up with the input's.
@@ -93,7 +94,9 @@ class Scorer:
             raise BatchCancelledError("the batch job was told to stop")
         names = self._bundle.feature_names
         # Empty cells read as nulls, NaN here; /predict refuses them, and so does this.
-        features = np.column_stack([batch.column(name).to_numpy() for name in names])
+        features = np.column_stack(
+            [batch.column(name).to_numpy().astype(np.float64, copy=False) for name in names]
+        )
         bad = ~np.isfinite(features)
         if bad.any():
             row, column = (int(i[0]) for i in np.nonzero(bad))
@@ -130,7 +133,7 @@ def run_batch(
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)
-    source_fs, source = datasets.table(spec.dataset.upload).arrow
+    table, table_format = datasets.table(spec.dataset.upload)
     parts = settings.batches_dir / job_id / PARTS_FOLDER
     parts.rmtree()  # what an earlier attempt left
     parts_fs, parts_path = parts.arrow
@@ -139,15 +142,7 @@ def run_batch(
     context.execution_options.preserve_order = True  # output rows in input order
     context.enable_progress_bars = False  # progress goes to Redis
     progress = _Progress.remote()  # type: ignore[attr-defined]
-    scored = ray.data.read_csv(
-        source,
-        filesystem=source_fs,
-        # Features as numbers whatever a first block looks like (pyarrow infers types
-        # from the first block it reads); the other columns keep their inferred types.
-        convert_options=pyarrow.csv.ConvertOptions(
-            column_types={name: pa.float64() for name in record.feature_names}
-        ),
-    ).map_batches(
+    scored = _read(table, table_format, record.feature_names).map_batches(
         Scorer,
         fn_constructor_kwargs={
             "checkpoint": settings.storage_at(record.checkpoint_uri),
@@ -194,6 +189,22 @@ def run_batch(
         raise
     parts.rmtree()
     jobs.succeed_batch(lease, spec.rows)
+
+
+def _read(table: StoragePath, table_format: str, features: list[str]) -> ray.data.Dataset:
+    """The table to score: its Parquet copy (see shared.data.parquet_copy), else its CSV."""
+    filesystem, path = table.arrow
+    if table_format == "parquet":
+        return ray.data.read_parquet(path, filesystem=filesystem)
+    return ray.data.read_csv(
+        path,
+        filesystem=filesystem,
+        # Features as numbers whatever a first block looks like (pyarrow infers types
+        # from the first block it reads); the other columns keep their inferred types.
+        convert_options=pyarrow.csv.ConvertOptions(
+            column_types={name: pa.float64() for name in features}
+        ),
+    )
 
 
 def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> None:

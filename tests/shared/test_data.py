@@ -1,3 +1,4 @@
+import io
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,22 @@ def test_upload_summary_says_regression(tmp_path: Path) -> None:
     assert summary.task == "regression" and summary.classes == [] and summary.class_counts == {}
     assert summary.column_types == {"x": "integer", "price": "float"}
     assert summary.problems == []
+
+
+def test_a_table_to_score_gets_a_parquet_copy_that_reads_as_its_csv(tmp_path: Path) -> None:
+    import pandas as pd
+
+    # An integer column, a float column with an empty cell, text, and booleans.
+    content = csv_bytes(
+        ["id,x,y,flag"] + [f"r{i},{i},{'' if i == 3 else i / 7},{i % 2 == 0}" for i in range(50)]
+    )
+    store = DatasetStore(tmp_path)
+    summary = store.save(content, purpose="scoring")
+    where, kind = store.table(summary.id)
+    assert kind == "parquet" and where.name == f"{summary.id}.parquet"
+    expected = pd.read_csv(io.BytesIO(content))
+    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(where.read_bytes())), expected)
+    # A table to tune on is read from its CSV; deleting a dataset removes its copy too.
+    assert store.table(store.save(GOOD_CSV, target="species").id)[1] == "csv"
+    store.delete(summary.id)
+    assert not where.is_file()

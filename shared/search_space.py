@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeAlias, TypeVar, U
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 T = TypeVar("T")
-MAX_EPOCHS = 1_000
 
 
 class _Strict(BaseModel):
@@ -154,7 +153,8 @@ else:
     HiddenUnits = _domain(Annotated[int, Field(ge=1, le=8192)])
     HiddenLayers = _domain(Annotated[int, Field(ge=1, le=16)])
     WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
-    Epochs = _domain(Annotated[int, Field(ge=1, le=MAX_EPOCHS)])
+    # At most TUNEFLEET_MAX_EPOCHS (Settings), checked on submit.
+    Epochs = _domain(Annotated[int, Field(ge=1)])
 
 
 class SearchSpace(_Strict):

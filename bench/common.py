@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 
-from cluster.redis_server import free_port
+from cluster.launcher import LaunchedStack
 from shared.data import prepare
 from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
@@ -53,42 +49,9 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-class LocalStack:
-    """`tunefleet up` in a temp folder on free ports, stopped with SIGINT."""
+class LocalStack(LaunchedStack):
+    """`tunefleet up` in a temp folder on free ports (cluster.launcher), its drivers live
+    before the figures start, stopped with Ctrl-C to its process group."""
 
     def __init__(self, home: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if k not in ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")
-            },
-            "TUNEFLEET_HOME": str(home),
-            "TUNEFLEET_HTTP_PORT": str(self.port),
-            **env,
-        }
-        self.log = home / "stack.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> LocalStack:
-        tunefleet = Path(sys.executable).parent / "tunefleet"
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [str(tunefleet), "up"], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=5).json()["drivers"]:
-                    return self
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"the stack did not come up; see {self.log}")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
-        self.process.wait(120)
+        super().__init__(home, wait_for_drivers=True, **env)

@@ -77,7 +77,7 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
         spec["packing"] = engine == "packed"
         done = run_job(client, spec)
         if done["job"]["state"] != "succeeded":
-            print(stack.log.read_text(errors="replace")[-4000:], file=sys.stderr)
+            print(stack.log_tail(), file=sys.stderr)
     job = done["job"]
     emit(
         {

@@ -3,6 +3,8 @@ batched requests."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,8 @@ from services.predictor.app import create_app
 from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings, get_settings
+
+log = logging.getLogger("ray.serve")
 
 # serve.multiplexed takes its limit when the class is defined; the replica's
 # environment is the stack's, so the setting is read the same way everywhere.
@@ -54,7 +58,13 @@ class Predictor:
 
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS_PER_REPLICA)
     async def get_model(self, model_id: str) -> ModelBundle:
-        """Load a model's checkpoint (never unpickling objects)."""
+        """Load a model's checkpoint (never unpickling objects), off the event loop that
+        the replica's requests share: a Redis read and a file (or bucket) read."""
+        bundle = await asyncio.to_thread(self._load, model_id)
+        log.info("loaded model %s into this replica", model_id)
+        return bundle
+
+    def _load(self, model_id: str) -> ModelBundle:
         record = self._registry.get(model_id)
         return ModelBundle.load(self._settings.storage_at(record.checkpoint_uri))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -46,10 +47,23 @@ def test_one_replica_serves_two_models_alternately(
     stack: Stack, quick_job: dict[str, Any], second_model: dict[str, Any]
 ) -> None:
     expected = {job["id"]: offline(stack, job["id"], ROWS) for job in (quick_job, second_model)}
+    logged_before = len(stack.log_tail(chars=10**9))
     for _ in range(4):
         for model_id, labels in expected.items():
             answer = predict(stack.http, model_id, ROWS).json()
             assert answer["model"]["id"] == model_id and answer["predictions"] == labels
+    # The one replica kept both models loaded: eight alternating requests loaded each
+    # at most once (a replica holding one model at a time would load each four times).
+    # Replica logs reach the stack's log shortly after they are written.
+    time.sleep(3)
+    pattern = r"pid=(\d+)\).*loaded model ([0-9a-f]{32}) into this replica"
+    log = stack.log_tail(chars=10**9)
+    ever = {loaded for _, loaded in re.findall(pattern, log)}
+    assert set(expected) <= ever, "the replica's log says when it loads a model"
+    loads = re.findall(pattern, log[logged_before:])
+    for model_id in expected:
+        assert len([pid for pid, loaded in loads if loaded == model_id]) <= 1, loads
+    assert len({pid for pid, _ in loads}) <= 1, loads
 
 
 def test_alias_promotion_over_http(

@@ -134,24 +134,18 @@ def test_healthz_shows_driver_ids_to_admins_only(
     assert unknown.status_code == 401
 
 
-def test_trial_and_epoch_limits_are_the_settings_alone(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
+def test_trial_and_epoch_limits_are_the_settings_alone(settings: Settings) -> None:
     big = {
         "dataset": {"builtin": "iris"},
         "search": {"algorithm": "random", "num_samples": 15_000},
         "search_space": {"lr": {"loguniform": [0.001, 0.1]}, "epochs": 2_000},
     }
-    default = TestClient(
-        create_app(Settings(redis_url=redis_server.url, home=tmp_path)), base_url=LOCAL
-    )
+    default = TestClient(create_app(settings), base_url=LOCAL)
     refused = default.post("/jobs", json=big)
     assert refused.status_code == 422 and "TUNEFLEET_MAX_TRIALS" in refused.text
     refused = default.post("/jobs", json={**big, "search": {"num_samples": 10}})
     assert refused.status_code == 422 and "TUNEFLEET_MAX_EPOCHS" in refused.text
     # Raised past the defaults, the limits are what the settings say: nothing lower.
-    raised = Settings(
-        redis_url=redis_server.url, home=tmp_path, max_trials=20_000, max_epochs=5_000
-    )
+    raised = settings.model_copy(update={"max_trials": 20_000, "max_epochs": 5_000})
     accepted = TestClient(create_app(raised), base_url=LOCAL).post("/jobs", json=big)
     assert accepted.status_code == 202, accepted.text

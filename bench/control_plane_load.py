@@ -100,7 +100,7 @@ def driver(config: dict[str, Any]) -> None:
         QueuePolicy(lease_s=config["lease_s"]),
     )
     driver_id = f"bench-driver-{config['index']}"
-    store.heartbeat(driver_id)
+    store.drivers.heartbeat(driver_id)
     held = Held()
     # The driver's own thread, from the first claim on: starting a job takes a while.
     beat = threading.Thread(target=_heartbeats, args=(store, driver_id, held, config), daemon=True)
@@ -126,7 +126,7 @@ def driver(config: dict[str, Any]) -> None:
             held.leases.remove(job.lease)
     held.stopped.set()
     beat.join()
-    store.forget_driver(driver_id)
+    store.drivers.forget(driver_id)
     write(config["out"], {"reports": reports, "call_s": call_s, "leases_lost": lost})
 
 
@@ -227,7 +227,7 @@ def _report_until_stopped(
 def _heartbeats(store: JobStore, driver_id: str, held: Held, config: dict[str, Any]) -> None:
     """The driver's heartbeat thread: its health key, its leases, and the reaper."""
     while not held.stopped.wait(config["lease_s"] / 3):
-        store.heartbeat(driver_id)
+        store.drivers.heartbeat(driver_id)
         with held.lock:
             for lease in held.leases:
                 store.renew(lease)

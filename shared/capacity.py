@@ -8,10 +8,10 @@ the shapes; the gateway reads them.
 
 from __future__ import annotations
 
-import redis
 from pydantic import BaseModel, Field
 
 from shared import keys
+from shared.redis_client import RedisStore
 from shared.spec import Resources
 
 # Drivers refresh the published shapes well within this; a stale view expires.
@@ -45,13 +45,8 @@ class Capacity(BaseModel):
         )
 
 
-class CapacityStore:
-    def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
-
-    @classmethod
-    def from_url(cls, url: str) -> CapacityStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
+class CapacityStore(RedisStore):
+    """The node shapes the drivers last published (and the autoscaler can start)."""
 
     def publish(self, capacity: Capacity) -> None:
         self._redis.set(keys.CLUSTER_CAPACITY, capacity.model_dump_json(), ex=CAPACITY_TTL_S)

@@ -1,4 +1,4 @@
-"""JobStore: the durable queue of tuning jobs and their records, in Redis.
+"""JobStore: the durable queue of jobs and their records, in Redis.
 
 Delivery is at least once, with leases. Each transition is one Lua script, so it is
 atomic: a job is recorded and queued together (or not at all); claiming *moves* an id
@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
 from shared.batch import BatchSpec
+from shared.drivers import DriverRegistry
 from shared.errors import (
     ConflictError,
     LeaseLostError,
@@ -36,6 +37,7 @@ from shared.errors import (
     TooManyJobsError,
 )
 from shared.index_pruning import PrunedIndexes, prune_job_indexes
+from shared.redis_client import RedisStore
 from shared.results import ResultStore, TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
@@ -108,11 +110,13 @@ class Lease:
     lost: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
-class JobStore:
-    """Jobs, their queue and their progress. The only place that touches job keys."""
+class JobStore(RedisStore):
+    """Jobs, their queue and their progress: the only place that touches job keys. The
+    progress is here, with the queue, because every write of it is fenced by the job's
+    lease (one script); trials and events are ``results``, live drivers ``drivers``."""
 
     def __init__(self, client: redis.Redis, policy: QueuePolicy | None = None) -> None:
-        self._redis = client
+        super().__init__(client)
         self.policy = policy or QueuePolicy()
         self._enqueue = client.register_script(queue_scripts.ENQUEUE)
         self._claim = client.register_script(queue_scripts.CLAIM)
@@ -123,8 +127,10 @@ class JobStore:
         self._update = client.register_script(queue_scripts.UPDATE)
         self._finish_script = client.register_script(queue_scripts.FINISH)
         self._release = client.register_script(queue_scripts.RELEASE)
-        # Trials, histories and events of the jobs, on the same connection.
+        # Trials, histories and events of the jobs, and the drivers that run them, on
+        # the same connection.
         self.results = ResultStore(client)
+        self.drivers = DriverRegistry(client, self.policy.lease_s)
 
     @classmethod
     def from_url(cls, url: str, policy: QueuePolicy | None = None) -> JobStore:
@@ -370,34 +376,6 @@ class JobStore:
             if state is not None and state.is_terminal():  # failed after max_attempts
                 self.results.expire(str(job_id), self.policy.retention_s)
         return [str(job_id) for job_id in moved]
-
-    def heartbeat(self, driver_id: str) -> None:
-        """Say that a driver is alive, for one lease."""
-        ttl_ms = _ms(self.policy.lease_s)
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.driver(driver_id), repr(time.time()), px=ttl_ms)
-            pipe.zadd(keys.DRIVERS, {driver_id: _ms(time.time())})
-            pipe.execute()
-
-    def forget_driver(self, driver_id: str) -> None:
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.driver(driver_id))
-            pipe.zrem(keys.DRIVERS, driver_id)
-            pipe.execute()
-
-    def live_drivers(self) -> list[str]:
-        """Drivers whose heartbeat has not expired."""
-        known: list[str] = self._redis.zrange(keys.DRIVERS, 0, -1)  # type: ignore[assignment]
-        if not known:
-            return []
-        with self._redis.pipeline(transaction=False) as pipe:
-            for driver_id in known:
-                pipe.exists(keys.driver(driver_id))
-            flags = pipe.execute()
-        gone = [d for d, flag in zip(known, flags, strict=True) if not flag]
-        if gone:
-            self._redis.zrem(keys.DRIVERS, *gone)
-        return [d for d, flag in zip(known, flags, strict=True) if flag]
 
     def record_objective(self, lease: Lease, task: str, metric: str, mode: str) -> None:
         """Store the task and metric a running job settled on."""

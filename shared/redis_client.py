@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -41,3 +43,15 @@ def connect_async(url: str, retries: int) -> redis.asyncio.Redis:
         retry=AsyncRetry(ExponentialBackoff(cap=BACKOFF_CAP_S, base=0.05), retries),
         retry_on_error=list(UNREACHABLE),
     )
+
+
+class RedisStore:
+    """The keys of one concern in Redis (jobs, models, API keys...), behind one client:
+    given one, or made from a URL."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        return cls(redis.Redis.from_url(url, decode_responses=True))

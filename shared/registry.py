@@ -14,6 +14,7 @@ from shared import keys, queue_scripts
 from shared.auth import DEFAULT_TENANT
 from shared.errors import ConflictError, LeaseLostError, NotFoundError
 from shared.index_pruning import prune_missing
+from shared.redis_client import RedisStore
 
 if TYPE_CHECKING:
     from shared.jobs import Lease
@@ -57,20 +58,16 @@ RECORD_FRESH_S = 30.0
 INDEX_BATCH = 500
 
 
-class ModelRegistry:
+class ModelRegistry(RedisStore):
     """Model id -> record. A model's id is the id of the job that made it."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self._redis = client
+        super().__init__(client)
         # A record never changes once registered, but it may be deleted; the predictor
         # reads a record for every request. So records are cached with the time they
         # were read (time.monotonic()), and read again once RECORD_FRESH_S old.
         self._records: OrderedDict[str, tuple[ModelRecord, float]] = OrderedDict()
         self._register = client.register_script(queue_scripts.REGISTER)
-
-    @classmethod
-    def from_url(cls, url: str) -> ModelRegistry:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
 
     def ping(self) -> None:
         """Raise if Redis does not answer."""

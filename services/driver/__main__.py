@@ -28,7 +28,7 @@ REDIS_PATIENCE_S = 60.0
 def check(store: JobStore) -> int:
     """0 if some driver is alive, 1 if none is or Redis does not answer."""
     try:
-        drivers = store.live_drivers()
+        drivers = store.drivers.live()
     except redis.RedisError as exc:
         print(f"unhealthy: Redis does not answer ({exc})", file=sys.stderr)
         return 1

@@ -121,7 +121,7 @@ class Driver:
         finally:
             self._stopped.set()
             with contextlib.suppress(redis.RedisError):  # its heartbeat expires by itself
-                self._jobs.forget_driver(self.driver_id)
+                self._jobs.drivers.forget(self.driver_id)
             log.info("driver %s: stopped", self.driver_id)
 
     def _warm_workers(self) -> None:
@@ -229,7 +229,7 @@ class Driver:
                 log.exception("driver: heartbeat failed")
 
     def _beat_once(self) -> None:
-        self._jobs.heartbeat(self.driver_id)
+        self._jobs.drivers.heartbeat(self.driver_id)
         lease = self._lease  # this job's lease: a lost one never marks the next job
         if lease is not None and not self._jobs.renew(lease):
             log.warning("job %s: lease lost; stopping its trials", lease.job_id)

@@ -9,12 +9,8 @@ from services.gateway.app import create_app
 from shared.settings import Settings
 
 
-@serve.deployment(
-    name="gateway",
-    # The gateway only parses and queues; reserving a CPU would take one from trials.
-    ray_actor_options={"num_cpus": 0},
-    max_ongoing_requests=200,
-)
+# Where replicas run and their limits: cluster.serve_app, for every deployment at once.
+@serve.deployment(name="gateway")
 @serve.ingress()
 class Gateway:
     """HTTP ingress of tunefleet for jobs, datasets and health."""

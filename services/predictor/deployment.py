@@ -24,12 +24,8 @@ log = logging.getLogger("ray.serve")
 MAX_MODELS_PER_REPLICA = get_settings().max_models_per_replica
 
 
-@serve.deployment(
-    name="predictor",
-    # Inference of these small networks is light; reserving a CPU would take one from trials.
-    ray_actor_options={"num_cpus": 0},
-    max_ongoing_requests=200,
-)
+# Where replicas run, their limits and autoscaling: cluster.serve_app.
+@serve.deployment(name="predictor")
 @serve.ingress()
 class Predictor:
     """Serves the best model of any succeeded job, keyed by model id, over HTTP.

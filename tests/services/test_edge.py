@@ -116,7 +116,7 @@ def test_datasets_take_text_csv_and_multipart(settings: Settings) -> None:
 def test_healthz_shows_driver_ids_to_admins_only(
     settings: Settings, redis_client: redis.Redis
 ) -> None:
-    JobStore(redis_client).heartbeat("node-a-1234-abcd")
+    JobStore(redis_client).drivers.heartbeat("node-a-1234-abcd")
     client = TestClient(create_app(settings), base_url=LOCAL)
     # No keys: the stack answers on this machine only, and everyone is its admin.
     open_stack = client.get("/healthz").json()

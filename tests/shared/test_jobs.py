@@ -236,13 +236,13 @@ def test_finished_jobs_expire_after_retention_but_models_stay(
 
 def test_heartbeats_say_which_drivers_live(redis_client: redis.Redis) -> None:
     store = policy_store(redis_client, lease_s=0.3)
-    store.heartbeat("d1")
-    store.heartbeat("d2")
-    assert sorted(store.live_drivers()) == ["d1", "d2"]
+    store.drivers.heartbeat("d1")
+    store.drivers.heartbeat("d2")
+    assert sorted(store.drivers.live()) == ["d1", "d2"]
     time.sleep(0.2)
-    store.heartbeat("d2")
+    store.drivers.heartbeat("d2")
     time.sleep(0.2)
-    assert store.live_drivers() == ["d2"]
+    assert store.drivers.live() == ["d2"]
 
 
 def test_accepted_jobs_survive_kill_9_of_redis(tmp_path: Path) -> None:

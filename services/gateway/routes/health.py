@@ -43,7 +43,7 @@ def healthz(services: ServicesDep, caller: CallerDep) -> Health:
     Answers without a key (a health probe); host names and process ids only to admins.
     """
     depths = services.jobs.queue_depths()
-    drivers = services.jobs.live_drivers()
+    drivers = services.jobs.drivers.live()
     return Health(
         status="ok",
         live_drivers=len(drivers),

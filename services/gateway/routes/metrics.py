@@ -60,7 +60,7 @@ class QueueCollector(Collector):
         yield GaugeMetricFamily(
             "tunefleet_live_drivers",
             "Drivers whose heartbeat is current.",
-            value=len(self._jobs.live_drivers()),
+            value=len(self._jobs.drivers.live()),
         )
         stats = self._jobs.stats()
         yield CounterMetricFamily(

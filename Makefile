@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast test-random lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(BIN)/.installed
 # spec, the queue, datasets, features, plots.
 test-fast: $(BIN)/.installed
 	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray"
+
+# The fast tier in a shuffled order, a new seed each run (printed; rerun one with
+# --random-order-seed=N): no test leans on what another left behind.
+test-random: $(BIN)/.installed
+	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray" \
+		-p random_order --random-order
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check shared services cluster tests bench

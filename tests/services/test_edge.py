@@ -32,7 +32,10 @@ def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Pat
     return Settings(redis_url=redis_server.url, home=tmp_path, http_port=8123)
 
 
-def test_a_chunked_body_over_the_limit_is_413(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_a_chunked_body_over_the_limit_is_413(
+    redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # redis_client: an emptied Redis, without the API keys another test may have left.
     settings = Settings(
         redis_url=redis_server.url, home=tmp_path, max_body_bytes=1_000, max_upload_bytes=5_000
     )

@@ -21,6 +21,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.spec import DEFAULT_METRIC_OF_TASK, mode_of
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ PARAMS_FILE = "params.json"
 PACK_PLAN_FILE = "packs.json"
 PACKED_CHECKPOINT = "checkpoint_best"
 # What a job is judged on when the caller does not say: tunefleet's defaults.
-DEFAULT_OBJECTIVES = (("val_accuracy", "max"), ("val_loss", "min"))
+# A classifier's default metric if the trials reported it, else a regressor's.
+DEFAULT_METRICS = (DEFAULT_METRIC_OF_TASK["classification"], DEFAULT_METRIC_OF_TASK["regression"])
 # Numbers Tune adds to every result that say nothing about the model. Kept out of the
 # metrics; training_iteration stays, since it tells how far a trial got.
 BOOKKEEPING_KEYS = (
@@ -190,9 +192,9 @@ def _objective(
     folder: Path, reported: set[str], metric: str | None, mode: str | None
 ) -> tuple[str, str]:
     if metric is None:
-        for name, default_mode in DEFAULT_OBJECTIVES:
+        for name in DEFAULT_METRICS:
             if name in reported:
-                return name, mode or default_mode
+                return name, mode or mode_of(name)
         raise ValueError(
             f"the trials in {folder} reported neither val_accuracy nor val_loss; pass "
             f"--metric (and --mode) with one of: {', '.join(sorted(reported)) or 'none'}"
@@ -202,7 +204,7 @@ def _objective(
             f"no trial in {folder} reported {metric!r}; "
             f"pass --metric with one of: {', '.join(sorted(reported)) or 'none reported'}"
         )
-    return metric, mode or ("max" if metric.endswith(("accuracy", "r2")) else "min")
+    return metric, mode or mode_of(metric)
 
 
 def _numbers(result: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from shared.status import JobStatus
+
 if TYPE_CHECKING:
     from cluster.importer import ImportedExperiment
 
@@ -277,7 +279,7 @@ class JobProgress:
     ) -> None:
         self._progress.stop()
         job = self._last
-        if job is not None and job["state"] in ("succeeded", "failed", "cancelled"):
+        if job is not None and JobStatus(job["state"]).is_terminal():
             # Below the bar, where it ended in plain words.
             out.print(
                 f"{job['state']}: {job['trials_done']}/{job['trials_total']} trials",

@@ -26,6 +26,13 @@ METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
     "classification": ("val_accuracy", "val_loss", "training_accuracy", "training_loss"),
     "regression": ("val_loss", "val_rmse", "val_r2", "training_loss", "training_rmse"),
 }
+# What a job optimises when its spec names no metric.
+DEFAULT_METRIC_OF_TASK: dict[str, str] = {
+    "classification": "val_accuracy",
+    "regression": "val_loss",
+}
+# Metrics that are better higher; every other metric (losses, RMSE) is better lower.
+HIGHER_IS_BETTER = ("accuracy", "r2")
 Metric = Literal[
     "val_accuracy",
     "val_loss",
@@ -229,14 +236,13 @@ class JobSpec(_Strict):
     def objective(self, task: Task) -> tuple[str, Literal["max", "min"]]:
         """(metric, mode) for the job once its task is known. InvalidInputError if the
         metric does not belong to that task."""
-        metric = self.metric or ("val_accuracy" if task == "classification" else "val_loss")
+        metric = self.metric or DEFAULT_METRIC_OF_TASK[task]
         if metric not in METRICS_OF_TASK[task]:
             raise InvalidInputError(
                 f"metric {metric} does not apply to {task}; use one of "
                 f"{', '.join(METRICS_OF_TASK[task])}"
             )
-        mode = self.mode or ("max" if metric.endswith(("accuracy", "r2")) else "min")
-        return metric, mode
+        return metric, self.mode or mode_of(metric)
 
     def pack_size_limit(self) -> int | None:
         """The spec's own cap on configurations per pack, if it sets one."""
@@ -247,6 +253,11 @@ class JobSpec(_Strict):
         if self.search.algorithm == "optuna":
             return self.search.num_samples
         return self.search_space.grid_size() * self.search.num_samples
+
+
+def mode_of(metric: str) -> Literal["max", "min"]:
+    """Whether a metric is better higher ("max": accuracy, R^2) or lower ("min")."""
+    return "max" if metric.endswith(HIGHER_IS_BETTER) else "min"
 
 
 def _task_of_metric(metric: str) -> Task | None:

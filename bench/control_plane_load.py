@@ -90,9 +90,9 @@ def driver(config: dict[str, Any]) -> None:
     ``interval_s`` (with jitter) through TrialProgress, as the packed engine feeds it."""
     # Here rather than at the top: the readers' processes need not import Ray Tune.
     # Before the first claim: on a busy machine the imports take longer than a lease.
+    from services.driver.driver import CancelCheck  # noqa: F401
     from services.driver.progress import TrialProgress
     from services.driver.search import configurations  # noqa: F401
-    from services.driver.worker import CancelCheck  # noqa: F401
 
     stop = Stop(config["hard_deadline"])
     store = JobStore(
@@ -146,8 +146,8 @@ class Held:
 def _start_job(
     store: JobStore, lease: Lease, pack_size: int, progress_of: type[TrialProgress]
 ) -> _Job:
+    from services.driver.driver import CancelCheck
     from services.driver.search import configurations
-    from services.driver.worker import CancelCheck
 
     spec = store.get(lease.job_id).spec
     assert isinstance(spec, JobSpec), "the bench submits tuning jobs only"

@@ -22,7 +22,7 @@ import redis
 
 from bench.common import REFERENCE, emit, seed_like_csv
 from cluster.redis_server import RedisServer
-from services.driver.worker import Driver
+from services.driver.driver import Driver
 from shared.data import DatasetStore
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry

@@ -22,7 +22,7 @@ from ray import tune
 from bench.common import emit
 from cluster.redis_server import RedisServer
 from services.driver import pack_task
-from services.driver.worker import Driver
+from services.driver.driver import Driver
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings

@@ -21,7 +21,7 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel
 
-from shared import keys
+from shared import redis_keys
 from shared.errors import InvalidInputError
 from shared.redis_client import connect_async
 from shared.storage import StoragePath
@@ -69,26 +69,26 @@ class KeyStore:
             )
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         record = {"tenant": tenant, "admin": admin, "created_at": time.time()}
-        self._redis.hset(keys.API_KEYS, _digest(key), json.dumps(record))
+        self._redis.hset(redis_keys.API_KEYS, _digest(key), json.dumps(record))
         return key
 
     def revoke(self, key: str) -> bool:
-        return bool(self._redis.hdel(keys.API_KEYS, _digest(key)))
+        return bool(self._redis.hdel(redis_keys.API_KEYS, _digest(key)))
 
     def enabled(self) -> bool:
         """Whether any key exists: then every request needs one."""
-        return bool(self._redis.hlen(keys.API_KEYS))
+        return bool(self._redis.hlen(redis_keys.API_KEYS))
 
     def resolve(self, key: str) -> Principal | None:
-        return _principal(self._redis.hget(keys.API_KEYS, _digest(key)))
+        return _principal(self._redis.hget(redis_keys.API_KEYS, _digest(key)))
 
     async def enabled_async(self) -> bool:
         """``enabled``, read without blocking the event loop."""
-        return bool(await self._async_client().hlen(keys.API_KEYS))
+        return bool(await self._async_client().hlen(redis_keys.API_KEYS))
 
     async def resolve_async(self, key: str) -> Principal | None:
         """``resolve``, read without blocking the event loop."""
-        return _principal(await self._async_client().hget(keys.API_KEYS, _digest(key)))
+        return _principal(await self._async_client().hget(redis_keys.API_KEYS, _digest(key)))
 
     def _async_client(self) -> redis.asyncio.Redis:
         # An asyncio client belongs to the loop it first ran on: one per loop (a

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from shared import keys
+from shared import redis_keys
 from shared.redis_client import RedisStore
 from shared.spec import Resources
 
@@ -49,9 +49,9 @@ class CapacityStore(RedisStore):
     """The node shapes the drivers last published (and the autoscaler can start)."""
 
     def publish(self, capacity: Capacity) -> None:
-        self._redis.set(keys.CLUSTER_CAPACITY, capacity.model_dump_json(), ex=CAPACITY_TTL_S)
+        self._redis.set(redis_keys.CLUSTER_CAPACITY, capacity.model_dump_json(), ex=CAPACITY_TTL_S)
 
     def current(self) -> Capacity | None:
         """The last published shapes; None when no driver has published (yet)."""
-        raw = self._redis.get(keys.CLUSTER_CAPACITY)
+        raw = self._redis.get(redis_keys.CLUSTER_CAPACITY)
         return Capacity.model_validate_json(raw) if raw else None

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.redis_client import RedisStore
 
 
@@ -20,27 +20,27 @@ class DriverRegistry(RedisStore):
     def heartbeat(self, driver_id: str) -> None:
         """Say that a driver is alive, for one lease."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.driver(driver_id), repr(time.time()), px=int(self._lease_s * 1000))
-            pipe.zadd(keys.DRIVERS, {driver_id: int(time.time() * 1000)})
+            pipe.set(redis_keys.driver(driver_id), repr(time.time()), px=int(self._lease_s * 1000))
+            pipe.zadd(redis_keys.DRIVERS, {driver_id: int(time.time() * 1000)})
             pipe.execute()
 
     def forget(self, driver_id: str) -> None:
         """A driver that stopped: not alive from now on."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(keys.driver(driver_id))
-            pipe.zrem(keys.DRIVERS, driver_id)
+            pipe.delete(redis_keys.driver(driver_id))
+            pipe.zrem(redis_keys.DRIVERS, driver_id)
             pipe.execute()
 
     def live(self) -> list[str]:
         """Drivers whose heartbeat has not expired."""
-        known: list[str] = self._redis.zrange(keys.DRIVERS, 0, -1)  # type: ignore[assignment]
+        known: list[str] = self._redis.zrange(redis_keys.DRIVERS, 0, -1)  # type: ignore[assignment]
         if not known:
             return []
         with self._redis.pipeline(transaction=False) as pipe:
             for driver_id in known:
-                pipe.exists(keys.driver(driver_id))
+                pipe.exists(redis_keys.driver(driver_id))
             flags = pipe.execute()
         gone = [d for d, flag in zip(known, flags, strict=True) if not flag]
         if gone:
-            self._redis.zrem(keys.DRIVERS, *gone)
+            self._redis.zrem(redis_keys.DRIVERS, *gone)
         return [d for d, flag in zip(known, flags, strict=True) if flag]

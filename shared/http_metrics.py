@@ -2,7 +2,7 @@
 rows and latency, per model.
 
 Each process (a gateway or predictor replica) adds up in memory and a thread of its own
-writes the sums to one Redis hash (keys.HTTP_STATS) about once a second, one pipelined
+writes the sums to one Redis hash (redis_keys.HTTP_STATS) about once a second, one pipelined
 round trip for all that happened meanwhile: a request pays for a dict update under a lock,
 never for a Redis call. Every replica adds to the same hash, so any gateway's scrape sees
 the whole service, and a restart loses at most the last second of one replica. A Redis
@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared import keys
+from shared import redis_keys
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class HttpMetrics:
             return True
         pipe = self._redis.pipeline(transaction=False)
         for field, value in pending.items():
-            pipe.hincrbyfloat(keys.HTTP_STATS, field, value)
+            pipe.hincrbyfloat(redis_keys.HTTP_STATS, field, value)
         try:
             pipe.execute()
         except redis.RedisError:
@@ -77,7 +77,7 @@ class HttpMetrics:
     def totals(self) -> dict[str, float]:
         """Every process's sums so far (this one's flushed first): field -> value."""
         self.flush()
-        raw: dict[str, str] = self._redis.hgetall(keys.HTTP_STATS)  # type: ignore[assignment]
+        raw: dict[str, str] = self._redis.hgetall(redis_keys.HTTP_STATS)  # type: ignore[assignment]
         return {field: float(value) for field, value in raw.items()}
 
     def _add(self, added: dict[str, float]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 
 BATCH = 500
 
@@ -44,12 +44,12 @@ def prune_job_indexes(client: redis.Redis, batch_size: int = BATCH) -> PrunedInd
 
     def each(pattern: str, kind: str) -> int:
         indexes = client.scan_iter(match=pattern, count=batch_size, _type=kind)
-        return sum(prune_missing(client, index, keys.job, batch_size) for index in indexes)
+        return sum(prune_missing(client, index, redis_keys.job, batch_size) for index in indexes)
 
     return PrunedIndexes(
-        jobs=prune_missing(client, keys.JOBS, keys.job, batch_size),
-        tenant_jobs=each(keys.TENANT_JOBS_PATTERN, "zset"),
-        tenant_active=each(keys.TENANT_ACTIVE_PATTERN, "set"),
+        jobs=prune_missing(client, redis_keys.JOBS, redis_keys.job, batch_size),
+        tenant_jobs=each(redis_keys.TENANT_JOBS_PATTERN, "zset"),
+        tenant_active=each(redis_keys.TENANT_ACTIVE_PATTERN, "set"),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import redis
 from pydantic import BaseModel, Field
 
-from shared import keys, queue_scripts
+from shared import queue_scripts, redis_keys
 from shared.auth import DEFAULT_TENANT
 from shared.batch import BatchSpec
 from shared.drivers import DriverRegistry
@@ -168,12 +168,12 @@ class JobStore(RedisStore):
         fields = [item for pair in record.items() for item in pair]
         outcome, value = self._enqueue(
             keys=[
-                keys.job(job_id),
-                keys.JOBS,
+                redis_keys.job(job_id),
+                redis_keys.JOBS,
                 # Per tenant: one tenant's key never answers another tenant's job.
-                keys.idempotency(f"{tenant}:{idempotency_key or ''}"),
-                keys.tenant_jobs(tenant),
-                keys.tenant_active(tenant),
+                redis_keys.idempotency(f"{tenant}:{idempotency_key or ''}"),
+                redis_keys.tenant_jobs(tenant),
+                redis_keys.tenant_active(tenant),
             ],
             args=[
                 job_id,
@@ -197,7 +197,9 @@ class JobStore(RedisStore):
 
     def cancel(self, job_id: str) -> JobView:
         """Cancel a job: a queued one at once, a running one once its trials stop."""
-        outcome = self._cancel(keys=[keys.job(job_id)], args=[job_id, self.policy.retention_s])
+        outcome = self._cancel(
+            keys=[redis_keys.job(job_id)], args=[job_id, self.policy.retention_s]
+        )
         if outcome == "missing":
             raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
         if outcome.startswith("ended:"):
@@ -213,17 +215,17 @@ class JobStore(RedisStore):
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""
-        raw: Fields = self._redis.hgetall(keys.job(job_id))
+        raw: Fields = self._redis.hgetall(redis_keys.job(job_id))
         if not raw:
             raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
         return _view(raw)
 
     def exists(self, job_id: str) -> bool:
-        return bool(self._redis.exists(keys.job(job_id)))
+        return bool(self._redis.exists(redis_keys.job(job_id)))
 
     def recent(self, limit: int = 100, tenant: str | None = None) -> list[JobView]:
         """The newest jobs first: every tenant's, or one tenant's."""
-        index = keys.JOBS if tenant is None else keys.tenant_jobs(tenant)
+        index = redis_keys.JOBS if tenant is None else redis_keys.tenant_jobs(tenant)
         ids: list[str] = self._redis.zrevrange(index, 0, limit - 1)  # type: ignore[assignment]
         return self._views_in(index, ids)
 
@@ -232,7 +234,7 @@ class JobStore(RedisStore):
     ) -> list[JobView]:
         """The jobs whose id starts with ``prefix``, newest first (every tenant's, or one
         tenant's): what a short id can name, however old the job."""
-        index = keys.JOBS if tenant is None else keys.tenant_jobs(tenant)
+        index = redis_keys.JOBS if tenant is None else redis_keys.tenant_jobs(tenant)
         # Ids are random, so no score range holds a prefix: ZSCAN walks the index on the
         # server (prefix is hex only, no glob characters) and answers only the matches.
         scored = self._redis.zscan_iter(index, match=f"{prefix}*", count=PREFIX_SCAN_COUNT)
@@ -244,7 +246,7 @@ class JobStore(RedisStore):
         """The views of ``ids`` from ``index``; ids whose record is gone leave it."""
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(keys.job(job_id))
+                pipe.hgetall(redis_keys.job(job_id))
             raws = pipe.execute()
         expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if not raw]
         if expired:  # records past their retention leave the index lazily
@@ -254,7 +256,7 @@ class JobStore(RedisStore):
     def queue_depths(self) -> dict[str, int]:
         """Queued jobs per priority."""
         depths = self._depths()
-        return dict(zip(keys.PRIORITIES, (int(d) for d in depths), strict=True))
+        return dict(zip(redis_keys.PRIORITIES, (int(d) for d in depths), strict=True))
 
     def queue_depth(self) -> int:
         return sum(self.queue_depths().values())
@@ -262,10 +264,10 @@ class JobStore(RedisStore):
     def active(self, tenant: str) -> list[JobView]:
         """A tenant's queued, running and cancelling jobs (its active set, which the
         submit script keeps; ended ones it still names are left out)."""
-        ids: list[str] = self._redis.smembers(keys.tenant_active(tenant))  # type: ignore[assignment]
+        ids: list[str] = self._redis.smembers(redis_keys.tenant_active(tenant))  # type: ignore[assignment]
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(keys.job(job_id))
+                pipe.hgetall(redis_keys.job(job_id))
             raws = pipe.execute()
         views = [_view(raw) for raw in raws if raw]
         return [view for view in views if not view.state.is_terminal()]
@@ -278,12 +280,12 @@ class JobStore(RedisStore):
     def queued_by_tenant(self) -> dict[tuple[str, str], int]:
         """Queued jobs per (priority, tenant), for tenants with jobs queued."""
         found: dict[tuple[str, str], int] = {}
-        for priority in keys.PRIORITIES:
-            round_key = keys.QUEUE_TENANTS_PREFIX + priority
+        for priority in redis_keys.PRIORITIES:
+            round_key = redis_keys.QUEUE_TENANTS_PREFIX + priority
             tenants: list[str] = self._redis.zrange(round_key, 0, -1)  # type: ignore[assignment]
             with self._redis.pipeline(transaction=False) as pipe:
                 for tenant in tenants:
-                    pipe.llen(keys.queue(priority, tenant))
+                    pipe.llen(redis_keys.queue(priority, tenant))
                 depths = pipe.execute()
             for tenant, depth in zip(tenants, depths, strict=True):
                 if depth:
@@ -292,23 +294,23 @@ class JobStore(RedisStore):
 
     def trials_running(self) -> int:
         """Trials training now, over every running job."""
-        running: list[str] = self._redis.zrange(keys.PROCESSING, 0, -1)  # type: ignore[assignment]
+        running: list[str] = self._redis.zrange(redis_keys.PROCESSING, 0, -1)  # type: ignore[assignment]
         with self._redis.pipeline(transaction=False) as pipe:
             for job_id in running:
-                pipe.hget(keys.job(job_id), "trials_running")
+                pipe.hget(redis_keys.job(job_id), "trials_running")
             counts = pipe.execute()
         return sum(int(c) for c in counts if c)
 
     def stats(self) -> dict[str, float]:
-        """The queue's counters (see keys.STATS): name -> value."""
-        raw: dict[str, str] = self._redis.hgetall(keys.STATS)  # type: ignore[assignment]
+        """The queue's counters (see redis_keys.STATS): name -> value."""
+        raw: dict[str, str] = self._redis.hgetall(redis_keys.STATS)  # type: ignore[assignment]
         return {name: float(value) for name, value in raw.items()}
 
     def running_count(self) -> int:
-        return int(self._redis.zcard(keys.PROCESSING))
+        return int(self._redis.zcard(redis_keys.PROCESSING))
 
     def state(self, job_id: str) -> JobStatus | None:
-        raw = self._redis.hget(keys.job(job_id), "state")
+        raw = self._redis.hget(redis_keys.job(job_id), "state")
         return JobStatus(str(raw)) if raw else None
 
     # -- the driver's side -----------------------------------------------------------
@@ -322,7 +324,7 @@ class JobStore(RedisStore):
         deadline = time.monotonic() + timeout_s
         while True:
             claimed = self._claim(
-                keys=[keys.PROCESSING],
+                keys=[redis_keys.PROCESSING],
                 args=[
                     _ms(self.policy.lease_s),
                     driver_id,
@@ -341,7 +343,7 @@ class JobStore(RedisStore):
     def renew(self, lease: Lease) -> bool:
         """Extend a lease; False (and the lease marked lost) if the claim has ended."""
         renewed = self._renew(
-            keys=[keys.PROCESSING, keys.job(lease.job_id)],
+            keys=[redis_keys.PROCESSING, redis_keys.job(lease.job_id)],
             args=[lease.job_id, lease.token, _ms(self.policy.lease_s)],
         )
         if not renewed:
@@ -353,7 +355,7 @@ class JobStore(RedisStore):
         driver is stopping); "queued", "cancelled" (a cancel was asked) or "lost"."""
         outcome = str(
             self._release(
-                keys=[keys.job(lease.job_id), keys.PROCESSING],
+                keys=[redis_keys.job(lease.job_id), redis_keys.PROCESSING],
                 args=[lease.token, lease.job_id, self.policy.retention_s],
             )
         )
@@ -368,7 +370,7 @@ class JobStore(RedisStore):
     def reap(self) -> list[str]:
         """Requeue (or fail, after max_attempts) the jobs whose lease ran out."""
         moved = self._reap(
-            keys=[keys.PROCESSING], args=[self.policy.max_attempts, self.policy.retention_s]
+            keys=[redis_keys.PROCESSING], args=[self.policy.max_attempts, self.policy.retention_s]
         )
         for job_id in moved:
             self.results.job_changed(str(job_id))
@@ -426,8 +428,8 @@ class JobStore(RedisStore):
     def _update_running(self, lease: Lease, mapping: Fields) -> None:
         fields = [item for pair in mapping.items() for item in pair]
         written = self._update(
-            keys=[keys.job(lease.job_id), keys.job_events(lease.job_id)],
-            args=[lease.token, keys.JOB_EVENTS_KEPT, *fields],
+            keys=[redis_keys.job(lease.job_id), redis_keys.job_events(lease.job_id)],
+            args=[lease.token, redis_keys.JOB_EVENTS_KEPT, *fields],
         )
         if not written:
             self._lost(lease)
@@ -436,7 +438,7 @@ class JobStore(RedisStore):
         retention_s = self.policy.retention_s
         flat = [item for pair in fields.items() for item in pair]
         finished = self._finish_script(
-            keys=[keys.job(lease.job_id), keys.PROCESSING],
+            keys=[redis_keys.job(lease.job_id), redis_keys.PROCESSING],
             args=[lease.token, lease.job_id, state.value, retention_s, *flat],
         )
         if not finished:
@@ -446,7 +448,7 @@ class JobStore(RedisStore):
 
     def _lost(self, lease: Lease) -> None:
         lease.lost.set()
-        holder = self._redis.hget(keys.job(lease.job_id), "lease")
+        holder = self._redis.hget(redis_keys.job(lease.job_id), "lease")
         raise LeaseLostError(
             f"job {lease.job_id}: claim {lease.token} has ended (the job's claim now: "
             f"{str(holder) if holder else 'none'}); this driver's write was refused"

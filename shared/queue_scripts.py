@@ -1,24 +1,24 @@
 """The Lua scripts behind JobStore: each queue transition is one atomic step in Redis.
 
-Key names come from shared.keys: per-job keys through KEYS, the queue's prefixes baked
+Key names come from shared.redis_keys: per-job keys through KEYS, the queue's prefixes baked
 into the scripts' text below (QUEUE_LIB); no key name is spelled here.
 """
 
 from __future__ import annotations
 
-from shared import keys
+from shared import redis_keys
 from shared.auth import DEFAULT_TENANT
 
-_PRIORITIES = ", ".join(f'"{p}"' for p in keys.PRIORITIES)
+_PRIORITIES = ", ".join(f'"{p}"' for p in redis_keys.PRIORITIES)
 
 # Every queued job waits in its tenant's line of its priority. line_up puts a job at the
 # back of its line (a new job) or the front (one handed back or reclaimed); a tenant
 # joins its priority's round with "never served" (0), so a newcomer is next.
 QUEUE_LIB = f"""
 local PRIORITIES = {{{_PRIORITIES}}}
-local JOB = "{keys.job("")}"
-local QUEUE = "{keys.QUEUE_PREFIX}"
-local TENANTS = "{keys.QUEUE_TENANTS_PREFIX}"
+local JOB = "{redis_keys.job("")}"
+local QUEUE = "{redis_keys.QUEUE_PREFIX}"
+local TENANTS = "{redis_keys.QUEUE_TENANTS_PREFIX}"
 
 local function tenant_of(id)
   return redis.call("HGET", JOB .. id, "tenant") or "{DEFAULT_TENANT}"
@@ -70,7 +70,7 @@ _BUCKETS = ", ".join(str(b) for b in DURATION_BUCKETS_S)
 
 # Counters for /metrics, updated in the same script as what they count.
 STATS_LIB = f"""
-local STATS = "{keys.STATS}"
+local STATS = "{redis_keys.STATS}"
 local BUCKETS = {{{_BUCKETS}}}
 
 local function count(name)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from pydantic import BaseModel, Field, ValidationError
 
-from shared import keys, queue_scripts
+from shared import queue_scripts, redis_keys
 from shared.auth import DEFAULT_TENANT
 from shared.errors import ConflictError, LeaseLostError, NotFoundError
 from shared.index_pruning import prune_missing
@@ -78,12 +78,12 @@ class ModelRegistry(RedisStore):
         that driver's claim holds (LeaseLostError otherwise)."""
         if lease is None:
             with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(keys.model(record.id), record.model_dump_json())
-                pipe.zadd(keys.MODELS, {record.id: record.created_at})
+                pipe.set(redis_keys.model(record.id), record.model_dump_json())
+                pipe.zadd(redis_keys.MODELS, {record.id: record.created_at})
                 pipe.execute()
             return
         registered = self._register(
-            keys=[keys.job(lease.job_id), keys.model(record.id), keys.MODELS],
+            keys=[redis_keys.job(lease.job_id), redis_keys.model(record.id), redis_keys.MODELS],
             args=[lease.token, record.id, record.model_dump_json(), repr(record.created_at)],
         )
         if not registered:
@@ -94,7 +94,7 @@ class ModelRegistry(RedisStore):
         if cached is not None and time.monotonic() - cached[1] < RECORD_FRESH_S:
             self._records.move_to_end(model_id)
             return cached[0]
-        raw = self._redis.get(keys.model(model_id))
+        raw = self._redis.get(redis_keys.model(model_id))
         if not raw:
             self.forget(model_id)
             return None
@@ -137,10 +137,10 @@ class ModelRegistry(RedisStore):
         """Every model's record, the newest first. The ids are read at once (a model
         registered or deleted meanwhile cannot shift the rest out of a page); the
         records INDEX_BATCH at a time."""
-        ids: list[str] = self._redis.zrevrange(keys.MODELS, 0, -1)  # type: ignore[assignment]
+        ids: list[str] = self._redis.zrevrange(redis_keys.MODELS, 0, -1)  # type: ignore[assignment]
         for start in range(0, len(ids), INDEX_BATCH):
             batch = ids[start : start + INDEX_BATCH]
-            for raw in self._redis.mget([keys.model(i) for i in batch]):
+            for raw in self._redis.mget([redis_keys.model(i) for i in batch]):
                 record = _record_or_none(raw)
                 if record is not None:
                     yield record
@@ -153,20 +153,20 @@ class ModelRegistry(RedisStore):
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(keys.ALIASES, keys.model(model_id))
-                    raw = pipe.get(keys.model(model_id))
+                    pipe.watch(redis_keys.ALIASES, redis_keys.model(model_id))
+                    raw = pipe.get(redis_keys.model(model_id))
                     if not raw:
                         pipe.unwatch()
                         self.forget(model_id)
                         raise _unknown_model(model_id)
-                    aliases: dict[str, str] = pipe.hgetall(keys.ALIASES)  # type: ignore[assignment]
+                    aliases: dict[str, str] = pipe.hgetall(redis_keys.ALIASES)  # type: ignore[assignment]
                     pointing = [field for field, target in aliases.items() if target == model_id]
                     if pointing:
                         pipe.unwatch()
                         raise ConflictError(_still_aliased(model_id, pointing[0], tenant))
                     pipe.multi()
-                    pipe.delete(keys.model(model_id))
-                    pipe.zrem(keys.MODELS, model_id)
+                    pipe.delete(redis_keys.model(model_id))
+                    pipe.zrem(redis_keys.MODELS, model_id)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -177,7 +177,7 @@ class ModelRegistry(RedisStore):
     def prune_index(self, batch_size: int = INDEX_BATCH) -> int:
         """Remove ids whose record no longer exists from the models index, reading it
         ``batch_size`` at a time; how many were removed."""
-        return prune_missing(self._redis, keys.MODELS, keys.model, batch_size)
+        return prune_missing(self._redis, redis_keys.MODELS, redis_keys.model, batch_size)
 
     # -- aliases -----------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class ModelRegistry(RedisStore):
 
     def aliases(self, tenant: str = DEFAULT_TENANT) -> dict[str, str]:
         """A tenant's aliases: name -> model id."""
-        raw: dict[str, str] = self._redis.hgetall(keys.ALIASES)  # type: ignore[assignment]
+        raw: dict[str, str] = self._redis.hgetall(redis_keys.ALIASES)  # type: ignore[assignment]
         prefix = "" if tenant == DEFAULT_TENANT else f"{tenant}/"
         return {
             field.removeprefix(prefix): model_id
@@ -201,27 +201,27 @@ class ModelRegistry(RedisStore):
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(keys.model(model_id))
-                    if not pipe.exists(keys.model(model_id)):
+                    pipe.watch(redis_keys.model(model_id))
+                    if not pipe.exists(redis_keys.model(model_id)):
                         pipe.unwatch()
                         self.forget(model_id)
                         raise _unknown_model(model_id)
                     pipe.multi()
-                    pipe.hset(keys.ALIASES, _alias_field(tenant, name), model_id)
+                    pipe.hset(redis_keys.ALIASES, _alias_field(tenant, name), model_id)
                     pipe.execute()
                     return
                 except redis.WatchError:
                     continue
 
     def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
-        if not self._redis.hdel(keys.ALIASES, _alias_field(tenant, name)):
+        if not self._redis.hdel(redis_keys.ALIASES, _alias_field(tenant, name)):
             raise NotFoundError(f"no alias {name!r}; GET /models/aliases lists them")
 
     def resolve(self, ref: str, tenant: str = DEFAULT_TENANT) -> str | None:
         """The model id a reference names: a model id as it is, a tenant's alias followed."""
         if len(ref) == 32:
             return ref
-        model_id = self._redis.hget(keys.ALIASES, _alias_field(tenant, ref))
+        model_id = self._redis.hget(redis_keys.ALIASES, _alias_field(tenant, ref))
         return str(model_id) if model_id else None
 
     def promote_if_better(
@@ -234,24 +234,24 @@ class ModelRegistry(RedisStore):
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(keys.ALIASES)
+                    pipe.watch(redis_keys.ALIASES)
                     if lease is not None:
-                        pipe.watch(keys.job(lease.job_id))
-                        if pipe.hget(keys.job(lease.job_id), "lease") != lease.token:
+                        pipe.watch(redis_keys.job(lease.job_id))
+                        if pipe.hget(redis_keys.job(lease.job_id), "lease") != lease.token:
                             pipe.unwatch()
                             raise _lease_lost(lease, "move the alias")
-                    pipe.watch(keys.model(candidate.id))
-                    if not pipe.exists(keys.model(candidate.id)):  # deleted meanwhile
+                    pipe.watch(redis_keys.model(candidate.id))
+                    if not pipe.exists(redis_keys.model(candidate.id)):  # deleted meanwhile
                         pipe.unwatch()
                         return False
                     field = _alias_field(candidate.tenant, name)
-                    current_id = pipe.hget(keys.ALIASES, field)
+                    current_id = pipe.hget(redis_keys.ALIASES, field)
                     current = self.find(str(current_id)) if current_id else None
                     if current is not None and not _beats(candidate, current, metric, mode):
                         pipe.unwatch()
                         return False
                     pipe.multi()
-                    pipe.hset(keys.ALIASES, field, candidate.id)
+                    pipe.hset(redis_keys.ALIASES, field, candidate.id)
                     pipe.execute()
                     return True
                 except redis.WatchError:

@@ -14,7 +14,7 @@ import redis
 import redis.asyncio
 from pydantic import BaseModel, Field
 
-from shared import keys, queue_scripts
+from shared import queue_scripts, redis_keys
 from shared.errors import NotFoundError
 
 # Event types in a job's stream: "job" when its state or progress changed (readers
@@ -73,14 +73,14 @@ class ResultStore:
         return bool(
             self._record_trial(
                 keys=[
-                    keys.job(job_id),
-                    keys.job_trials(job_id),
-                    keys.trial_history(job_id, row.trial_id),
-                    keys.job_events(job_id),
+                    redis_keys.job(job_id),
+                    redis_keys.job_trials(job_id),
+                    redis_keys.trial_history(job_id, row.trial_id),
+                    redis_keys.job_events(job_id),
                 ],
                 args=[
                     lease_token,
-                    keys.JOB_EVENTS_KEPT,
+                    redis_keys.JOB_EVENTS_KEPT,
                     row.trial_id,
                     row_json,
                     iteration,
@@ -99,13 +99,13 @@ class ResultStore:
 
     def trial_records(self, job_id: str) -> list[dict[str, Any]]:
         """The same rows as plain dicts, for tables of many thousands of trials."""
-        raw: dict[str, str] = self._redis.hgetall(keys.job_trials(job_id))  # type: ignore[assignment]
+        raw: dict[str, str] = self._redis.hgetall(redis_keys.job_trials(job_id))  # type: ignore[assignment]
         return [json.loads(raw[trial_id]) for trial_id in sorted(raw)]
 
     def history(self, job_id: str, trial_id: str) -> list[dict[str, Any]]:
         """A trial's metrics per epoch, first epoch first; NotFoundError for no such trial."""
-        raw: dict[str, str] = self._redis.hgetall(keys.trial_history(job_id, trial_id))  # type: ignore[assignment]
-        if not raw and not self._redis.hexists(keys.job_trials(job_id), trial_id):
+        raw: dict[str, str] = self._redis.hgetall(redis_keys.trial_history(job_id, trial_id))  # type: ignore[assignment]
+        if not raw and not self._redis.hexists(redis_keys.job_trials(job_id), trial_id):
             raise NotFoundError(
                 f"job {job_id} has no trial {trial_id!r}; GET /jobs/{job_id}/trials lists them"
             )
@@ -113,12 +113,12 @@ class ResultStore:
 
     def expire(self, job_id: str, retention_s: int) -> None:
         """Let a finished job's trials, histories and events go after ``retention_s``."""
-        trial_ids: list[str] = self._redis.hkeys(keys.job_trials(job_id))  # type: ignore[assignment]
+        trial_ids: list[str] = self._redis.hkeys(redis_keys.job_trials(job_id))  # type: ignore[assignment]
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.expire(keys.job_trials(job_id), retention_s)
-            pipe.expire(keys.job_events(job_id), retention_s)
+            pipe.expire(redis_keys.job_trials(job_id), retention_s)
+            pipe.expire(redis_keys.job_events(job_id), retention_s)
             for trial_id in trial_ids:
-                pipe.expire(keys.trial_history(job_id, trial_id), retention_s)
+                pipe.expire(redis_keys.trial_history(job_id, trial_id), retention_s)
             pipe.execute()
 
 
@@ -144,7 +144,7 @@ class EventFeed:
 
     async def last_id(self, job_id: str) -> str:
         """The id of the newest event, or "0-0" when there is none yet."""
-        newest = await self._redis.xrevrange(keys.job_events(job_id), count=1)
+        newest = await self._redis.xrevrange(redis_keys.job_events(job_id), count=1)
         return str(newest[0][0]) if newest else "0-0"
 
     async def after(self, job_id: str, after_id: str, wait_s: float) -> list[tuple[str, str, str]]:
@@ -152,7 +152,9 @@ class EventFeed:
         (at most EVENT_WAIT_MAX_S) for one."""
         # At least 1 ms: XREAD BLOCK 0 would wait for ever.
         block_ms = max(1, int(1000 * min(wait_s, EVENT_WAIT_MAX_S)))
-        answer: Any = await self._redis.xread({keys.job_events(job_id): after_id}, block=block_ms)
+        answer: Any = await self._redis.xread(
+            {redis_keys.job_events(job_id): after_id}, block=block_ms
+        )
         if not answer:
             return []
         return [(str(i), str(f["type"]), str(f.get("data", ""))) for i, f in answer[0][1]]
@@ -183,8 +185,8 @@ def trials_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def _append(client: Any, job_id: str, kind: str, data: str) -> None:
     client.xadd(
-        keys.job_events(job_id),
+        redis_keys.job_events(job_id),
         {"type": kind, "data": data},
-        maxlen=keys.JOB_EVENTS_KEPT,
+        maxlen=redis_keys.JOB_EVENTS_KEPT,
         approximate=True,
     )

@@ -15,7 +15,7 @@ from types import FrameType
 import ray
 import redis
 
-from services.driver.worker import Driver
+from services.driver.driver import Driver
 from shared.jobs import JobStore
 from shared.redis_client import connect
 from shared.registry import ModelRegistry

@@ -13,7 +13,7 @@ import ray
 import redis
 from ray._private.internal_api import memory_summary
 
-from services.driver.worker import Driver
+from services.driver.driver import Driver
 from shared.jobs import JobStore, JobView
 from shared.registry import ModelRegistry
 from shared.results import TrialRow

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.auth import KeyStore
 from shared.errors import InvalidInputError, TooManyJobsError
 from shared.features import instances_to_matrix
@@ -28,7 +28,7 @@ def test_a_key_resolves_to_its_tenant_and_only_its_digest_is_stored(
     assert found.may_see("team-a") and not found.may_see("team-b")
     ops = store.resolve(admin)
     assert ops is not None and ops.admin and ops.may_see("team-b")
-    stored = str(redis_client.hgetall(keys.API_KEYS))
+    stored = str(redis_client.hgetall(redis_keys.API_KEYS))
     assert key not in stored and admin not in stored
     assert store.resolve(key + "x") is None
     assert store.revoke(key) and store.resolve(key) is None
@@ -79,8 +79,8 @@ def test_one_unreadable_model_record_hides_no_other(redis_client: redis.Redis) -
     registry = ModelRegistry(redis_client)
     good = record("a" * 32, 0.9)
     registry.register(good)
-    redis_client.set(keys.model("b" * 32), '{"id": "b", "validation_value": null}')
-    redis_client.zadd(keys.MODELS, {"b" * 32: 1e12})
+    redis_client.set(redis_keys.model("b" * 32), '{"id": "b", "validation_value": null}')
+    redis_client.zadd(redis_keys.MODELS, {"b" * 32: 1e12})
     assert [m.id for m in registry.recent()] == [good.id]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from shared import keys
+from shared import redis_keys
 from shared.index_pruning import prune_job_indexes
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
@@ -32,16 +32,16 @@ def test_expired_jobs_leave_every_job_index(redis_client: redis.Redis) -> None:
         jobs.cancel(job_id)
     time.sleep(1.5)
     assert all(not jobs.exists(job_id) for job_id in ended)
-    assert redis_client.zcard(keys.JOBS) == 300  # the records went, their entries stayed
+    assert redis_client.zcard(redis_keys.JOBS) == 300  # the records went, their entries stayed
 
     pruned = prune_job_indexes(redis_client, batch_size=50)
 
     assert pruned.jobs == len(ended) and pruned.tenant_jobs == len(ended)
-    assert set(redis_client.zrange(keys.JOBS, 0, -1)) == live
+    assert set(redis_client.zrange(redis_keys.JOBS, 0, -1)) == live
     for tenant in ("alpha", "beta"):
         listed = {job.id for job in jobs.recent(limit=1000, tenant=tenant)}
-        assert set(redis_client.zrange(keys.tenant_jobs(tenant), 0, -1)) == listed
-        assert set(redis_client.smembers(keys.tenant_active(tenant))) <= listed
+        assert set(redis_client.zrange(redis_keys.tenant_jobs(tenant), 0, -1)) == listed
+        assert set(redis_client.smembers(redis_keys.tenant_active(tenant))) <= listed
     assert {job.id for job in jobs.recent(limit=1000)} == live
     # Nothing more to prune: every entry left names a record.
     assert prune_job_indexes(redis_client).total == 0
@@ -52,8 +52,8 @@ def test_a_model_record_that_vanished_leaves_the_models_index(redis_client: redi
     for letter in "abc":
         registry.register(model_of(letter * 32, Path("/nowhere")))
     # A record removed by hand, outside the registry.
-    redis_client.delete(keys.model("b" * 32))
+    redis_client.delete(redis_keys.model("b" * 32))
 
     assert registry.prune_index(batch_size=1) == 1
-    assert set(redis_client.zrange(keys.MODELS, 0, -1)) == {"a" * 32, "c" * 32}
+    assert set(redis_client.zrange(redis_keys.MODELS, 0, -1)) == {"a" * 32, "c" * 32}
     assert [m.id for m in registry.recent()] == ["c" * 32, "a" * 32]

@@ -23,9 +23,9 @@ import ray
 import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from services.driver import cluster, pack_task
+from services.driver import nodes, pack_task
 from services.driver.batch import run_batch
-from services.driver.runner import run_job
+from services.driver.tune_job import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
 from shared.jobs import JobStore, Lease
@@ -208,7 +208,7 @@ class Driver:
     def _check_storage(self) -> None:
         alive = frozenset(node["NodeID"] for node in ray.nodes() if node.get("Alive"))
         if alive != self._storage_checked_for:
-            cluster.check_shared_storage(self._settings.storage_root)
+            nodes.check_shared_storage(self._settings.storage_root)
             self._storage_checked_for = alive
 
     def _should_stop(self, lease: Lease, cancelled: CancelCheck) -> bool:
@@ -240,7 +240,7 @@ class Driver:
         """Publish the node shapes the cluster has or can start, every CAPACITY_REFRESH_S."""
         while True:
             try:
-                self._capacity.publish(cluster.capacity(self._settings.autoscaler_config))
+                self._capacity.publish(nodes.capacity(self._settings.autoscaler_config))
             except Exception:  # a bad autoscaler config or Redis down: try again later
                 log.exception("driver: could not publish the cluster's capacity")
             if self._stopped.wait(CAPACITY_REFRESH_S):

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from ray import tune
 
-from services.driver import cluster, packs, search
+from services.driver import nodes, packs, search
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
 from shared.auth import DEFAULT_TENANT, tenant_folder
@@ -169,7 +169,7 @@ def _run_packed(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     progress = TrialProgress(jobs, lease, plan.metric, plan.mode)
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
-        autoscaler_slots=cluster.autoscaler_slots(spec.resources, settings.autoscaler_config),
+        autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
     )  # fmt: skip
     jobs.record_engine(lease, run.plan())
     started = time.monotonic()

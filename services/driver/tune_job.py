@@ -43,7 +43,7 @@ class JobFailedError(TunefleetError):
 class StopWhen(tune.Stopper):
     """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease).
     Asking is cheap: the driver's check reads Redis at most every
-    worker.CANCEL_CHECK_S, whoever asks how often."""
+    driver.CANCEL_CHECK_S, whoever asks how often."""
 
     def __init__(self, should_stop: Callable[[], bool]) -> None:
         self._should_stop = should_stop
@@ -83,44 +83,19 @@ def run_job(
     Raises a TunefleetError with a reason for the user when the job cannot succeed,
     LeaseLostError when the job is no longer this driver's (nothing more is written).
     """
-    job_id = lease.job_id
     spec = _within_operator_limits(spec, settings)
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
-    target = target_of(spec.dataset, datasets)
-    # The limits again: they may have been lowered since the upload.
-    frame = load_frame(
-        spec.dataset,
-        datasets,
-        max_rows=settings.max_dataset_rows,
-        max_columns=settings.max_dataset_columns,
-    )
-    data = prepare(frame, spec.dataset, target, spec.task)
+    data, target = _load_data(spec, settings, tenant)
     metric, mode = spec.objective(data.task)
     jobs.record_objective(lease, data.task, metric, mode)
-    seed = spec.search.seed if spec.search.seed is not None else spec.dataset.seed
-    plan = TrialPlan(
-        # Trials never see the test split: it scores the chosen model only.
-        data=dataclasses.replace(data, x_test=data.x_test[:0], y_test=data.y_test[:0]),
-        metric=metric,
-        mode=mode,
-        seed=seed,
-        balance=spec.dataset.balance == "weighted_sampler",
-        checkpoint_every_epoch=search.pauses_trials(spec),
-    )
-    job = _Job(lease, spec, plan, settings, jobs, should_stop)
-    unpacked_reason = search.unpacked_reason(spec)
-    if unpacked_reason is None:
-        found = _run_packed(job)
-    else:
-        jobs.record_engine(lease, f"unpacked: {unpacked_reason}")
-        found = _run_unpacked(job)
+    job = _Job(lease, spec, _trial_plan(spec, data, metric, mode), settings, jobs, should_stop)
+    found = _run_trials(job)
     if found is None:
         return
     best, checkpoint = found
     test_metrics = _score_on_test(checkpoint, data)
     record = ModelRecord(
-        id=job_id,
-        job_id=job_id,
+        id=lease.job_id,
+        job_id=lease.job_id,
         checkpoint_uri=checkpoint.uri,
         task=data.task,
         target=target,
@@ -134,11 +109,54 @@ def run_job(
         created_at=time.time(),
         tenant=tenant,
     )
+    _register(record, spec, registry, lease)
+    jobs.succeed(lease, best, test_metrics)
+
+
+def _load_data(spec: JobSpec, settings: Settings, tenant: str) -> tuple[PreparedData, str]:
+    """The job's dataset split and scaled, and its target column."""
+    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
+    target = target_of(spec.dataset, datasets)
+    # The limits again: they may have been lowered since the upload.
+    frame = load_frame(
+        spec.dataset,
+        datasets,
+        max_rows=settings.max_dataset_rows,
+        max_columns=settings.max_dataset_columns,
+    )
+    return prepare(frame, spec.dataset, target, spec.task), target
+
+
+def _trial_plan(spec: JobSpec, data: PreparedData, metric: str, mode: str) -> TrialPlan:
+    """What every trial of the job trains on and reports."""
+    return TrialPlan(
+        # Trials never see the test split: it scores the chosen model only.
+        data=dataclasses.replace(data, x_test=data.x_test[:0], y_test=data.y_test[:0]),
+        metric=metric,
+        mode=mode,
+        seed=spec.search.seed if spec.search.seed is not None else spec.dataset.seed,
+        balance=spec.dataset.balance == "weighted_sampler",
+        checkpoint_every_epoch=search.pauses_trials(spec),
+    )
+
+
+def _run_trials(job: _Job) -> tuple[BestTrial, StoragePath] | None:
+    """Packs of configurations where the spec allows, else a Tune trial each; the best
+    trial and its checkpoint, or None once the job was told to stop."""
+    unpacked_reason = search.unpacked_reason(job.spec)
+    if unpacked_reason is None:
+        return _run_packed(job)
+    job.jobs.record_engine(job.lease, f"unpacked: {unpacked_reason}")
+    return _run_unpacked(job)
+
+
+def _register(record: ModelRecord, spec: JobSpec, registry: ModelRegistry, lease: Lease) -> None:
+    """The job's model in the registry, and its alias moved if the spec asks and the
+    model tests better."""
     registry.register(record, lease)
     if spec.promote is not None:
         promoted = registry.promote_if_better(spec.promote, record, lease)
-        log.info("job %s: alias %s %s", job_id, spec.promote, "moved" if promoted else "kept")
-    jobs.succeed(lease, best, test_metrics)
+        log.info("job %s: alias %s %s", record.id, spec.promote, "moved" if promoted else "kept")
 
 
 def _within_operator_limits(spec: JobSpec, settings: Settings) -> JobSpec:

@@ -78,53 +78,20 @@ def train_trial(
     torch.manual_seed(seed)
     order_generator = torch.Generator().manual_seed(seed)
     data = plan.data
-    regression = data.task == "regression"
-    architecture: dict[str, Any] = {
-        "n_features": len(data.feature_names),
-        "n_outputs": 1 if regression else len(data.classes),
-        "hidden_units": int(config["hidden_units"]),
-        "hidden_layers": int(config.get("hidden_layers", 1)),
-        "dropout": float(config["dropout"]),
-    }
+    architecture = _architecture(config, data)
     model = MLP(**architecture, seed=seed).to(device)
-    # fused: one kernel for all parameters; 0.13 ms a step here against 0.32 ms.
-    optimizer = torch.optim.Adam(
-        model.parameters(),
-        lr=float(config["lr"]),
-        weight_decay=float(config["weight_decay"]),
-        fused=True,
-    )
+    optimizer = _optimizer(model, config)
     first_epoch, best_value = 1, None
     if resume_from is not None:
-        model.load_state_dict(resume_from["state_dict"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        first_epoch = int(resume_from["epoch"]) + 1
-        best_value = resume_from.get("best_value")
-        # Checkpoints written before they carried the generators restart both.
-        if "order_generator" in resume_from:
-            # A CPU generator takes only a CPU state; the load may have put it on the GPU.
-            order_generator.set_state(resume_from["order_generator"].cpu())
-        if "dropout_generator" in resume_from:
-            model.dropout_rng.bit_generator.state = resume_from["dropout_generator"]
-
+        first_epoch, best_value = _restore(resume_from, model, optimizer, order_generator)
     x_train = torch.from_numpy(data.x_train).to(device)
     y_train = torch.from_numpy(data.y_train).to(device)
     x_val = torch.from_numpy(data.x_val).to(device)
     y_val = torch.from_numpy(data.y_val).to(device)
     sample_weights = None
-    if plan.balance and not regression:
+    if plan.balance and data.task != "regression":
         sample_weights = _balanced_weights(data.y_train, len(data.classes))
-    bundle = ModelBundle(
-        model=model,
-        architecture=architecture,
-        task=data.task,
-        feature_names=data.feature_names,
-        classes=data.classes,
-        scale=torch.from_numpy(data.scale),
-        offset=torch.from_numpy(data.offset),
-        target_mean=data.target_mean,
-        target_std=data.target_std,
-    )
+    bundle = _bundle(model, architecture, data)
     epochs = int(config["epochs"])
     batch_size = int(config["batch_size"])
 
@@ -152,6 +119,61 @@ def train_trial(
                 dropout_generator=dict(model.dropout_rng.bit_generator.state),
             )
         report({**metrics, "device": device}, payload)
+
+
+def _architecture(config: dict[str, Any], data: PreparedData) -> dict[str, Any]:
+    """The network's shape: what MLP takes, and what a checkpoint records to rebuild it."""
+    return {
+        "n_features": len(data.feature_names),
+        "n_outputs": 1 if data.task == "regression" else len(data.classes),
+        "hidden_units": int(config["hidden_units"]),
+        "hidden_layers": int(config.get("hidden_layers", 1)),
+        "dropout": float(config["dropout"]),
+    }
+
+
+def _optimizer(model: MLP, config: dict[str, Any]) -> torch.optim.Adam:
+    # fused: one kernel for all parameters; 0.13 ms a step here against 0.32 ms.
+    return torch.optim.Adam(
+        model.parameters(),
+        lr=float(config["lr"]),
+        weight_decay=float(config["weight_decay"]),
+        fused=True,
+    )
+
+
+def _restore(
+    resume_from: dict[str, Any],
+    model: MLP,
+    optimizer: torch.optim.Optimizer,
+    order_generator: torch.Generator,
+) -> tuple[int, float | None]:
+    """Load a checkpoint payload into the trial's model, optimizer and generators; the
+    epoch to go on from, and the best metric so far."""
+    model.load_state_dict(resume_from["state_dict"])
+    optimizer.load_state_dict(resume_from["optimizer"])
+    # Checkpoints written before they carried the generators restart both.
+    if "order_generator" in resume_from:
+        # A CPU generator takes only a CPU state; the load may have put it on the GPU.
+        order_generator.set_state(resume_from["order_generator"].cpu())
+    if "dropout_generator" in resume_from:
+        model.dropout_rng.bit_generator.state = resume_from["dropout_generator"]
+    return int(resume_from["epoch"]) + 1, resume_from.get("best_value")
+
+
+def _bundle(model: MLP, architecture: dict[str, Any], data: PreparedData) -> ModelBundle:
+    """What a checkpoint holds besides the weights: the features, classes and scaling."""
+    return ModelBundle(
+        model=model,
+        architecture=architecture,
+        task=data.task,
+        feature_names=data.feature_names,
+        classes=data.classes,
+        scale=torch.from_numpy(data.scale),
+        offset=torch.from_numpy(data.offset),
+        target_mean=data.target_mean,
+        target_std=data.target_std,
+    )
 
 
 def _balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:

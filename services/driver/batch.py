@@ -34,7 +34,7 @@ from shared.data import DatasetStore
 from shared.errors import TunefleetError
 from shared.jobs import JobStore, Lease
 from shared.model import ModelBundle
-from shared.registry import ModelRegistry
+from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.storage import StoragePath
 
@@ -138,21 +138,8 @@ def run_batch(
     parts.rmtree()  # what an earlier attempt left
     parts_fs, parts_path = parts.arrow
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # output rows in input order
-    context.enable_progress_bars = False  # progress goes to Redis
     progress = _Progress.remote()  # type: ignore[attr-defined]
-    scored = _read(table, table_format, record.feature_names).map_batches(
-        Scorer,
-        fn_constructor_kwargs={
-            "checkpoint": settings.storage_at(record.checkpoint_uri),
-            "progress": progress,
-        },
-        batch_size=SCORE_BATCH_ROWS,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=settings.batch_max_workers),
-        num_cpus=1,
-    )
+    scored = _scored(table, table_format, record, settings, progress)
     write = scored.write_csv if spec.format == "csv" else scored.write_parquet
     failure: list[BaseException] = []
 
@@ -164,17 +151,7 @@ def run_batch(
 
     writer = threading.Thread(target=write_parts, name=f"batch-{job_id}", daemon=True)
     writer.start()
-    rows_reported = 0
-    stopping = False
-    while writer.is_alive():
-        writer.join(PROGRESS_INTERVAL_S)
-        rows = min(int(ray.get(progress.rows.remote())), spec.rows)
-        if rows != rows_reported and not stopping:
-            jobs.record_rows(lease, rows)
-            rows_reported = rows
-        if not stopping and should_stop():
-            stopping = True
-            progress.stop.remote()
+    stopping = _follow(writer, progress, lease, spec.rows, jobs, should_stop)
     ray.kill(progress)
     if stopping or should_stop():
         parts.parent.rmtree()
@@ -189,6 +166,54 @@ def run_batch(
         raise
     parts.rmtree()
     jobs.succeed_batch(lease, spec.rows)
+
+
+def _scored(
+    table: StoragePath,
+    table_format: str,
+    record: ModelRecord,
+    settings: Settings,
+    progress: ActorHandle,
+) -> ray.data.Dataset:
+    """The table with the model's columns added, on a pool of scorers, rows in order."""
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # output rows in input order
+    context.enable_progress_bars = False  # progress goes to Redis
+    return _read(table, table_format, record.feature_names).map_batches(
+        Scorer,
+        fn_constructor_kwargs={
+            "checkpoint": settings.storage_at(record.checkpoint_uri),
+            "progress": progress,
+        },
+        batch_size=SCORE_BATCH_ROWS,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=settings.batch_max_workers),
+        num_cpus=1,
+    )
+
+
+def _follow(
+    writer: threading.Thread,
+    progress: Any,  # a _Progress actor's handle
+    lease: Lease,
+    rows_total: int,
+    jobs: JobStore,
+    should_stop: Callable[[], bool],
+) -> bool:
+    """Report the rows scored about once a second while ``writer`` runs, and tell the
+    scorers to stop once ``should_stop`` says so; whether they were told."""
+    rows_reported = 0
+    stopping = False
+    while writer.is_alive():
+        writer.join(PROGRESS_INTERVAL_S)
+        rows = min(int(ray.get(progress.rows.remote())), rows_total)
+        if rows != rows_reported and not stopping:
+            jobs.record_rows(lease, rows)
+            rows_reported = rows
+        if not stopping and should_stop():
+            stopping = True
+            progress.stop.remote()
+    return stopping
 
 
 def _read(table: StoragePath, table_format: str, features: list[str]) -> ray.data.Dataset:

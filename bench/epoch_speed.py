@@ -15,7 +15,7 @@ import torch
 
 from bench.common import emit, seed_like_csv, seed_split
 from bench.reference.seed_loop import SeedLoop
-from shared.training import TrialPlan, train_trial
+from services.driver.training import TrialPlan, train_trial
 
 CONFIG = {"lr": 1e-3, "dropout": 0.3, "hidden_units": 300, "weight_decay": 0.0}
 

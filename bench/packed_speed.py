@@ -17,8 +17,8 @@ import time
 import torch
 
 from bench.common import emit, seed_like_csv, seed_split
-from shared.pack_training import PackState, train_pack_epoch
-from shared.training import TrialPlan, train_trial
+from services.driver.pack_training import PackState, train_pack_epoch
+from services.driver.training import TrialPlan, train_trial
 
 WIDTHS = (30, 50, 100, 200, 300)
 DROPOUTS = (0.3, 0.5, 0.7, 0.85)

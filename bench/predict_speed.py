@@ -42,7 +42,7 @@ import sys
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
-from shared.features import instances_to_matrix
+from services.predictor.features import instances_to_matrix
 from shared.model import ModelBundle
 
 bundle = ModelBundle.load(sys.argv[1])

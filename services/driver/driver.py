@@ -25,12 +25,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import nodes, pack_task
 from services.driver.batch import run_batch
+from services.driver.retention import sweep_experiments
 from services.driver.tune_job import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
 from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
-from shared.retention import sweep_experiments
 from shared.settings import Settings
 from shared.spec import JobSpec
 from shared.status import JobStatus

@@ -16,10 +16,10 @@ from typing import Any
 import ray
 import torch
 
+from services.driver.pack_training import PackState, train_pack_epoch
+from services.driver.training import TrialPlan
 from shared.model import CHECKPOINT_FILE
-from shared.pack_training import PackState, train_pack_epoch
 from shared.storage import StoragePath
-from shared.training import TrialPlan
 
 BEST_CHECKPOINT = "checkpoint_best"
 
@@ -76,6 +76,6 @@ def _save(payload: dict[str, Any], folder: StoragePath) -> None:
 @ray.remote(num_cpus=1)
 def warm_up() -> int:
     """Start a worker with the packed engine imported, so the first job need not."""
-    import shared.packed  # noqa: F401  (the import is the point)
+    import services.driver.packed  # noqa: F401  (the import is the point)
 
     return os.getpid()

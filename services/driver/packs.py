@@ -30,12 +30,12 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import search
 from services.driver.pack_task import checkpoint_folder, train_epoch
+from services.driver.pack_training import PackState, pack_key, state_from_payload, state_to_payload
 from services.driver.progress import TrialProgress
+from services.driver.training import TrialPlan
 from shared.jobs import BestTrial
-from shared.pack_training import PackState, pack_key, state_from_payload, state_to_payload
 from shared.spec import JobSpec
 from shared.storage import StoragePath
-from shared.training import TrialPlan
 
 log = logging.getLogger(__name__)
 STOP_CHECK_INTERVAL_S = 0.5

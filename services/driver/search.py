@@ -22,9 +22,9 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.search_algorithm import SearchAlgorithm
 from ray.tune.search.variant_generator import generate_variants
 
+from services.driver.training import SEED_KEY, trial_seed
 from shared.search_space import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
 from shared.spec import JobSpec
-from shared.training import SEED_KEY, trial_seed
 
 EPOCH = "training_iteration"
 

@@ -1,4 +1,4 @@
-"""The Tune trainable: shared.training's loop, reporting to Tune with checkpoints.
+"""The Tune trainable: services.driver.training's loop, reporting to Tune with checkpoints.
 
 A job's data reaches its trials as a file in the job's experiment folder (in the
 storage every node reaches, a folder or a bucket), not through Ray's object store:
@@ -19,9 +19,9 @@ import torch
 from ray import tune
 
 from services.driver.pack_task import torch_for_this_worker
+from services.driver.training import TrialPlan, train_trial
 from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
-from shared.training import TrialPlan, train_trial
 
 PLAN_FILE = "plan.pkl"
 

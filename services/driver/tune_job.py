@@ -16,6 +16,7 @@ from ray import tune
 from services.driver import nodes, packs, search
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
+from services.driver.training import TrialPlan, evaluate
 from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
@@ -26,7 +27,6 @@ from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
 from shared.storage import StoragePath
-from shared.training import TrialPlan, evaluate
 
 log = logging.getLogger(__name__)
 

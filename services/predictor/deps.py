@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Depends, Request
 
+from services.predictor.model_files import ImportedModelFiles
 from shared.jobs import JobStore
-from shared.model_files import ImportedModelFiles
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 

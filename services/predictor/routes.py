@@ -19,6 +19,7 @@ from services.predictor.batches import batch_spec
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
 from services.predictor.export import export_model
+from services.predictor.features import instances_to_matrix
 from shared.auth import Principal
 from shared.batch import BatchRequest
 from shared.errors import (
@@ -28,7 +29,6 @@ from shared.errors import (
     PayloadTooLargeError,
 )
 from shared.export_formats import EXTENSION_OF_FORMAT, ExportFormat
-from shared.features import instances_to_matrix
 from shared.http_edge import IdempotencyKeyHeader, PrincipalDep
 from shared.http_metrics import metrics_of
 from shared.model import CHECKPOINT_FILE, ModelBundle

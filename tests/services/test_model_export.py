@@ -17,6 +17,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
+from services.driver.training import TrialPlan, train_trial
 from services.predictor.app import create_app
 from services.predictor.deps import PredictFn
 from shared.auth import KeyStore
@@ -25,7 +26,6 @@ from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import DatasetSpec
-from shared.training import TrialPlan, train_trial
 
 IRIS_LABELS = {0: "setosa", 1: "versicolor", 2: "virginica"}
 # Loads both files as someone without tunefleet would: any import of its packages fails.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
+from services.predictor.features import instances_to_matrix
 from shared import redis_keys
 from shared.auth import KeyStore
 from shared.errors import InvalidInputError, TooManyJobsError
-from shared.features import instances_to_matrix
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import QueuePolicy

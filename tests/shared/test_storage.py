@@ -11,12 +11,12 @@ import pytest
 import redis
 
 from cluster.redis_server import RedisServer
+from services.driver.retention import sweep_experiments
 from shared.data import DatasetStore
 from shared.errors import NotFoundError, PayloadTooLargeError, StorageUnavailableError
 from shared.jobs import JobStore
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRegistry
-from shared.retention import sweep_experiments
 from shared.settings import Settings
 from tests.helpers import s3_server as s3_fixtures
 from tests.helpers.factories import BEST, model_of, started

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.driver.retention import sweep_experiments
 from shared.jobs import JobStore
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRegistry
-from shared.retention import sweep_experiments
 from tests.helpers.factories import BEST, SPEC, model_of, started
 from tests.helpers.models import payload, saved
 

@@ -1,4 +1,4 @@
-"""A pack's training, epoch by epoch: the packed twin of shared.training's loop.
+"""A pack's training, epoch by epoch: the packed twin of services.driver.training's loop.
 
 Tune-independent and stateless between calls: a pack's whole state (members' weights,
 Adam moments, best values, the batch order's and the dropout masks' generators) is a
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from services.driver.packed import Member, PackedMLP, initial_state_dict
+from services.driver.training import SEED_KEY, TrialPlan, _balanced_weights, _epoch_order
 from shared.model import checkpoint_payload
-from shared.packed import Member, PackedMLP, initial_state_dict
-from shared.training import SEED_KEY, TrialPlan, _balanced_weights, _epoch_order
 
 # What may differ inside a pack is in Member; the rest of a config must match.
 PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
@@ -246,7 +246,7 @@ def _payload(
 def evaluate_pack(
     pack: PackedMLP, x_rows: np.ndarray, y_rows: np.ndarray, plan: TrialPlan
 ) -> dict[str, list[float]]:
-    """Every member's metrics on scaled rows, as shared.training.evaluate computes them."""
+    """Every member's metrics on scaled rows, as services.driver.training.evaluate computes them."""
     data = plan.data
     regression = data.task == "regression"
     x = torch.from_numpy(np.array(x_rows)).to(pack.device)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from services.predictor.features import instances_to_matrix
 from shared.errors import InvalidInputError
-from shared.features import instances_to_matrix
 
 NAMES = ["a", "b", "c"]
 

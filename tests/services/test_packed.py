@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from shared.data import DatasetStore, load_frame, prepare
-from shared.model import ModelBundle
-from shared.pack_training import (
+from services.driver.pack_training import (
     PackState,
     state_from_payload,
     state_to_payload,
     train_pack_epoch,
 )
+from services.driver.training import TrialPlan, train_trial, trial_seed
+from shared.data import DatasetStore, load_frame, prepare
+from shared.model import ModelBundle
 from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
-from shared.training import TrialPlan, train_trial, trial_seed
 
 BASE = {"batch_size": 16, "epochs": 3, "weight_decay": 0.0}
 # Mixed widths, dropouts, learning rates and weight decays; "a" and "c" without dropout,

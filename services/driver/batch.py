@@ -15,13 +15,15 @@ flag, which the scorers see at their next batch: they raise, and the dataset sto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.csv
 import pyarrow.parquet
 import ray
@@ -30,7 +32,7 @@ from ray.actor import ActorHandle
 
 from shared.auth import DEFAULT_TENANT, tenant_folder
 from shared.batch import BatchSpec, check_scorable, output_columns, output_file
-from shared.data import DatasetStore
+from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
 from shared.jobs import JobStore, Lease
 from shared.model import ModelBundle
@@ -45,8 +47,6 @@ log = logging.getLogger(__name__)
 SCORE_BATCH_ROWS = 4096
 PROGRESS_INTERVAL_S = 1.0
 PARTS_FOLDER = "parts"
-# Bytes copied at a time when the CSV parts are joined.
-COPY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class BatchFailedError(TunefleetError):
@@ -92,6 +92,8 @@ class Scorer:
         # now, so asking costs no round trip.
         if self._last_report is not None and ray.get(self._last_report):
             raise BatchCancelledError("the batch job was told to stop")
+        if ROW_COLUMN in batch.column_names:  # blocks may come in out of order
+            batch = batch.sort_by(ROW_COLUMN)
         names = self._bundle.feature_names
         # Empty cells read as nulls, NaN here; /predict refuses them, and so does this.
         features = np.column_stack(
@@ -140,12 +142,13 @@ def run_batch(
 
     progress = _Progress.remote()  # type: ignore[attr-defined]
     scored = _scored(table, table_format, record, settings, progress)
-    write = scored.write_csv if spec.format == "csv" else scored.write_parquet
     failure: list[BaseException] = []
 
     def write_parts() -> None:
         try:
-            write(parts_path, filesystem=parts_fs)
+            # Parts as Parquet whatever the output's format: the join reads them back to
+            # put the rows in order (see _join_parts).
+            scored.write_parquet(parts_path, filesystem=parts_fs)
         except BaseException as exc:  # handed to the driver's thread, which decides
             failure.append(exc)
 
@@ -233,42 +236,80 @@ def _read(table: StoragePath, table_format: str, features: list[str]) -> ray.dat
 
 
 def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> None:
-    """One file from Ray Data's part files, in their order: the CSV parts one after the
-    other under the first one's header; the Parquet parts' row groups in one file."""
+    """One file, CSV or Parquet, from Ray Data's Parquet part files, rows in the input's
+    order, one part in memory at a time.
+
+    Ray Data may pass blocks on out of order even with preserve_order (a 237-row table
+    once came out as rows 0-59, 119-236, 60-118, in one part). So each part is sorted by
+    ROW_COLUMN and the parts by their first row; where the parts' rows still interleave,
+    the whole output is sorted at once. ROW_COLUMN is dropped. A table without it (an
+    upload read from its CSV) is joined in the parts' order.
+    """
     files = sorted(
         (entry.path for entry in parts.entries() if not entry.is_dir), key=lambda p: p.name
     )
+    ranges = [_row_range(part) for part in files]
+    numbered = all(found is not None for found in ranges)
+    if numbered:
+        order = sorted(range(len(files)), key=lambda index: ranges[index] or (0, 0))
+        files = [files[index] for index in order]
+    tables: Iterator[pa.Table] = (_read_part(part) for part in files)
+    if numbered and not _contiguous([ranges[index] for index in order]):
+        tables = iter([_ordered(pa.concat_tables(list(tables), promote_options="permissive"))])
     filesystem, path = output.arrow
-    if output_format == "csv":
-        with filesystem.open_output_stream(path) as out:
-            for index, part in enumerate(files):
-                part_fs, part_path = part.arrow
-                with part_fs.open_input_stream(part_path) as stream:
-                    _copy_csv(stream, out, skip_header=index > 0)
-        return
-    writer: pyarrow.parquet.ParquetWriter | None = None
+    writer: Any = None
     schema: pa.Schema | None = None
-    try:
-        for part in files:
-            part_fs, part_path = part.arrow
-            table = pyarrow.parquet.read_table(part_path, filesystem=part_fs)
+    with contextlib.ExitStack() as closing:
+        for table in tables:
+            table = table.drop_columns([ROW_COLUMN]) if ROW_COLUMN in table.column_names else table
             if writer is None or schema is None:
                 schema = table.schema
-                writer = pyarrow.parquet.ParquetWriter(path, schema, filesystem=filesystem)
+                if output_format == "csv":
+                    out = closing.enter_context(filesystem.open_output_stream(path))
+                    writer = closing.enter_context(pyarrow.csv.CSVWriter(out, schema))
+                else:
+                    writer = closing.enter_context(
+                        pyarrow.parquet.ParquetWriter(path, schema, filesystem=filesystem)
+                    )
             writer.write_table(table.cast(schema))
-    finally:
-        if writer is not None:
-            writer.close()
 
 
-def _copy_csv(stream: Any, out: Any, skip_header: bool) -> None:
-    first = True
-    while chunk := stream.read(COPY_CHUNK_BYTES):
-        if first and skip_header:
-            # A header is one line: its names hold no line breaks (the upload's check).
-            chunk = chunk[chunk.index(b"\n") + 1 :] if b"\n" in chunk else b""
-        first = False
-        out.write(chunk)
+def _row_range(part: StoragePath) -> tuple[int, int] | None:
+    """The first and last row number in a part, and its row count as the last minus the
+    first plus one if whole; None for a part without ROW_COLUMN."""
+    filesystem, path = part.arrow
+    schema = pyarrow.parquet.read_schema(path, filesystem=filesystem)
+    if ROW_COLUMN not in schema.names:
+        return None
+    rows = pyarrow.parquet.read_table(path, columns=[ROW_COLUMN], filesystem=filesystem)
+    if rows.num_rows == 0:
+        return (-1, -2)  # empty: first in order, and takes no place in the count
+    numbers = rows.column(ROW_COLUMN)
+    low, high = pyarrow.compute.min(numbers).as_py(), pyarrow.compute.max(numbers).as_py()
+    return (low, high) if high - low + 1 == rows.num_rows else (low, -1)
+
+
+def _contiguous(ranges: list[tuple[int, int] | None]) -> bool:
+    """Whether the parts, in this order, hold rows 0, 1, 2, ... each part a whole run."""
+    expected = 0
+    for found in ranges:
+        assert found is not None
+        low, high = found
+        if (low, high) == (-1, -2):
+            continue
+        if low != expected or high < low:
+            return False
+        expected = high + 1
+    return True
+
+
+def _read_part(part: StoragePath) -> pa.Table:
+    filesystem, path = part.arrow
+    return _ordered(pyarrow.parquet.read_table(path, filesystem=filesystem))
+
+
+def _ordered(table: pa.Table) -> pa.Table:
+    return table.sort_by(ROW_COLUMN) if ROW_COLUMN in table.column_names else table
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -103,8 +103,12 @@ def test_upload_summary_says_regression(tmp_path: Path) -> None:
     assert summary.problems == []
 
 
-def test_a_table_to_score_gets_a_parquet_copy_that_reads_as_its_csv(tmp_path: Path) -> None:
+def test_an_upload_gets_a_parquet_copy_that_reads_as_its_csv_with_row_numbers(
+    tmp_path: Path,
+) -> None:
     import pandas as pd
+
+    from shared.data import ROW_COLUMN
 
     # An integer column, a float column with an empty cell, text, and booleans.
     content = csv_bytes(
@@ -114,9 +118,21 @@ def test_a_table_to_score_gets_a_parquet_copy_that_reads_as_its_csv(tmp_path: Pa
     summary = store.save(content, purpose="scoring")
     where, kind = store.table(summary.id)
     assert kind == "parquet" and where.name == f"{summary.id}.parquet"
-    expected = pd.read_csv(io.BytesIO(content))
-    pd.testing.assert_frame_equal(pd.read_parquet(io.BytesIO(where.read_bytes())), expected)
-    # A table to tune on is read from its CSV; deleting a dataset removes its copy too.
-    assert store.table(store.save(GOOD_CSV, target="species").id)[1] == "csv"
+    copy = pd.read_parquet(io.BytesIO(where.read_bytes()))
+    assert copy[ROW_COLUMN].tolist() == list(range(50))
+    pd.testing.assert_frame_equal(copy.drop(columns=[ROW_COLUMN]), pd.read_csv(io.BytesIO(content)))
+    assert ROW_COLUMN not in summary.columns
+    # A table to tune on gets one too; deleting a dataset removes its copy.
+    assert store.table(store.save(GOOD_CSV, target="species").id)[1] == "parquet"
     store.delete(summary.id)
     assert not where.is_file()
+
+
+def test_a_table_with_a_column_named_as_the_row_numbers_is_read_from_its_csv(
+    tmp_path: Path,
+) -> None:
+    from shared.data import ROW_COLUMN
+
+    store = DatasetStore(tmp_path)
+    summary = store.save(f"a,{ROW_COLUMN}\n1,2\n3,4\n".encode(), purpose="scoring")
+    assert store.table(summary.id)[1] == "csv"

@@ -61,6 +61,7 @@ def test_an_uploaded_dataset_is_kept_in_the_bucket_and_read_back(
     assert sorted(s3_server.keys(bucket)) == [
         f"team/datasets/{summary.id}.csv",
         f"team/datasets/{summary.id}.json",
+        f"team/datasets/{summary.id}.parquet",  # what batch jobs read
     ]
     assert [s.id for s in store.summaries()] == [summary.id]
     assert store.load(summary.id).shape == (40, 3)

@@ -92,8 +92,6 @@ class Scorer:
         # now, so asking costs no round trip.
         if self._last_report is not None and ray.get(self._last_report):
             raise BatchCancelledError("the batch job was told to stop")
-        if ROW_COLUMN in batch.column_names:  # blocks may come in out of order
-            batch = batch.sort_by(ROW_COLUMN)
         names = self._bundle.feature_names
         # Empty cells read as nulls, NaN here; /predict refuses them, and so does this.
         features = np.column_stack(
@@ -249,13 +247,15 @@ def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> 
         (entry.path for entry in parts.entries() if not entry.is_dir), key=lambda p: p.name
     )
     ranges = [_row_range(part) for part in files]
-    numbered = all(found is not None for found in ranges)
-    if numbered:
-        order = sorted(range(len(files)), key=lambda index: ranges[index] or (0, 0))
+    if all(found is not None for found in ranges):
+        order = sorted(range(len(files)), key=lambda index: ranges[index] or (0, 0, 0))
         files = [files[index] for index in order]
-    tables: Iterator[pa.Table] = (_read_part(part) for part in files)
-    if numbered and not _contiguous([ranges[index] for index in order]):
-        tables = iter([_ordered(pa.concat_tables(list(tables), promote_options="permissive"))])
+        numbered = [found for index in order if (found := ranges[index]) is not None]
+        tables: Iterator[pa.Table] = (_read_part(part) for part in files)
+        if not _contiguous(numbered):
+            tables = iter([_ordered(pa.concat_tables(list(tables), promote_options="permissive"))])
+    else:
+        tables = (_read_part(part) for part in files)
     filesystem, path = output.arrow
     writer: Any = None
     schema: pa.Schema | None = None
@@ -274,30 +274,28 @@ def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> 
             writer.write_table(table.cast(schema))
 
 
-def _row_range(part: StoragePath) -> tuple[int, int] | None:
-    """The first and last row number in a part, and its row count as the last minus the
-    first plus one if whole; None for a part without ROW_COLUMN."""
+def _row_range(part: StoragePath) -> tuple[int, int, int] | None:
+    """A part's lowest and highest row number and its row count; None for a part
+    without ROW_COLUMN."""
     filesystem, path = part.arrow
-    schema = pyarrow.parquet.read_schema(path, filesystem=filesystem)
-    if ROW_COLUMN not in schema.names:
+    if ROW_COLUMN not in pyarrow.parquet.read_schema(path, filesystem=filesystem).names:
         return None
-    rows = pyarrow.parquet.read_table(path, columns=[ROW_COLUMN], filesystem=filesystem)
-    if rows.num_rows == 0:
-        return (-1, -2)  # empty: first in order, and takes no place in the count
-    numbers = rows.column(ROW_COLUMN)
-    low, high = pyarrow.compute.min(numbers).as_py(), pyarrow.compute.max(numbers).as_py()
-    return (low, high) if high - low + 1 == rows.num_rows else (low, -1)
+    numbers = pyarrow.parquet.read_table(path, columns=[ROW_COLUMN], filesystem=filesystem)
+    column = numbers.column(ROW_COLUMN)
+    if numbers.num_rows == 0:
+        return (-1, -1, 0)
+    low, high = pyarrow.compute.min(column).as_py(), pyarrow.compute.max(column).as_py()
+    return (low, high, numbers.num_rows)
 
 
-def _contiguous(ranges: list[tuple[int, int] | None]) -> bool:
-    """Whether the parts, in this order, hold rows 0, 1, 2, ... each part a whole run."""
+def _contiguous(ranges: list[tuple[int, int, int]]) -> bool:
+    """Whether parts holding these (lowest, highest, count) rows, in this order, number
+    their rows 0, 1, 2, ... each part a whole run (row numbers are unique)."""
     expected = 0
-    for found in ranges:
-        assert found is not None
-        low, high = found
-        if (low, high) == (-1, -2):
+    for low, high, count in ranges:
+        if count == 0:
             continue
-        if low != expected or high < low:
+        if low != expected or high - low + 1 != count:
             return False
         expected = high + 1
     return True

@@ -24,7 +24,7 @@ from cluster.specs import read_spec
 from shared.errors import InvalidInputError
 from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
 from shared.settings import get_settings
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 
 if TYPE_CHECKING:
     from cluster.importer import ImportedExperiment

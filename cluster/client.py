@@ -12,9 +12,13 @@ from typing import Any
 
 import httpx
 
-from shared.jobs import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN
-from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN
-from shared.status import JobStatus
+from shared.vocabulary import (
+    ALIAS_PATTERN,
+    JOB_ID_PATTERN,
+    JOB_ID_PREFIX_PATTERN,
+    MODEL_ID_PATTERN,
+    JobStatus,
+)
 
 # A stream that drops (a proxy restart, a network blip) is picked up again this often.
 EVENT_RECONNECTS = 5

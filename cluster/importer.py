@@ -21,7 +21,7 @@ from ray.tune.experiment import Trial
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from shared.model import CHECKPOINT_FILE, ModelBundle
-from shared.spec import DEFAULT_METRIC_OF_TASK, mode_of
+from shared.vocabulary import DEFAULT_METRIC_OF_TASK, mode_of
 
 log = logging.getLogger(__name__)
 

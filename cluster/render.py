@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 
 if TYPE_CHECKING:
     from cluster.importer import ImportedExperiment

@@ -17,8 +17,7 @@ import pandas as pd
 
 from cluster.client import ClientError, GatewayClient, TooLarge
 from shared.batch import output_columns
-from shared.registry import MODEL_ID_PATTERN
-from shared.status import JobStatus
+from shared.vocabulary import MODEL_ID_PATTERN, JobStatus
 
 
 def score_csv(

@@ -25,7 +25,7 @@ import pandas as pd
 from cluster.client import ClientError, GatewayClient
 from cluster.specs import read_spec
 from shared.results import trials_table
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -25,9 +25,8 @@ from shared import redis_keys
 from shared.errors import InvalidInputError
 from shared.redis_client import connect_async
 from shared.storage import StoragePath
+from shared.vocabulary import DEFAULT_TENANT, TENANT_PATTERN
 
-TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
-DEFAULT_TENANT = "default"
 KEY_PREFIX = "tfk_"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 RECONNECT_RETRIES = 3

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.errors import InvalidInputError
-from shared.registry import MODEL_ID_PATTERN
-from shared.spec import DATASET_ID_PATTERN
 from shared.storage import StoragePath
+from shared.vocabulary import DATASET_ID_PATTERN, DEFAULT_PRIORITY, MODEL_ID_PATTERN, Priority
 
 if TYPE_CHECKING:  # shared.data imports scikit-learn: not for the queue's every user
     from shared.data import DatasetSummary
@@ -54,7 +53,7 @@ class BatchRequest(BaseModel):
     )
     format: OutputFormat = Field(default="csv", description="The output file's format.")
     name: str | None = Field(default=None, max_length=200)
-    priority: Literal["high", "normal", "low"] = "normal"
+    priority: Priority = DEFAULT_PRIORITY
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -95,7 +94,7 @@ def check_scorable(summary: DatasetSummary, record: ModelRecord) -> None:
     if missing:
         raise InvalidInputError(
             f"dataset {dataset_id} lacks the model's features {_listed(missing)}; upload a "
-            "table with a column for each feature (GET /models/{id} lists them)"
+            "table with a column for each of the model's features"
         )
     clashing = [name for name in added if name in present]
     if clashing:

@@ -32,8 +32,9 @@ from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from shared.errors import DatasetError, NotFoundError
 from shared.prepared import PreparedData
 from shared.quotas import ensure_room
-from shared.spec import DATASET_ID_PATTERN, DatasetSpec, Task
+from shared.spec import DatasetSpec
 from shared.storage import StoragePath, storage_path
+from shared.vocabulary import DATASET_ID_PATTERN, Subject, Task
 
 DEFAULT_TARGET = "target"
 # Rows per row group of an upload's Parquet copy: a scorer's batches are cut from these.
@@ -131,8 +132,8 @@ class DatasetStore:
             quota_bytes=quota_bytes,
             what="datasets",
             setting="TUNEFLEET_MAX_DATASET_BYTES_PER_TENANT",
-            fix="delete datasets it no longer needs (GET /datasets lists them, "
-            "DELETE /datasets/{id} removes one)",
+            fix="delete datasets it no longer needs",
+            subject=Subject.DATASET,
         )
         frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
         if purpose == "scoring":
@@ -155,9 +156,7 @@ class DatasetStore:
         try:
             saved = (self._root / f"{dataset_id}.json").read_bytes()
         except (FileNotFoundError, IsADirectoryError):
-            raise NotFoundError(
-                f"no uploaded dataset with id {dataset_id!r}; upload it with POST /datasets"
-            ) from None
+            raise NotFoundError.no(Subject.DATASET, dataset_id) from None
         return DatasetSummary.model_validate_json(saved)
 
     def load(

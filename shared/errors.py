@@ -1,14 +1,36 @@
-"""TunefleetError and its subclasses. No HTTP here: the gateway maps them once."""
+"""TunefleetError and its subclasses. No HTTP here: the HTTP edge (services/edge) maps
+them to statuses once, and adds to an error about a subject the route that helps."""
 
 from __future__ import annotations
 
+from shared.vocabulary import Subject
+
 
 class TunefleetError(Exception):
-    """Base of every error tunefleet raises on purpose; the message is for a person."""
+    """Base of every error tunefleet raises on purpose; the message is for a person.
+
+    ``subject`` says what kind of thing the error is about, and ``ref`` which one where
+    the next step needs it (an alias's name, the job whose trials to list)."""
+
+    subject: Subject | None = None
+    ref: str | None = None
+
+    def __init__(self, message: str, *, subject: Subject | None = None, ref: str | None = None):
+        super().__init__(message)
+        if subject is not None:
+            self.subject = subject
+        if ref is not None:
+            self.ref = ref
 
 
 class NotFoundError(TunefleetError):
     """Raised when a job, dataset or model id names nothing that exists."""
+
+    @classmethod
+    def no(cls, subject: Subject, name: str) -> NotFoundError:
+        """ "no job with id 'abc'": the one message for an id or name that is unknown."""
+        named = "" if subject is Subject.ALIAS else " with id"
+        return cls(f"no {subject.value}{named} {name!r}", subject=subject, ref=name)
 
 
 class ConflictError(TunefleetError):

@@ -26,7 +26,6 @@ import redis
 from pydantic import BaseModel, Field
 
 from shared import queue_scripts, redis_keys
-from shared.auth import DEFAULT_TENANT
 from shared.batch import BatchSpec
 from shared.drivers import DriverRegistry
 from shared.errors import (
@@ -41,11 +40,8 @@ from shared.redis_client import RedisStore
 from shared.results import ResultStore, TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
-from shared.status import JobStatus
+from shared.vocabulary import DEFAULT_PRIORITY, DEFAULT_TENANT, PRIORITIES, JobStatus, Subject
 
-JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
-# The first characters of a job id, as people copy them from a listing (as with git).
-JOB_ID_PREFIX_PATTERN = r"^[0-9a-f]{1,32}$"
 # Index entries ZSCAN looks at per call while matching a prefix.
 PREFIX_SCAN_COUNT = 1000
 # redis-py types hash mappings as invariant in their key type; our fields are str -> str.
@@ -201,7 +197,7 @@ class JobStore(RedisStore):
             keys=[redis_keys.job(job_id)], args=[job_id, self.policy.retention_s]
         )
         if outcome == "missing":
-            raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
+            raise NotFoundError.no(Subject.JOB, job_id)
         if outcome.startswith("ended:"):
             raise ConflictError(
                 f"job {job_id} has already ended ({outcome.removeprefix('ended:')}); "
@@ -217,7 +213,7 @@ class JobStore(RedisStore):
         """The job's current view; NotFoundError if there is no such job."""
         raw: Fields = self._redis.hgetall(redis_keys.job(job_id))
         if not raw:
-            raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
+            raise NotFoundError.no(Subject.JOB, job_id)
         return _view(raw)
 
     def exists(self, job_id: str) -> bool:
@@ -256,7 +252,7 @@ class JobStore(RedisStore):
     def queue_depths(self) -> dict[str, int]:
         """Queued jobs per priority."""
         depths = self._depths()
-        return dict(zip(redis_keys.PRIORITIES, (int(d) for d in depths), strict=True))
+        return dict(zip(PRIORITIES, (int(d) for d in depths), strict=True))
 
     def queue_depth(self) -> int:
         return sum(self.queue_depths().values())
@@ -280,7 +276,7 @@ class JobStore(RedisStore):
     def queued_by_tenant(self) -> dict[tuple[str, str], int]:
         """Queued jobs per (priority, tenant), for tenants with jobs queued."""
         found: dict[tuple[str, str], int] = {}
-        for priority in redis_keys.PRIORITIES:
+        for priority in PRIORITIES:
             round_key = redis_keys.QUEUE_TENANTS_PREFIX + priority
             tenants: list[str] = self._redis.zrange(round_key, 0, -1)  # type: ignore[assignment]
             with self._redis.pipeline(transaction=False) as pipe:
@@ -471,7 +467,7 @@ def _view(raw: Fields) -> JobView:
         kind=kind,
         name=spec.name,
         state=JobStatus(raw["state"]),
-        priority=raw.get("priority", "normal"),
+        priority=raw.get("priority", DEFAULT_PRIORITY),
         spec=spec,
         submitted_at=float(raw["submitted_at"]),
         started_at=float(raw["started_at"]) if "started_at" in raw else None,

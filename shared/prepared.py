@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.spec import Task
+from shared.vocabulary import Task
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ into the scripts' text below (QUEUE_LIB); no key name is spelled here.
 from __future__ import annotations
 
 from shared import redis_keys
-from shared.auth import DEFAULT_TENANT
+from shared.vocabulary import DEFAULT_TENANT, PRIORITIES
 
-_PRIORITIES = ", ".join(f'"{p}"' for p in redis_keys.PRIORITIES)
+_PRIORITIES = ", ".join(f'"{p}"' for p in PRIORITIES)
 
 # Every queued job waits in its tenant's line of its priority. line_up puts a job at the
 # back of its line (a new job) or the front (one handed back or reclaimed); a tenant

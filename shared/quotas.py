@@ -13,6 +13,7 @@ from pathlib import PurePath
 
 from shared.errors import PayloadTooLargeError
 from shared.storage import StoragePath, storage_path
+from shared.vocabulary import Subject
 
 
 def tree_bytes(folder: PurePath | StoragePath) -> int:
@@ -22,14 +23,23 @@ def tree_bytes(folder: PurePath | StoragePath) -> int:
 
 
 def ensure_room(
-    *, used_bytes: int, adding_bytes: int, quota_bytes: int, what: str, setting: str, fix: str
+    *,
+    used_bytes: int,
+    adding_bytes: int,
+    quota_bytes: int,
+    what: str,
+    setting: str,
+    fix: str,
+    subject: Subject,
 ) -> None:
     """PayloadTooLargeError if ``adding_bytes`` more would take ``used_bytes`` past
     ``quota_bytes`` (0: no quota). ``what`` names the files ("datasets"), ``setting``
-    the variable that sets the quota, ``fix`` how to make room."""
+    the variable that sets the quota, ``fix`` how to make room, ``subject`` what the
+    files are."""
     if quota_bytes == 0 or used_bytes + adding_bytes <= quota_bytes:
         return
     raise PayloadTooLargeError(
         f"the tenant's {what} take {used_bytes:,} bytes of its quota of {quota_bytes:,} "
-        f"({setting}), and this needs {adding_bytes:,} more; {fix} to make room"
+        f"({setting}), and this needs {adding_bytes:,} more; {fix} to make room",
+        subject=subject,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 PREFIX = "tunefleet"
-PRIORITIES = ("high", "normal", "low")
 
 # Sorted set of job ids a driver holds, scored by the lease's deadline (ms since the
 # epoch). A driver renews the lease while it runs the job; any driver moves a job whose
@@ -105,6 +104,6 @@ TENANT_ACTIVE_PATTERN = tenant_active("*")
 # submit-to-start and job-duration histograms (see shared/queue_scripts.py).
 STATS = f"{PREFIX}:stats"
 # Hash of the HTTP apps' sums, added to by every gateway and predictor replica about once
-# a second (see shared/http_metrics.py): "responses:<app>:<status>" -> answers, and per
+# a second (see services/edge/metrics.py): "responses:<app>:<status>" -> answers, and per
 # model "predict:<model id>:count|rows|sum|le:<bucket>" -> requests, rows, seconds.
 HTTP_STATS = f"{PREFIX}:stats:http"

@@ -11,23 +11,13 @@ import redis
 from pydantic import BaseModel, Field, ValidationError
 
 from shared import queue_scripts, redis_keys
-from shared.auth import DEFAULT_TENANT
 from shared.errors import ConflictError, LeaseLostError, NotFoundError
 from shared.index_pruning import prune_missing
 from shared.redis_client import RedisStore
+from shared.vocabulary import DEFAULT_TENANT, TEST_METRIC_OF_TASK, Subject
 
 if TYPE_CHECKING:
     from shared.jobs import Lease
-
-MODEL_ID_PATTERN = r"^[0-9a-f]{32}$"
-# At most 31 characters, so that an alias can never be mistaken for a model id.
-ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,30}$"
-MODEL_REF_PATTERN = r"^([0-9a-f]{32}|[a-z][a-z0-9_-]{0,30})$"
-# The test metric two models are compared by, per task, and which way is better.
-TEST_METRIC_OF_TASK = {
-    "classification": ("test_accuracy", "max"),
-    "regression": ("test_loss", "min"),
-}
 
 
 class ModelRecord(BaseModel):
@@ -163,7 +153,7 @@ class ModelRegistry(RedisStore):
                     pointing = [field for field, target in aliases.items() if target == model_id]
                     if pointing:
                         pipe.unwatch()
-                        raise ConflictError(_still_aliased(model_id, pointing[0], tenant))
+                        raise _still_aliased(model_id, pointing[0], tenant)
                     pipe.multi()
                     pipe.delete(redis_keys.model(model_id))
                     pipe.zrem(redis_keys.MODELS, model_id)
@@ -215,7 +205,7 @@ class ModelRegistry(RedisStore):
 
     def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         if not self._redis.hdel(redis_keys.ALIASES, _alias_field(tenant, name)):
-            raise NotFoundError(f"no alias {name!r}; GET /models/aliases lists them")
+            raise NotFoundError.no(Subject.ALIAS, name)
 
     def resolve(self, ref: str, tenant: str = DEFAULT_TENANT) -> str | None:
         """The model id a reference names: a model id as it is, a tenant's alias followed."""
@@ -266,21 +256,22 @@ def _lease_lost(lease: Lease, what: str) -> LeaseLostError:
 
 
 def _unknown_model(model_id: str) -> NotFoundError:
-    return NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
+    return NotFoundError.no(Subject.MODEL, model_id)
 
 
-def _still_aliased(model_id: str, field: str, tenant: str) -> str:
+def _still_aliased(model_id: str, field: str, tenant: str) -> ConflictError:
     """Why a model cannot be deleted yet: the alias stored as ``field`` points at it."""
     owner, _, name = field.rpartition("/")
     owner = owner or DEFAULT_TENANT
     if owner != tenant:
-        return (
+        return ConflictError(
             f"alias {name!r} of tenant {owner!r} points at model {model_id}; that tenant "
             "must move it to another model or delete it first"
         )
-    return (
-        f"alias {name!r} points at model {model_id}; move it to another model "
-        f"(PUT /models/aliases/{name}) or delete it (DELETE /models/aliases/{name}) first"
+    return ConflictError(
+        f"alias {name!r} points at model {model_id}; move it to another model or delete it first",
+        subject=Subject.ALIAS,
+        ref=name,
     )
 
 

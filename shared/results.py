@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from shared import queue_scripts, redis_keys
 from shared.errors import NotFoundError
+from shared.vocabulary import Subject
 
 # Event types in a job's stream: "job" when its state or progress changed (readers
 # fetch the job), "trial" with a trial's latest row after each result.
@@ -107,7 +108,7 @@ class ResultStore:
         raw: dict[str, str] = self._redis.hgetall(redis_keys.trial_history(job_id, trial_id))  # type: ignore[assignment]
         if not raw and not self._redis.hexists(redis_keys.job_trials(job_id), trial_id):
             raise NotFoundError(
-                f"job {job_id} has no trial {trial_id!r}; GET /jobs/{job_id}/trials lists them"
+                f"job {job_id} has no trial {trial_id!r}", subject=Subject.TRIAL, ref=job_id
             )
         return [json.loads(raw[i]) for i in sorted(raw, key=int)]
 

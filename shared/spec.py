@@ -16,32 +16,18 @@ from pydantic import (
 
 from shared.errors import InvalidInputError
 from shared.search_space import SAMPLED, Grid, SearchSpace
-
-BUILTIN_DATASETS = ("breast_cancer", "digits", "wine", "iris", "diabetes")
-# A dataset's id: a prefix of its content's SHA-256, as POST /datasets answers it.
-DATASET_ID_PATTERN = r"^[0-9a-f]{16,64}$"
-
-Task = Literal["classification", "regression"]
-METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
-    "classification": ("val_accuracy", "val_loss", "training_accuracy", "training_loss"),
-    "regression": ("val_loss", "val_rmse", "val_r2", "training_loss", "training_rmse"),
-}
-# What a job optimises when its spec names no metric.
-DEFAULT_METRIC_OF_TASK: dict[str, str] = {
-    "classification": "val_accuracy",
-    "regression": "val_loss",
-}
-# Metrics that are better higher; every other metric (losses, RMSE) is better lower.
-HIGHER_IS_BETTER = ("accuracy", "r2")
-Metric = Literal[
-    "val_accuracy",
-    "val_loss",
-    "training_accuracy",
-    "training_loss",
-    "val_rmse",
-    "val_r2",
-    "training_rmse",
-]
+from shared.vocabulary import (
+    BUILTIN_DATASETS,
+    DATASET_ID_PATTERN,
+    DEFAULT_METRIC_OF_TASK,
+    DEFAULT_PRIORITY,
+    METRICS_OF_TASK,
+    BuiltinDataset,
+    Metric,
+    Priority,
+    Task,
+    mode_of,
+)
 
 
 class _Strict(BaseModel):
@@ -51,7 +37,7 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where the data comes from and how it is split, scaled and sampled."""
 
-    builtin: Literal["breast_cancer", "digits", "wine", "iris", "diabetes"] | None = None
+    builtin: BuiltinDataset | None = None
     upload: str | None = Field(
         default=None,
         pattern=DATASET_ID_PATTERN,
@@ -78,7 +64,7 @@ class DatasetSpec(_Strict):
         if len(sources) != 1:
             raise ValueError(
                 'give exactly one dataset source: "builtin" (one of '
-                f'{", ".join(BUILTIN_DATASETS)}) or "upload" (an id from POST /datasets)'
+                f'{", ".join(BUILTIN_DATASETS)}) or "upload" (the id of an uploaded dataset)'
             )
         if self.validation_fraction + self.test_fraction > 0.9:
             raise ValueError(
@@ -146,8 +132,8 @@ class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
     name: str | None = Field(default=None, max_length=200)
-    priority: Literal["high", "normal", "low"] = Field(
-        default="normal", description="high jobs run before normal, normal before low."
+    priority: Priority = Field(
+        default=DEFAULT_PRIORITY, description="high jobs run before normal, normal before low."
     )
     dataset: DatasetSpec
     task: Task | None = Field(
@@ -253,11 +239,6 @@ class JobSpec(_Strict):
         if self.search.algorithm == "optuna":
             return self.search.num_samples
         return self.search_space.grid_size() * self.search.num_samples
-
-
-def mode_of(metric: str) -> Literal["max", "min"]:
-    """Whether a metric is better higher ("max": accuracy, R^2) or lower ("min")."""
-    return "max" if metric.endswith(HIGHER_IS_BETTER) else "min"
 
 
 def _task_of_metric(metric: str) -> Task | None:

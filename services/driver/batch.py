@@ -30,7 +30,7 @@ import ray
 import torch
 from ray.actor import ActorHandle
 
-from shared.auth import DEFAULT_TENANT, tenant_folder
+from shared.auth import tenant_folder
 from shared.batch import BatchSpec, check_scorable, output_columns, output_file
 from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
@@ -39,6 +39,7 @@ from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.storage import StoragePath
+from shared.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 

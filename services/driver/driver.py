@@ -33,7 +33,7 @@ from shared.jobs import JobStore, Lease
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 
 log = logging.getLogger(__name__)
 REDIS_RETRY_S = 2.0

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from shared.errors import NotFoundError
-from shared.jobs import JOB_ID_PATTERN, JobStore
+from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.storage import Entry, StoragePath, storage_path
+from shared.vocabulary import JOB_ID_PATTERN
 
 log = logging.getLogger(__name__)
 

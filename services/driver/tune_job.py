@@ -17,7 +17,7 @@ from services.driver import nodes, packs, search
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
 from services.driver.training import TrialPlan, evaluate
-from shared.auth import DEFAULT_TENANT, tenant_folder
+from shared.auth import tenant_folder
 from shared.data import DatasetStore, load_frame, prepare, target_of
 from shared.errors import TunefleetError
 from shared.jobs import BestTrial, JobStore, Lease
@@ -27,6 +27,7 @@ from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
 from shared.storage import StoragePath
+from shared.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import redis
 from fastapi import FastAPI
 
+from services.edge import install_edge
 from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
 from services.gateway.events import StreamSlots
 from services.gateway.routes import datasets, health, jobs, metrics, outputs
 from shared.capacity import CapacityStore
-from shared.http_edge import install_edge
 from shared.jobs import JobStore
 from shared.results import EventFeed
 from shared.settings import Settings

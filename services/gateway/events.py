@@ -14,8 +14,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from services.edge.errors import REDIS_RETRY_AFTER_S
 from shared.errors import TooManyStreamsError
-from shared.http_edge import REDIS_RETRY_AFTER_S
 from shared.redis_client import UNREACHABLE
 from shared.results import JOB_CHANGED, TRIAL_RESULT
 

@@ -10,10 +10,10 @@ import redis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.edge import install_edge
 from services.predictor import routes
 from services.predictor.deps import ModelServices, PredictFn
 from services.predictor.model_files import ImportedModelFiles
-from shared.http_edge import install_edge
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings

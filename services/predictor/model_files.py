@@ -15,8 +15,8 @@ from pathlib import Path, PurePath
 from shared.auth import tenant_folder
 from shared.model import CHECKPOINT_FILE
 from shared.quotas import ensure_room, tree_bytes
-from shared.registry import MODEL_ID_PATTERN
 from shared.storage import StoragePath, storage_path
+from shared.vocabulary import MODEL_ID_PATTERN, Subject
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class ImportedModelFiles:
             quota_bytes=quota_bytes,
             what="imported models",
             setting="TUNEFLEET_MAX_MODEL_BYTES_PER_TENANT",
-            fix="delete models it no longer needs (GET /models lists them, "
-            "DELETE /models/{id} removes one)",
+            fix="delete models it no longer needs",
+            subject=Subject.MODEL,
         )
 
     def used_bytes(self, tenant: str) -> int:

@@ -15,6 +15,8 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
+from services.edge.metrics import metrics_of
 from services.predictor.batches import batch_spec
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
@@ -29,11 +31,9 @@ from shared.errors import (
     PayloadTooLargeError,
 )
 from shared.export_formats import EXTENSION_OF_FORMAT, ExportFormat
-from shared.http_edge import IdempotencyKeyHeader, PrincipalDep
-from shared.http_metrics import metrics_of
 from shared.model import CHECKPOINT_FILE, ModelBundle
-from shared.registry import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, ModelRecord
-from shared.status import JobStatus
+from shared.registry import ModelRecord
+from shared.vocabulary import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, JobStatus, Subject
 
 router = APIRouter(tags=["models"])
 
@@ -304,20 +304,20 @@ def _deleted(record: ModelRecord, services: ModelServicesDep) -> NotFoundError:
     """A model whose checkpoint is gone was deleted through another replica after this
     one last read its record: forget the record, and answer as for any deleted model."""
     services.registry.forget(record.id)
-    return NotFoundError(f"model {record.id} has been deleted; GET /models lists the models")
+    return NotFoundError(f"model {record.id} has been deleted", subject=Subject.MODEL)
 
 
 def _model_of_ref(ref: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
     """The model a model id or the principal's alias names."""
     model_id = services.registry.resolve(ref, principal.tenant)
     if model_id is None:
-        raise NotFoundError(f"no alias {ref!r}; GET /models/aliases lists them")
+        raise NotFoundError.no(Subject.ALIAS, ref)
     return _model(model_id, services, principal)
 
 
 def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
     """The model, if the principal may see it; another tenant's is not found (404)."""
-    unknown = NotFoundError(f"no model with id {model_id!r}; GET /models lists the models")
+    unknown = NotFoundError.no(Subject.MODEL, model_id)
     record = services.registry.find(model_id)
     if record is not None:
         if not principal.may_see(record.tenant):
@@ -329,7 +329,7 @@ def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> M
             raise unknown
         if job.state == JobStatus.SUCCEEDED:
             # A job registers its model before it succeeds, so its model was deleted.
-            raise NotFoundError(f"model {model_id} has been deleted; GET /models lists the models")
+            raise NotFoundError(f"model {model_id} has been deleted", subject=Subject.MODEL)
         reason = f": {job.error}" if job.error else ""
         raise ConflictError(
             f"job {model_id} is {job.state.value} and has no model{reason}; "

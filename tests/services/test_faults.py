@@ -21,7 +21,7 @@ import redis
 
 from shared.jobs import JobStore, JobView
 from shared.registry import ModelRegistry
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 from tests.helpers.drivers import LEASE_S, Drivers, ended, submit, wait_until
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import redis
 from sklearn.datasets import load_iris
 
 from shared.jobs import JobStore
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 from tests.helpers import s3_server as s3_fixtures
 from tests.helpers.drivers import LEASE_S, Drivers, ended, submit, wait_until
 from tests.helpers.s3_server import CREDENTIALS, S3Server

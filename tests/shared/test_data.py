@@ -82,8 +82,11 @@ def test_a_class_too_small_to_split_is_explained(tmp_path: Path) -> None:
 
 
 def test_unknown_upload_is_not_found(tmp_path: Path) -> None:
-    with pytest.raises(NotFoundError, match="upload it with POST /datasets"):
+    # The domain names the dataset; the HTTP edge adds the route that makes one.
+    with pytest.raises(NotFoundError) as raised:
         DatasetStore(tmp_path).load("ab" * 16)
+    assert str(raised.value) == f"no dataset with id {'ab' * 16!r}"
+    assert raised.value.subject == "dataset"
 
 
 def test_numeric_target_with_many_values_is_regression() -> None:

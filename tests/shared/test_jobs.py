@@ -12,7 +12,7 @@ from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 from tests.helpers.factories import spec
 
 

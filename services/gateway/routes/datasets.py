@@ -8,15 +8,16 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from services.edge.deps import PrincipalDep
 from services.gateway.deps import Services, ServicesDep
-from shared.data import DATASET_ID_PATTERN, DEFAULT_TARGET, DatasetSummary, Purpose
+from shared.data import DEFAULT_TARGET, DatasetSummary, Purpose
 from shared.errors import (
     ConflictError,
     InvalidInputError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from shared.http_edge import PrincipalDep
+from shared.vocabulary import DATASET_ID_PATTERN
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 # Not application/x-www-form-urlencoded nor text/plain: a page on another site can

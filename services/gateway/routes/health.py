@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from services.edge.deps import CallerDep
 from services.gateway.deps import ServicesDep
-from shared.http_edge import CallerDep
 
 router = APIRouter(tags=["health"])
 

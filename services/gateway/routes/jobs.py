@@ -13,15 +13,16 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
 from services.gateway.deps import ServicesDep
 from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
 from shared.data import target_of
 from shared.errors import InvalidInputError, NotFoundError
-from shared.http_edge import IdempotencyKeyHeader, PrincipalDep
-from shared.jobs import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, JobView
+from shared.jobs import JobView
 from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
+from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, Subject
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -164,7 +165,7 @@ def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView
     not 403, so that ids do not leak)."""
     job = services.jobs.get(job_id)
     if not principal.may_see(job.tenant):
-        raise NotFoundError(f"no job with id {job_id!r}; GET /jobs lists the jobs")
+        raise NotFoundError.no(Subject.JOB, job_id)
     return job
 
 

@@ -20,13 +20,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from services.edge.deps import PrincipalDep
+from services.edge.metrics import PREDICT_LATENCY_BUCKETS_S, metrics_of
 from services.gateway.deps import ServicesDep
 from shared.errors import UnauthorizedError
-from shared.http_edge import PrincipalDep
-from shared.http_metrics import PREDICT_LATENCY_BUCKETS_S, metrics_of
 from shared.jobs import JobStore
 from shared.queue_scripts import DURATION_BUCKETS_S
-from shared.status import JobStatus
+from shared.vocabulary import JobStatus
 
 router = APIRouter(tags=["health"])
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -88,7 +88,7 @@ class QueueCollector(Collector):
 
 class HttpCollector(Collector):
     """Answers by app and status, and predictions per model, as every replica of the
-    gateway and the predictor flushed them to Redis (see shared/http_metrics.py)."""
+    gateway and the predictor flushed them to Redis (see services/edge/metrics.py)."""
 
     def __init__(self, totals: dict[str, float]) -> None:
         self._totals = totals

@@ -8,14 +8,14 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from services.edge.deps import PrincipalDep
 from services.gateway.deps import Services, ServicesDep
 from services.gateway.routes.jobs import JobId, own_job
 from shared.auth import Principal
 from shared.batch import MEDIA_TYPE_OF_FORMAT, BatchSpec, output_file
 from shared.errors import ConflictError, NotFoundError
-from shared.http_edge import PrincipalDep
-from shared.status import JobStatus
 from shared.storage import StoragePath
+from shared.vocabulary import JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 # Bytes read from storage and sent at a time.

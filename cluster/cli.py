@@ -24,7 +24,7 @@ from cluster.specs import read_spec
 from shared.errors import InvalidInputError
 from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
 from shared.settings import get_settings
-from shared.vocabulary import JobStatus
+from shared.vocabulary import DEFAULT_METRIC_OF_TASK, JobStatus, mode_of
 
 if TYPE_CHECKING:
     from cluster.importer import ImportedExperiment
@@ -195,7 +195,7 @@ def results(
     text = _run(lambda: client.trials_csv(job_id, sort="metric", limit=top or RESULTS_SHOWN))
     view = _run(lambda: client.job(job_id))
     table = pd.read_csv(io.StringIO(text)) if text.strip() else pd.DataFrame()
-    render.trials_table(table, view.get("metric") or "val_accuracy", wide)
+    render.trials_table(table, view.get("metric") or DEFAULT_METRIC_OF_TASK["classification"], wide)
 
 
 @app.command()
@@ -224,8 +224,9 @@ def plot(
     client = _client(url, api_key)
     job = _job_id(client, job)
     view = _run(lambda: client.job(job))
-    metric = view.get("metric") or view["spec"].get("metric") or "val_accuracy"
-    mode = view.get("mode") or view["spec"].get("mode") or "max"
+    task = view.get("task") or "classification"
+    metric = view.get("metric") or view["spec"].get("metric") or DEFAULT_METRIC_OF_TASK[task]
+    mode = view.get("mode") or view["spec"].get("mode") or mode_of(metric)
     trials = _run(lambda: client.trials(job))
     leaders = _run(lambda: client.trials(job, sort="metric", limit=top))
     histories = {

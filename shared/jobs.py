@@ -111,7 +111,16 @@ class JobStore(RedisStore):
     progress is here, with the queue, because every write of it is fenced by the job's
     lease (one script); trials and events are ``results``, live drivers ``drivers``."""
 
-    def __init__(self, client: redis.Redis, policy: QueuePolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        policy: QueuePolicy | None = None,
+        *,
+        results: ResultStore | None = None,
+        drivers: DriverRegistry | None = None,
+    ) -> None:
+        """``results`` and ``drivers`` are built on ``client`` unless given: a service
+        passes the ones it also uses itself."""
         super().__init__(client)
         self.policy = policy or QueuePolicy()
         self._enqueue = client.register_script(queue_scripts.ENQUEUE)
@@ -123,10 +132,9 @@ class JobStore(RedisStore):
         self._update = client.register_script(queue_scripts.UPDATE)
         self._finish_script = client.register_script(queue_scripts.FINISH)
         self._release = client.register_script(queue_scripts.RELEASE)
-        # Trials, histories and events of the jobs, and the drivers that run them, on
-        # the same connection.
-        self.results = ResultStore(client)
-        self.drivers = DriverRegistry(client, self.policy.lease_s)
+        # Trials, histories and events of the jobs, and the drivers that run them.
+        self.results = results or ResultStore(client)
+        self.drivers = drivers or DriverRegistry(client, self.policy.lease_s)
 
     @classmethod
     def from_url(cls, url: str, policy: QueuePolicy | None = None) -> JobStore:

@@ -45,6 +45,7 @@ Metric = Literal[
     "val_r2",
     "training_rmse",
 ]
+METRICS: tuple[str, ...] = get_args(Metric)
 # What a job optimises when its spec names no metric.
 DEFAULT_METRIC_OF_TASK: dict[str, str] = {
     "classification": "val_accuracy",

@@ -13,18 +13,7 @@ from ray.tune.experiment import Trial
 from shared.errors import LeaseLostError
 from shared.jobs import BestTrial, JobStore, Lease
 from shared.results import TrialRow
-
-METRIC_NAMES = (
-    "training_loss",
-    "training_accuracy",
-    "training_rmse",
-    "val_loss",
-    "val_accuracy",
-    "val_rmse",
-    "val_r2",
-)
-# Higher is better for these; lower for the others.
-HIGHER_IS_BETTER = {"training_accuracy", "val_accuracy", "val_r2"}
+from shared.vocabulary import METRICS, mode_of
 
 
 class TrialProgress:
@@ -62,11 +51,11 @@ class TrialProgress:
     def result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         best = self._best_metrics.setdefault(trial_id, {})
         reported = _finite_metrics(result)
-        for name in METRIC_NAMES:
+        for name in METRICS:
             if name in reported:
                 value = reported[name]
                 kept: float | None = best.get(name)
-                higher = name in HIGHER_IS_BETTER
+                higher = mode_of(name) == "max"
                 if kept is None or (value > kept if higher else value < kept):
                     best[name] = value
         epoch: dict[str, float] = {
@@ -175,7 +164,7 @@ def _finite_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The metrics of a result, without NaN or infinite values (a diverging trial
     reports them; JSON cannot hold them and no comparison with them means anything)."""
     found = {}
-    for name in METRIC_NAMES:
+    for name in METRICS:
         value = result.get(name)
         if isinstance(value, int | float) and math.isfinite(value):
             found[name] = float(value)

@@ -12,7 +12,7 @@ from services.gateway.events import StreamSlots
 from services.gateway.routes import datasets, health, jobs, metrics, outputs
 from shared.capacity import CapacityStore
 from shared.jobs import JobStore
-from shared.results import EventFeed
+from shared.results import EventFeed, ResultStore
 from shared.settings import Settings
 
 
@@ -27,9 +27,11 @@ def create_app(settings: Settings) -> FastAPI:
         "Models and predictions: /models/docs.",
         version="0.1.0",
     )
+    results = ResultStore(client)
     app.state.services = Services(
         settings=settings,
-        jobs=JobStore(client, settings.queue_policy()),
+        jobs=JobStore(client, settings.queue_policy(), results=results),
+        results=results,
         events=EventFeed.from_url(settings.redis_url),
         capacity=CapacityStore(client),
         streams=StreamSlots(settings.max_event_streams_per_tenant),

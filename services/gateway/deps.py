@@ -12,7 +12,7 @@ from shared.auth import tenant_folder
 from shared.capacity import CapacityStore
 from shared.data import DatasetStore
 from shared.jobs import JobStore
-from shared.results import EventFeed
+from shared.results import EventFeed, ResultStore
 from shared.settings import Settings
 
 
@@ -22,6 +22,7 @@ class Services:
 
     settings: Settings
     jobs: JobStore
+    results: ResultStore
     events: EventFeed
     capacity: CapacityStore
     streams: StreamSlots

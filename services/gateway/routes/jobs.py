@@ -107,7 +107,7 @@ def get_trials(
     """One row per trial: config, last and best metrics, epochs, time, node, state and
     whether the scheduler stopped it early; as JSON, CSV or Parquet."""
     job = own_job(job_id, services, principal)
-    records = services.jobs.results.trial_records(job_id)
+    records = services.results.trial_records(job_id)
     tuning = job.spec if isinstance(job.spec, JobSpec) else None  # a batch job has no trials
     metric = job.metric or (tuning.metric if tuning else None)
     if sort == "metric" and metric is not None:
@@ -132,7 +132,7 @@ def get_trial_history(
     """A trial's metrics per epoch (training_iteration, training and validation
     accuracy and loss, or RMSE and R^2), first epoch first."""
     own_job(job_id, services, principal)
-    return services.jobs.results.history(job_id, trial_id)
+    return services.results.history(job_id, trial_id)
 
 
 @router.get(

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from cluster.launcher import LaunchedStack
-from shared.data import prepare
-from shared.prepared import PreparedData
+from services.driver.prepared import PreparedData
+from services.driver.splits import prepare
 from shared.spec import DatasetSpec
 
 HERE = Path(__file__).resolve().parent

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from shared.errors import InvalidInputError
 from shared.storage import StoragePath
 from shared.vocabulary import DATASET_ID_PATTERN, DEFAULT_PRIORITY, MODEL_ID_PATTERN, Priority
+from shared.wording import listed
 
 if TYPE_CHECKING:  # shared.data imports scikit-learn: not for the queue's every user
     from shared.data import DatasetSummary
@@ -31,8 +32,6 @@ PREDICTION_COLUMN = "prediction"
 # Column types (DatasetSummary.column_types) a feature may have.
 NUMERIC = ("integer", "float", "boolean")
 PROBABILITY_PREFIX = "probability_"
-# Names in one error message; past this they are counted.
-MAX_NAMED = 10
 
 
 class BatchDataset(BaseModel):
@@ -112,5 +111,4 @@ def check_scorable(summary: DatasetSummary, record: ModelRecord) -> None:
 
 
 def _listed(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(name) for name in names[:MAX_NAMED])
-    return shown if len(names) <= MAX_NAMED else f"{shown} and {len(names) - MAX_NAMED} more"
+    return listed([repr(name) for name in names])

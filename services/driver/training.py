@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.driver.prepared import PreparedData
 from shared.model import MLP, ModelBundle
-from shared.prepared import PreparedData
 
 EVAL_BATCH_ROWS = 65_536
 # The config key of a trial's own seed.

@@ -14,15 +14,16 @@ import torch
 from ray import tune
 
 from services.driver import nodes, packs, search
+from services.driver.prepared import PreparedData
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
+from services.driver.splits import prepare
 from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
 from services.driver.training import TrialPlan, evaluate
 from shared.auth import tenant_folder
-from shared.data import DatasetStore, load_frame, prepare, target_of
+from shared.data import DatasetStore, load_frame, target_of
 from shared.errors import TunefleetError
 from shared.jobs import BestTrial, JobStore, Lease
 from shared.model import ModelBundle
-from shared.prepared import PreparedData
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec

@@ -17,11 +17,12 @@ import torch
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
+from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial
 from services.predictor.app import create_app
 from services.predictor.deps import PredictFn
 from shared.auth import KeyStore
-from shared.data import DatasetStore, load_frame, prepare
+from shared.data import DatasetStore, load_frame
 from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings

@@ -17,10 +17,11 @@ from services.driver.pack_training import (
     state_to_payload,
     train_pack_epoch,
 )
+from services.driver.prepared import PreparedData
+from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial, trial_seed
-from shared.data import DatasetStore, load_frame, prepare
+from shared.data import DatasetStore, load_frame
 from shared.model import ModelBundle
-from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
 
 BASE = {"batch_size": 16, "epochs": 3, "weight_decay": 0.0}

@@ -13,8 +13,9 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from services.driver import search
 from services.driver.pack_training import pack_key
 from services.driver.packed import initial_state_dict
+from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial
-from shared.data import DatasetStore, load_frame, prepare
+from shared.data import DatasetStore, load_frame
 from shared.spec import DatasetSpec, JobSpec
 
 TINY = {"hidden_units": 16, "batch_size": 16, "epochs": 1}

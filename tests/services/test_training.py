@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from services.driver.prepared import PreparedData
+from services.driver.splits import prepare
 from services.driver.training import TrialPlan, evaluate, train_trial
-from shared.data import DatasetStore, load_frame, prepare
+from shared.data import DatasetStore, load_frame
 from shared.model import CHECKPOINT_FILE, ModelBundle
-from shared.prepared import PreparedData
 from shared.spec import DatasetSpec
 
 CONFIG = {"lr": 0.01, "batch_size": 16, "dropout": 0.1, "hidden_units": 32, "weight_decay": 0.0}

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.data import DatasetStore, load_frame, prepare
+from services.driver.splits import prepare
+from shared.data import DatasetStore, load_frame
 from shared.errors import DatasetError, NotFoundError
 from shared.spec import DatasetSpec
 

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shared.data import DatasetStore, load_frame, prepare, read_csv_bytes
+from services.driver.splits import prepare
+from shared.csv_files import read_csv_bytes
+from shared.data import DatasetStore, load_frame
 from shared.errors import DatasetError
 from shared.spec import DatasetSpec
 

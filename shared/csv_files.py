@@ -1,0 +1,139 @@
+"""An uploaded file's bytes as a table: a CSV file with a header row, or a DatasetError
+that says what the file is instead (a workbook, JSON, UTF-16) and how to fix it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+
+import pandas as pd
+
+from shared.errors import DatasetError
+from shared.wording import listed
+
+# Formats people upload by mistake, known by their first bytes: (magic, what it is, fix).
+_NOT_CSV_SIGNATURES = (
+    (
+        b"PK\x03\x04",
+        "a ZIP archive (an Excel .xlsx workbook is one)",
+        "unzip it, or export the sheet as CSV",
+    ),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "export the sheet as CSV"),
+    (b"\x1f\x8b", "gzip-compressed", "decompress it (gunzip) and upload the CSV inside"),
+    (b"PAR1", "a Parquet file", "write it out with DataFrame.to_csv(path, index=False)"),
+    (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 CSV"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8 CSV"),
+)
+
+
+def read_csv_bytes(
+    content: bytes, *, max_rows: int | None = None, max_columns: int | None = None
+) -> pd.DataFrame:
+    """Parse a CSV file with a header row, or say why it is not one or is too large.
+
+    Every parser failure becomes a DatasetError: the bytes come from users.
+    """
+    buffer = io.StringIO(_csv_text(content))
+    header = _header(buffer)
+    _check_limit(len(header), max_columns, "columns", "TUNEFLEET_MAX_DATASET_COLUMNS")
+    buffer.seek(0)
+    try:
+        frame = pd.read_csv(buffer)
+    except (ValueError, OverflowError, csv.Error) as exc:  # pandas' parser errors are ValueErrors
+        raise DatasetError(
+            f"the file is not a readable CSV file ({str(exc).strip()}); check that every row "
+            "has one comma-separated value per header column, and quote values holding commas"
+        ) from exc
+    if frame.empty:
+        raise DatasetError("the CSV file has a header but no rows; add data rows below it")
+    _check_limit(len(frame), max_rows, "rows", "TUNEFLEET_MAX_DATASET_ROWS")
+    return frame
+
+
+def _csv_text(content: bytes) -> str:
+    """The file as text, or DatasetError saying what else it is."""
+    if not content.strip():
+        raise DatasetError("the file is empty; send a CSV file with a header row")
+    for magic, what, fix in _NOT_CSV_SIGNATURES:
+        if content.startswith(magic):
+            raise DatasetError(f"the file is {what}, not a CSV file; {fix}")
+    if b"\0" in content:
+        raise DatasetError(
+            "the file holds binary data (NUL bytes), not CSV text; send a CSV file: "
+            "comma-separated values with a header row"
+        )
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"the file is not UTF-8 text (byte 0x{content[exc.start]:02x} at offset "
+            f"{exc.start:,}); save it as a UTF-8 CSV file"
+        ) from exc
+    if not text.strip():  # a byte order mark alone
+        raise DatasetError("the file is empty; send a CSV file with a header row")
+    if _is_json(text):
+        raise DatasetError(
+            "the file is JSON, not CSV; send a CSV file with a header row "
+            "(e.g. written with pandas.DataFrame(records).to_csv(path, index=False))"
+        )
+    return text
+
+
+def _is_json(text: str) -> bool:
+    """Whether the text is a JSON document, or JSON Lines (its first line is one)."""
+    stripped = text.lstrip()
+    if not stripped.startswith(("{", "[")):
+        return False
+    for candidate in (stripped, stripped.split("\n", 1)[0]):
+        try:
+            json.loads(candidate)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def _header(buffer: io.StringIO) -> list[str]:
+    """The column names as the first non-blank line spells them, checked for what pandas
+    would let pass: it renames a second ``a`` to ``a.1``, and takes the first values of
+    each row as row labels, not a column, when the first row is longer than the header."""
+    try:
+        rows = (row for row in csv.reader(buffer) if any(cell.strip() for cell in row))
+        header = next(rows, [])
+        first = next(rows, [])
+    except csv.Error as exc:
+        raise DatasetError(
+            f"the header row is not readable CSV ({exc}); check its quotes and commas"
+        ) from exc
+    repeated = [(name, n) for name, n in Counter(header).items() if n > 1 and name.strip()]
+    # A first line of numbers is data, not a header; the missing target will say so.
+    if repeated and not all(is_number(name) for name in header):
+        described = [f"{name!r} ({n} times)" for name, n in repeated]
+        raise DatasetError(
+            f"the header names columns more than once: {listed(described)}; give every "
+            "column its own name"
+        )
+    if len(first) > len(header):
+        raise DatasetError(
+            f"the first row has {len(first)} values but the header names {len(header)} "
+            "columns; name every column in the header"
+        )
+    return header
+
+
+def _check_limit(count: int, limit: int | None, what: str, setting: str) -> None:
+    if limit is not None and count > limit:
+        raise DatasetError(
+            f"the dataset has {count:,} {what}; at most {limit:,} are allowed ({setting}); "
+            f"upload fewer {what}"
+        )
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -101,14 +101,18 @@ class LaunchedStack:
         except (httpx.HTTPError, ValueError, KeyError):
             return False
 
-    def stop(self) -> list[int]:
+    def stop(self, hang_up_after_s: float | None = None) -> list[int]:
         """Ctrl-C the stack as a terminal does, to its whole process group (redis-server
         once died of it before the drivers had stopped); return the ids of its processes
-        still alive afterwards, which are then killed."""
+        still alive afterwards, which are then killed. ``hang_up_after_s``: then, that
+        long after, hang up as a terminal closed in the middle of the stop does."""
         if self.process is None:
             return []
         processes = _descendants(self.process.pid)
         os.killpg(self.process.pid, signal.SIGINT)
+        if hang_up_after_s is not None:
+            time.sleep(hang_up_after_s)
+            os.killpg(self.process.pid, signal.SIGHUP)
         try:
             self.process.wait(120)
         except subprocess.TimeoutExpired:

@@ -52,61 +52,25 @@ DIRECT_INGRESS_SPAN = (20000, 30000)
 
 
 def up(settings: Settings) -> None:
-    """Run the whole stack until SIGINT or SIGTERM, then stop every part of it."""
+    """Run the whole stack until SIGINT, SIGTERM or SIGHUP, then stop every part of it."""
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # SIGHUP too: a terminal closed while the stack runs (or while Ctrl-C stops it) must
+    # not end this process before it has stopped Redis, which is in a session of its own.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, request_stop)
     _check_http_port(settings)
 
     with ExitStack() as parts:
-        redis_url = settings.redis_url
-        server: RedisServer | None = None
-        if redis_url is None:
-            server = RedisServer(settings.home / "redis", settings.redis_port)
-            redis_url = server.start()
-            parts.callback(server.stop)
-            # Where `tunefleet keys` finds this Redis while the stack runs.
-            url_file = settings.embedded_redis_url_file
-            url_file.write_text(redis_url)
-            parts.callback(lambda: url_file.unlink(missing_ok=True))
-            log.info("Redis: %s (append-only files in %s)", redis_url, server.data_dir)
+        server, redis_url = _start_redis(settings, parts)
         settings = settings.model_copy(update={"redis_url": redis_url})
         _check_exposure(settings, KeyStore.from_url(redis_url))
         settings.storage_root.mkdir(parents=True, exist_ok=True)
-
-        if settings.serve_proxy == "haproxy":
-            # Read by Ray's own processes, which inherit this environment.
-            os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
-            # Behind HAProxy, Serve holds each ingress replica open this long when it
-            # stops (30 s by default), so that a load balancer in front can deregister
-            # it; the only one here is Serve's own HAProxy, reloaded in well under a
-            # second, and the default made Ctrl-C take 40 s.
-            os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
-            _haproxy_side_ports()
-            _direct_ingress_ports()
-        # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
-        ray.init(
-            address=settings.ray_address or "local",
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-        )
-        parts.callback(ray.shutdown)
-        # One HTTP proxy, on the head: the address users reach (and port-forward to).
-        serve.start(
-            proxy_location="HeadOnly",
-            http_options={"host": settings.http_host, "port": settings.http_port},
-        )
-        parts.callback(serve.shutdown)
-        # Two applications: Serve's proxy sends /models/... straight to the predictor.
-        # The predictor first: once the gateway answers /healthz, /models answers too.
-        serve.run(build_predictor(settings), name=PREDICTOR_APP, route_prefix=PREDICTOR_ROUTE)
-        serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")
-
+        _start_ray_and_serve(settings, parts)
         driver_env = {
             **os.environ,
             "TUNEFLEET_REDIS_URL": redis_url,
@@ -131,6 +95,54 @@ def up(settings: Settings) -> None:
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+
+
+def _start_redis(settings: Settings, parts: ExitStack) -> tuple[RedisServer | None, str]:
+    """The embedded redis-server, unless TUNEFLEET_REDIS_URL names one; and the URL of
+    the Redis to use."""
+    if settings.redis_url is not None:
+        return None, settings.redis_url
+    server = RedisServer(settings.home / "redis", settings.redis_port)
+    redis_url = server.start()
+    parts.callback(server.stop)
+    # Where `tunefleet keys` finds this Redis while the stack runs.
+    url_file = settings.embedded_redis_url_file
+    url_file.write_text(redis_url)
+    parts.callback(lambda: url_file.unlink(missing_ok=True))
+    log.info("Redis: %s (append-only files in %s)", redis_url, server.data_dir)
+    return server, redis_url
+
+
+def _start_ray_and_serve(settings: Settings, parts: ExitStack) -> None:
+    """A local Ray (or the cluster at TUNEFLEET_RAY_ADDRESS), Serve's proxy on the head,
+    and the two applications."""
+    if settings.serve_proxy == "haproxy":
+        # Read by Ray's own processes, which inherit this environment.
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        # Behind HAProxy, Serve holds each ingress replica open this long when it
+        # stops (30 s by default), so that a load balancer in front can deregister
+        # it; the only one here is Serve's own HAProxy, reloaded in well under a
+        # second, and the default made Ctrl-C take 40 s.
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+        _haproxy_side_ports()
+        _direct_ingress_ports()
+    # "local" always starts a new Ray; RAY_ADDRESS joins an existing cluster.
+    ray.init(
+        address=settings.ray_address or "local",
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+    )
+    parts.callback(ray.shutdown)
+    # One HTTP proxy, on the head: the address users reach (and port-forward to).
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": settings.http_host, "port": settings.http_port},
+    )
+    parts.callback(serve.shutdown)
+    # Two applications: Serve's proxy sends /models/... straight to the predictor.
+    # The predictor first: once the gateway answers /healthz, /models answers too.
+    serve.run(build_predictor(settings), name=PREDICTOR_APP, route_prefix=PREDICTOR_ROUTE)
+    serve.run(build_gateway(settings), name=GATEWAY_APP, route_prefix="/")
 
 
 def _check_http_port(settings: Settings) -> None:

@@ -75,17 +75,7 @@ def plot_job(
     ``metrics``); the ``top`` best get learning curves from ``histories``. ValueError
     when no trial has reported ``metric`` or ``mode`` is not min/max.
     """
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
-    if top < 1:
-        raise ValueError(f"top must be at least 1, not {top}")
-    ranked = _rank(trials, metric, mode)
-    if not ranked:
-        reported = sum(1 for t in trials if t.get("metrics") or t.get("best_metrics"))
-        raise ValueError(
-            f"no trial has reported {metric!r}: {len(trials)} trial(s), {reported} with "
-            f"any metrics; nothing to plot (is {metric!r} this job's metric?)"
-        )
+    ranked = _ranked_or_why_not(trials, metric, mode, top)
     leaders = ranked[:top]
     params = _tuned_params(ranked)
 
@@ -110,7 +100,43 @@ def plot_job(
         )
         curves_fig, scatter_fig = parts[0, 0], parts[1, 0]
 
-    metric_ax, loss_ax = curves_fig.subplots(1, 2)
+    _curve_panels(curves_fig, leaders, histories, metric, mode)
+    if scatter_fig is not None:
+        _scatters(scatter_fig, ranked, params, metric, mode)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=DPI)
+    return out
+
+
+def _ranked_or_why_not(
+    trials: list[dict[str, Any]], metric: str, mode: str, top: int
+) -> list[_Ranked]:
+    """The trials that reported ``metric``, best first; ValueError saying why there is
+    nothing to plot."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+    if top < 1:
+        raise ValueError(f"top must be at least 1, not {top}")
+    ranked = _rank(trials, metric, mode)
+    if not ranked:
+        reported = sum(1 for t in trials if t.get("metrics") or t.get("best_metrics"))
+        raise ValueError(
+            f"no trial has reported {metric!r}: {len(trials)} trial(s), {reported} with "
+            f"any metrics; nothing to plot (is {metric!r} this job's metric?)"
+        )
+    return ranked
+
+
+def _curve_panels(
+    fig: Figure | SubFigure,
+    leaders: list[_Ranked],
+    histories: dict[str, list[dict[str, Any]]],
+    metric: str,
+    mode: str,
+) -> None:
+    """The leaders' curves of the job's metric, and of a loss, side by side."""
+    metric_ax, loss_ax = fig.subplots(1, 2)
     _curves(metric_ax, leaders, histories, metric, f"{metric} ({_better(mode)})")
     # A job tuned on val_loss would show the same curves twice; its training loss
     # says more (over- or under-fitting).
@@ -118,13 +144,6 @@ def plot_job(
     _curves(loss_ax, leaders, histories, second, f"{second} (lower is better)")
     metric_ax.set_title(f"{metric} per epoch, best {len(leaders)} by {metric} ({mode})")
     loss_ax.set_title(f"{second} per epoch, same trials")
-
-    if scatter_fig is not None:
-        _scatters(scatter_fig, ranked, params, metric, mode)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=DPI)
-    return out
 
 
 def _better(mode: str) -> str:

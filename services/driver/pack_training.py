@@ -151,23 +151,7 @@ def train_pack_epoch(
     seed = state.seed_in(plan)
     order_generator = torch.Generator().manual_seed(seed)
     dropout_rng = np.random.default_rng(seed)
-    if state.epoch == 0:
-        for index, member in enumerate(pack.members):
-            weights = initial_state_dict(
-                len(data.feature_names), n_outputs, member.hidden_units,
-                state.hidden_layers, seed,
-            )  # fmt: skip
-            pack.load_member(index, weights)
-    else:
-        for index, member in enumerate(pack.members):
-            pack.load_member(index, state.weights[member.trial_id])
-            pack.load_moments(
-                index, state.exp_avg[member.trial_id], state.exp_avg_sq[member.trial_id]
-            )
-        pack.step, pack.num_batches_tracked = state.step, state.num_batches_tracked
-        assert state.order_generator is not None and state.dropout_generator is not None
-        order_generator.set_state(state.order_generator)
-        dropout_rng.bit_generator.state = state.dropout_generator
+    _start_or_resume(pack, state, n_outputs, seed, order_generator, dropout_rng)
 
     x_train = torch.from_numpy(np.array(data.x_train)).to(device)
     y_train = torch.from_numpy(np.array(data.y_train)).to(device)
@@ -182,9 +166,8 @@ def train_pack_epoch(
     training = _metrics(train_loss, train_correct, min(n_trained, len(order)), data, regression)
     validation = evaluate_pack(pack, data.x_val, data.y_val, plan)
 
-    epoch = state.epoch + 1
     new_state = PackState(
-        pack.members, state.batch_size, state.epochs, state.hidden_layers, epoch,
+        pack.members, state.batch_size, state.epochs, state.hidden_layers, state.epoch + 1,
         pack.step, pack.num_batches_tracked,
         order_generator=order_generator.get_state(),
         dropout_generator=dict(dropout_rng.bit_generator.state),
@@ -196,23 +179,61 @@ def train_pack_epoch(
             **{f"training_{k}": v[index] for k, v in training.items()},
             **{f"val_{k}": v[index] for k, v in validation.items()},
         }
-        value, best = metrics[plan.metric], state.best_values.get(member.trial_id)
-        improved = math.isfinite(value) and (
-            best is None or (value > best if plan.mode == "max" else value < best)
+        results[member.trial_id] = _member_result(
+            pack, index, metrics, state.best_values.get(member.trial_id), new_state, plan
         )
-        if improved:
-            best = value
-        if best is not None:
-            new_state.best_values[member.trial_id] = best
-        new_state.weights[member.trial_id] = pack.member_state_dict(index)
-        exp_avg, exp_avg_sq = pack.member_moments(index)
-        new_state.exp_avg[member.trial_id] = exp_avg
-        new_state.exp_avg_sq[member.trial_id] = exp_avg_sq
-        payload = None
-        if improved:
-            payload = _payload(pack, index, new_state, plan, epoch, best)
-        results[member.trial_id] = EpochResult(metrics, payload)
     return new_state, results
+
+
+def _start_or_resume(
+    pack: PackedMLP,
+    state: PackState,
+    n_outputs: int,
+    seed: int,
+    order_generator: torch.Generator,
+    dropout_rng: np.random.Generator,
+) -> None:
+    """The members' first weights (epoch 0: as an unpacked trial of theirs starts), or
+    their weights, Adam moments and random streams where the last epoch left them."""
+    if state.epoch == 0:
+        for index, member in enumerate(pack.members):
+            weights = initial_state_dict(
+                pack.n_features, n_outputs, member.hidden_units, state.hidden_layers, seed
+            )
+            pack.load_member(index, weights)
+        return
+    for index, member in enumerate(pack.members):
+        pack.load_member(index, state.weights[member.trial_id])
+        pack.load_moments(index, state.exp_avg[member.trial_id], state.exp_avg_sq[member.trial_id])
+    pack.step, pack.num_batches_tracked = state.step, state.num_batches_tracked
+    assert state.order_generator is not None and state.dropout_generator is not None
+    order_generator.set_state(state.order_generator)
+    dropout_rng.bit_generator.state = state.dropout_generator
+
+
+def _member_result(
+    pack: PackedMLP,
+    index: int,
+    metrics: dict[str, float],
+    best: float | None,
+    new_state: PackState,
+    plan: TrialPlan,
+) -> EpochResult:
+    """One member's epoch: its metrics, its weights and moments kept in ``new_state``,
+    and a checkpoint if the epoch improved its best value of the job's metric."""
+    trial_id = pack.members[index].trial_id
+    value = metrics[plan.metric]
+    improved = math.isfinite(value) and (
+        best is None or (value > best if plan.mode == "max" else value < best)
+    )
+    if improved:
+        best = value
+    if best is not None:
+        new_state.best_values[trial_id] = best
+    new_state.weights[trial_id] = pack.member_state_dict(index)
+    new_state.exp_avg[trial_id], new_state.exp_avg_sq[trial_id] = pack.member_moments(index)
+    payload = _payload(pack, index, new_state, plan, new_state.epoch, best) if improved else None
+    return EpochResult(metrics, payload)
 
 
 def _payload(

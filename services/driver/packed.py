@@ -65,6 +65,24 @@ class _Tensor:
     group: int = -1
 
 
+# A hidden layer's tensors: group weights, bias, BN scale, BN shift, BN mean, BN var.
+_LayerTensors = tuple[
+    list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
+]
+
+
+def _width_groups(widths: list[int]) -> list[tuple[int, int, int]]:
+    """(width, first member, count) for each run of equal widths, in order."""
+    groups: list[tuple[int, int, int]] = []
+    for index, width in enumerate(widths):
+        if groups and groups[-1][0] == width:
+            w, first, count = groups[-1]
+            groups[-1] = (w, first, count + 1)
+        else:
+            groups.append((width, index, 1))
+    return groups
+
+
 class PackedMLP:
     """K members of the seed's MLP (same depth, inputs and outputs) as one network."""
 
@@ -85,35 +103,16 @@ class PackedMLP:
         widths = [m.hidden_units for m in self.members]
         self.col_offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
         self.total_width = int(self.col_offsets[-1])
-        # (width, first member, count) for runs of equal width.
-        self.groups: list[tuple[int, int, int]] = []
-        for index, width in enumerate(widths):
-            if self.groups and self.groups[-1][0] == width:
-                w, first, count = self.groups[-1]
-                self.groups[-1] = (w, first, count + 1)
-            else:
-                self.groups.append((width, index, 1))
+        self.groups = _width_groups(widths)
         self.params = self._param_layout()
         self.buffers = self._buffer_layout()
-        sizes = [math.prod(t.shape) for t in self.params]
-        self._sizes = sizes
-        self.flat = torch.zeros(sum(sizes), device=self.device)
-        self.flat_grad = torch.zeros_like(self.flat)
-        # Each parameter is a leaf of its own over the flat storage, with its gradient
-        # pre-set to a view of the flat gradient: autograd adds into it in place, so
-        # the whole gradient is one tensor without a copy into it every step.
-        self._leaves: dict[str, torch.Tensor] = {}
-        for spec, view, grad in zip(
-            self.params, self._views(self.flat), self._views(self.flat_grad), strict=True
-        ):
-            leaf = view.detach().requires_grad_()
-            leaf.grad = grad
-            self._leaves[spec.name] = leaf
+        self._allocate_parameters()
         self._group_columns = [
             (int(self.col_offsets[first]), int(self.col_offsets[first + count]), count, width)
             for width, first, count in self.groups
         ]
         self._out_weights = [self._leaves[f"out.weight.{g}"] for g in range(len(self.groups))]
+        # Adam's moments, and scratch space for its step.
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self._denom = torch.empty_like(self.exp_avg)
@@ -121,8 +120,31 @@ class PackedMLP:
         self.buffer_values = {
             t.name: torch.zeros(t.shape, device=self.device) for t in self.buffers
         }
-        # Per hidden layer: (group weights, bias, BN scale, BN shift, BN mean, BN var).
-        self._layers = [
+        self._layers = self._layer_tensors()
+        self.num_batches_tracked = 0
+        self.step = 0
+        self._set_member_hyperparameters(widths)
+        self.training = True
+
+    def _allocate_parameters(self) -> None:
+        """Every parameter in one flat tensor, and its gradient in another. Each
+        parameter is a leaf of its own over the flat storage, with its gradient pre-set
+        to a view of the flat gradient: autograd adds into it in place, so the whole
+        gradient is one tensor without a copy into it every step."""
+        self._sizes = [math.prod(t.shape) for t in self.params]
+        self.flat = torch.zeros(sum(self._sizes), device=self.device)
+        self.flat_grad = torch.zeros_like(self.flat)
+        self._leaves: dict[str, torch.Tensor] = {}
+        for spec, view, grad in zip(
+            self.params, self._views(self.flat), self._views(self.flat_grad), strict=True
+        ):
+            leaf = view.detach().requires_grad_()
+            leaf.grad = grad
+            self._leaves[spec.name] = leaf
+
+    def _layer_tensors(self) -> list[_LayerTensors]:
+        """Per hidden layer: (group weights, bias, BN scale, BN shift, BN mean, BN var)."""
+        return [
             (
                 [self._leaves[f"h{layer}.weight.{g}"] for g in range(len(self.groups))]
                 if layer > 0
@@ -133,10 +155,12 @@ class PackedMLP:
                 self.buffer_values[f"bn{layer}.running_mean"],
                 self.buffer_values[f"bn{layer}.running_var"],
             )
-            for layer in range(hidden_layers)
+            for layer in range(self.hidden_layers)
         ]
-        self.num_batches_tracked = 0
-        self.step = 0
+
+    def _set_member_hyperparameters(self, widths: list[int]) -> None:
+        """Learning rate and weight decay per parameter element, and the dropout keep
+        probability per hidden column, each from its member."""
         self.lr = self._per_element(lambda m: m.lr)
         self.weight_decay = self._per_element(lambda m: m.weight_decay)
         self._decays = bool(self.weight_decay.any())
@@ -146,7 +170,6 @@ class PackedMLP:
         self._drops = bool((keep < 1.0).any())
         self._keep_torch = torch.from_numpy(keep).to(self.device)
         self._inv_keep_torch = torch.from_numpy(self._inv_keep).to(self.device)
-        self.training = True
 
     # -- layout ----------------------------------------------------------------------
 

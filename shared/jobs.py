@@ -20,10 +20,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import redis
-from pydantic import BaseModel, Field
 
 from shared import queue_scripts, redis_keys
 from shared.batch import BatchSpec
@@ -36,60 +35,17 @@ from shared.errors import (
     TooManyJobsError,
 )
 from shared.index_pruning import PrunedIndexes, prune_job_indexes
+from shared.job_views import BestTrial, JobView, job_view
 from shared.redis_client import RedisStore
 from shared.results import ResultStore, TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
-from shared.vocabulary import DEFAULT_PRIORITY, DEFAULT_TENANT, PRIORITIES, JobStatus, Subject
+from shared.vocabulary import DEFAULT_TENANT, PRIORITIES, JobStatus, Subject
 
 # Index entries ZSCAN looks at per call while matching a prefix.
 PREFIX_SCAN_COUNT = 1000
 # redis-py types hash mappings as invariant in their key type; our fields are str -> str.
 Fields = dict[Any, Any]
-
-
-class BestTrial(BaseModel):
-    """The best trial so far, by the job's metric and mode."""
-
-    trial_id: str
-    metric: str
-    value: float
-    config: dict[str, Any]
-
-
-class JobView(BaseModel):
-    """A job as the API answers it."""
-
-    id: str
-    kind: Literal["tune", "batch"] = Field(
-        default="tune", description="tune: a tuning job; batch: scoring a table with a model."
-    )
-    name: str | None
-    state: JobStatus
-    priority: str
-    spec: JobSpec | BatchSpec
-    submitted_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    task: str | None = Field(default=None, description="classification or regression.")
-    metric: str | None = Field(default=None, description="The metric the job optimises.")
-    mode: str | None = None
-    trials_total: int
-    trials_done: int = 0
-    trials_running: int = 0
-    best: BestTrial | None = None
-    test_metrics: dict[str, float] | None = None
-    error: str | None = None
-    engine: str | None = Field(
-        default=None,
-        description="How the trials run: packed (configurations trained together, each "
-        "still a trial of its own), or unpacked and why.",
-    )
-    attempts: int = 0
-    driver: str | None = None
-    tenant: str = DEFAULT_TENANT
-    rows_total: int | None = Field(default=None, description="A batch job's rows to score.")
-    rows_done: int | None = Field(default=None, description="A batch job's rows scored so far.")
 
 
 def new_job_id() -> str:
@@ -222,7 +178,7 @@ class JobStore(RedisStore):
         raw: Fields = self._redis.hgetall(redis_keys.job(job_id))
         if not raw:
             raise NotFoundError.no(Subject.JOB, job_id)
-        return _view(raw)
+        return job_view(raw)
 
     def exists(self, job_id: str) -> bool:
         return bool(self._redis.exists(redis_keys.job(job_id)))
@@ -255,7 +211,7 @@ class JobStore(RedisStore):
         expired = [job_id for job_id, raw in zip(ids, raws, strict=True) if not raw]
         if expired:  # records past their retention leave the index lazily
             self._redis.zrem(index, *expired)
-        return [_view(raw) for raw in raws if raw]
+        return [job_view(raw) for raw in raws if raw]
 
     def queue_depths(self) -> dict[str, int]:
         """Queued jobs per priority."""
@@ -273,7 +229,7 @@ class JobStore(RedisStore):
             for job_id in ids:
                 pipe.hgetall(redis_keys.job(job_id))
             raws = pipe.execute()
-        views = [_view(raw) for raw in raws if raw]
+        views = [job_view(raw) for raw in raws if raw]
         return [view for view in views if not view.state.is_terminal()]
 
     def prune_indexes(self) -> PrunedIndexes:
@@ -464,35 +420,3 @@ CLAIM_POLL_S = 0.2
 
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
-
-
-def _view(raw: Fields) -> JobView:
-    kind = raw.get("kind", "tune")
-    spec_type = BatchSpec if kind == "batch" else JobSpec
-    spec = spec_type.model_validate_json(raw["spec"])
-    return JobView(
-        id=raw["id"],
-        kind=kind,
-        name=spec.name,
-        state=JobStatus(raw["state"]),
-        priority=raw.get("priority", DEFAULT_PRIORITY),
-        spec=spec,
-        submitted_at=float(raw["submitted_at"]),
-        started_at=float(raw["started_at"]) if "started_at" in raw else None,
-        finished_at=float(raw["finished_at"]) if "finished_at" in raw else None,
-        task=raw.get("task"),
-        metric=raw.get("metric"),
-        mode=raw.get("mode"),
-        engine=raw.get("engine"),
-        trials_total=int(raw["trials_total"]),
-        trials_done=int(raw.get("trials_done", 0)),
-        trials_running=int(raw.get("trials_running", 0)),
-        best=BestTrial.model_validate_json(raw["best"]) if "best" in raw else None,
-        test_metrics=json.loads(raw["test_metrics"]) if "test_metrics" in raw else None,
-        error=raw.get("error"),
-        attempts=int(raw.get("attempts", 0)),
-        driver=raw.get("driver"),
-        tenant=raw.get("tenant", DEFAULT_TENANT),
-        rows_total=int(raw["rows_total"]) if "rows_total" in raw else None,
-        rows_done=int(raw["rows_done"]) if "rows_done" in raw else None,
-    )

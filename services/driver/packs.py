@@ -33,7 +33,7 @@ from services.driver.pack_task import checkpoint_folder, train_epoch
 from services.driver.pack_training import PackState, pack_key, state_from_payload, state_to_payload
 from services.driver.progress import TrialProgress
 from services.driver.training import TrialPlan
-from shared.jobs import BestTrial
+from shared.job_views import BestTrial
 from shared.spec import JobSpec
 from shared.storage import StoragePath
 

@@ -11,7 +11,8 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from shared.errors import LeaseLostError
-from shared.jobs import BestTrial, JobStore, Lease
+from shared.job_views import BestTrial
+from shared.jobs import JobStore, Lease
 from shared.results import TrialRow
 from shared.vocabulary import METRICS, mode_of
 

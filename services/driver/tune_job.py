@@ -22,7 +22,8 @@ from services.driver.training import TrialPlan, evaluate
 from shared.auth import tenant_folder
 from shared.data import DatasetStore, load_frame, target_of
 from shared.errors import TunefleetError
-from shared.jobs import BestTrial, JobStore, Lease
+from shared.job_views import BestTrial
+from shared.jobs import JobStore, Lease
 from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings

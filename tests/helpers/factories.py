@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from shared.jobs import BestTrial, JobStore, Lease
+from shared.job_views import BestTrial
+from shared.jobs import JobStore, Lease
 from shared.registry import ModelRecord
 from shared.spec import JobSpec
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from cluster.redis_server import RedisServer
 from services.gateway.app import create_app
 from shared.auth import KeyStore
-from shared.jobs import BestTrial, JobStore
+from shared.job_views import BestTrial
+from shared.jobs import JobStore
 from shared.settings import Settings
 
 LOCAL = "http://127.0.0.1"

@@ -14,7 +14,8 @@ import redis
 from ray._private.internal_api import memory_summary
 
 from services.driver.driver import Driver
-from shared.jobs import JobStore, JobView
+from shared.job_views import JobView
+from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.results import TrialRow
 from shared.settings import Settings

@@ -19,7 +19,8 @@ import pytest
 import ray
 import redis
 
-from shared.jobs import JobStore, JobView
+from shared.job_views import JobView
+from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.vocabulary import JobStatus
 from tests.helpers.drivers import LEASE_S, Drivers, ended, submit, wait_until

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cluster.redis_server import RedisServer
 from services.gateway.app import create_app
 from shared.auth import KeyStore
-from shared.jobs import BestTrial, JobStore
+from shared.job_views import BestTrial
+from shared.jobs import JobStore
 from shared.results import TrialRow
 from shared.settings import Settings
 from tests.helpers.stack import REPO, Stack, digits_rows

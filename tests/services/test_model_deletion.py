@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
 from shared.auth import KeyStore
-from shared.jobs import BestTrial, JobStore
+from shared.job_views import BestTrial
+from shared.jobs import JobStore
 from shared.model import CHECKPOINT_FILE
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings

@@ -7,7 +7,8 @@ import redis
 
 from cluster.redis_server import RedisServer
 from shared.errors import ConflictError, LeaseLostError, NotFoundError, QueueFullError
-from shared.jobs import BestTrial, JobStore, Lease
+from shared.job_views import BestTrial
+from shared.jobs import JobStore, Lease
 from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
 from shared.settings import QueuePolicy

@@ -19,7 +19,7 @@ from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
 from shared.data import target_of
 from shared.errors import InvalidInputError, NotFoundError
-from shared.jobs import JobView
+from shared.job_views import JobView
 from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
 from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, Subject

@@ -143,6 +143,28 @@ def test_a_dataset_an_active_job_uses_says_which_job_when_deleted(stack: Stack, 
         assert stack.wait_for(job_id)["state"] in ("cancelled", "succeeded")
 
 
+def test_a_table_to_score_is_shown_as_one_with_no_target(stack: Stack, page: Page) -> None:
+    content = b"row_id,n,width\na,1,0.5\nb,2,1.0\nc,3,1.5\n"
+    answer = stack.http.post(
+        "/datasets?purpose=scoring", content=content, headers={"content-type": "text/csv"}
+    )
+    assert answer.status_code == 201, answer.text
+    dataset_id = answer.json()["id"]
+    page.goto(f"{stack.url}/#/datasets")
+    row = page.locator(f'#datasets-table tr[data-dataset-id="{dataset_id}"]')
+    row.wait_for()
+    cells = row.locator("td").all_inner_texts()
+    assert cells[3:5] == ["\u2013", "for scoring"]
+    assert row.locator(".start-job").count() == 0  # a tuning job cannot train on it
+    page.goto(f"{stack.url}/#/datasets/{dataset_id}")
+    page.locator("#dataset-scoring").wait_for()
+    assert "batch job" in page.locator("#dataset-scoring").inner_text()
+    assert page.locator("#start-job").count() == 0
+    assert page.locator("#dataset-task").inner_text() == "for scoring"
+    assert page.locator("#dataset-columns tr").count() == 3  # row_id, n, width: no target
+    screenshot(page, "dataset-for-scoring")
+
+
 def test_a_job_starts_from_a_dataset_with_the_seed_grid(stack: Stack, page: Page) -> None:
     dataset = upload(stack, plants_csv(120))
     page.goto(f"{stack.url}/#/datasets/{dataset['id']}")

@@ -147,16 +147,31 @@ export async function datasetsPage(root, [selectedId], signal) {
   }
 }
 
+/** A table uploaded with ?purpose=scoring: rows for a model to score, no target. */
+function forScoring(dataset) {
+  return dataset.purpose === "scoring";
+}
+
+const SCORING_NOTE =
+  "Uploaded to be scored (purpose=scoring): a model's batch job adds its predictions to " +
+  "every row (POST /models/{id}/batch, or tunefleet predict MODEL --csv FILE -o OUT). " +
+  "A tuning job cannot train on it: upload it again with a target column for that.";
+
 function datasetRow(dataset, remove) {
   const problems = dataset.problems ?? [];
+  const scoring = forScoring(dataset);
   return h(
     "tr",
     { dataset: { datasetId: dataset.id } },
     h("td", {}, h("a", { href: `#/datasets/${dataset.id}`, class: "id" }, dataset.id.slice(0, 12))),
     h("td", { class: "num" }, num(dataset.rows)),
     h("td", { class: "num" }, dataset.columns.length),
-    h("td", {}, h("code", {}, dataset.target)),
-    h("td", {}, dataset.task),
+    h("td", {}, scoring ? h("span", { class: "muted" }, "–") : h("code", {}, dataset.target)),
+    h(
+      "td",
+      {},
+      scoring ? h("span", { class: "muted", title: SCORING_NOTE }, "for scoring") : dataset.task,
+    ),
     h("td", { class: "num" }, dataset.task === "classification" ? dataset.classes.length : "–"),
     h(
       "td",
@@ -168,11 +183,13 @@ function datasetRow(dataset, remove) {
     h(
       "td",
       { class: "actions" },
-      h(
-        "a",
-        { class: "button small secondary start-job", href: startJobHref(dataset) },
-        "Start a job",
-      ),
+      scoring
+        ? ""
+        : h(
+            "a",
+            { class: "button small secondary start-job", href: startJobHref(dataset) },
+            "Start a job",
+          ),
       " ",
       h(
         "button",
@@ -190,10 +207,13 @@ function startJobHref(dataset) {
 function summaryView(dataset) {
   const types = dataset.column_types ?? {};
   const problems = dataset.problems ?? [];
-  const columns = [...dataset.columns, dataset.target];
+  const scoring = forScoring(dataset);
+  const columns = scoring ? dataset.columns : [...dataset.columns, dataset.target];
   return section(
     ["Dataset ", h("code", { class: "id-title" }, dataset.id)],
-    h("a", { class: "button", id: "start-job", href: startJobHref(dataset) }, "Start a job"),
+    scoring
+      ? ""
+      : h("a", { class: "button", id: "start-job", href: startJobHref(dataset) }, "Start a job"),
     h(
       "div",
       { class: "cards" },
@@ -206,12 +226,12 @@ function summaryView(dataset) {
         h(
           "dl",
           { class: "kv" },
-          h("dt", {}, "features"),
+          h("dt", {}, scoring ? "columns" : "features"),
           h("dd", {}, dataset.columns.length),
           h("dt", {}, "target"),
-          h("dd", {}, h("code", {}, dataset.target)),
+          h("dd", {}, scoring ? "none" : h("code", {}, dataset.target)),
           h("dt", {}, "task"),
-          h("dd", { id: "dataset-task" }, dataset.task),
+          h("dd", { id: "dataset-task" }, scoring ? "for scoring" : dataset.task),
         ),
       ),
       h(
@@ -235,16 +255,20 @@ function summaryView(dataset) {
       h(
         "div",
         { class: "card" },
-        h("h3", {}, dataset.task === "classification" ? "Classes" : "Target"),
-        dataset.task === "classification"
-          ? balanceView(dataset)
-          : h("p", { class: "muted" }, "A numeric target: the job fits its value (regression)."),
+        h("h3", {}, scoring ? "Use" : dataset.task === "classification" ? "Classes" : "Target"),
+        scoring
+          ? h("p", { id: "dataset-scoring", class: "muted" }, SCORING_NOTE)
+          : dataset.task === "classification"
+            ? balanceView(dataset)
+            : h("p", { class: "muted" }, "A numeric target: the job fits its value (regression)."),
       ),
     ),
     h(
       "div",
       { id: "dataset-problems" },
-      problems.length
+      scoring
+        ? ""
+        : problems.length
         ? errorBox([
             h("strong", {}, "A job with the default splits would fail on it: "),
             h(

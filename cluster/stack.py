@@ -169,7 +169,13 @@ def _haproxy_side_ports() -> None:
     for variable in HAPROXY_SIDE_PORTS:
         if variable not in os.environ:
             os.environ[variable] = str(free_port())
-        log.info("HAProxy: %s=%s", variable, os.environ[variable])
+    # One line: only someone chasing a port clash needs them.
+    log.info(
+        "HAProxy's side ports: %s",
+        ", ".join(
+            f"{name.removeprefix('RAY_SERVE_')}={os.environ[name]}" for name in HAPROXY_SIDE_PORTS
+        ),
+    )
 
 
 def _direct_ingress_ports() -> None:

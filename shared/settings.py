@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.storage import StoragePath, storage_path
+if TYPE_CHECKING:
+    from shared.storage import StoragePath
 
 
 class QueuePolicy(BaseModel):
@@ -246,6 +247,10 @@ class Settings(BaseSettings):
     def storage_at(self, location: str | Path) -> StoragePath:
         """A path or URI in storage (a model's checkpoint_uri), reached with the
         endpoint of these settings."""
+        # Imported here: settings is a leaf that any module may import, and storage
+        # brings pyarrow (0.1 s) that a CLI call or a health check does not need.
+        from shared.storage import storage_path
+
         return storage_path(location, self.s3_endpoint_url)
 
     @property

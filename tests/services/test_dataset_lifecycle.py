@@ -59,7 +59,9 @@ def test_uploads_are_listed_and_a_deleted_one_is_gone(
     assert [d["id"] for d in listed.json()] == [second_id, first_id]  # most recent first
     assert listed.json()[0]["rows"] == 60 and listed.json()[0]["columns"] == ["a", "b"]
 
+    assert gateway.get(f"/datasets/{first_id}").json() == listed.json()[1]
     assert gateway.delete(f"/datasets/{first_id}").status_code == 204
+    assert gateway.get(f"/datasets/{first_id}").status_code == 404
     assert [d["id"] for d in gateway.get("/datasets").json()] == [second_id]
     assert not list(settings.datasets_dir.glob(f"{first_id}*"))
     assert gateway.post("/jobs", json=job_on(first_id)).status_code == 404

@@ -152,3 +152,32 @@ def test_trial_and_epoch_limits_are_the_settings_alone(settings: Settings) -> No
     raised = settings.model_copy(update={"max_trials": 20_000, "max_epochs": 5_000})
     accepted = TestClient(create_app(raised), base_url=LOCAL).post("/jobs", json=big)
     assert accepted.status_code == 202, accepted.text
+
+
+def test_every_not_found_says_where_to_look(settings: Settings) -> None:
+    """The domain's errors name the missing thing; the edge adds the route that lists or
+    makes such things, per subject."""
+    from tests.helpers.models import replica
+
+    gateway = TestClient(create_app(settings), base_url=LOCAL)
+    models = replica(settings)
+    job_id, dataset_id = "a" * 32, "b" * 32
+    answers = {
+        gateway.get(f"/jobs/{job_id}"): f"no job with id {job_id!r}; GET /jobs lists the jobs",
+        gateway.get(f"/datasets/{dataset_id}"): (
+            f"no dataset with id {dataset_id!r}; upload it with POST /datasets"
+        ),
+        models.get(f"/{job_id}"): f"no model with id {job_id!r}; GET /models lists the models",
+        models.post("/prod/predict", json={"instances": [[0.5]]}): (
+            "no alias 'prod'; GET /models/aliases lists them"
+        ),
+    }
+    for answer, detail in answers.items():
+        assert (answer.status_code, answer.json()["detail"]) == (404, detail)
+    spec = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}}
+    queued = gateway.post("/jobs", json=spec).json()["id"]
+    trial = gateway.get(f"/jobs/{queued}/trials/t1/history")
+    assert trial.status_code == 404
+    assert trial.json()["detail"] == (
+        f"job {queued} has no trial 't1'; GET /jobs/{queued}/trials lists them"
+    )

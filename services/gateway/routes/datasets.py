@@ -105,6 +105,14 @@ async def list_datasets(services: ServicesDep, principal: PrincipalDep) -> list[
     return await run_in_threadpool(services.datasets_of(principal.tenant).summaries)
 
 
+@router.get("/{dataset_id}")
+async def get_dataset(
+    dataset_id: DatasetId, services: ServicesDep, principal: PrincipalDep
+) -> DatasetSummary:
+    """One uploaded dataset's summary, as its upload answered it."""
+    return await run_in_threadpool(services.datasets_of(principal.tenant).summary, dataset_id)
+
+
 @router.delete(
     "/{dataset_id}",
     status_code=204,

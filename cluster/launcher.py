@@ -16,35 +16,12 @@ from pathlib import Path
 
 import httpx
 
+from cluster.processes import alive, descendants
 from cluster.redis_server import free_port
 
 TUNEFLEET = Path(sys.executable).parent / "tunefleet"
 # A stack already set up elsewhere in the environment is not this one's.
 _NOT_INHERITED = ("TUNEFLEET_REDIS_URL", "RAY_ADDRESS")
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` right now."""
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        parent = frontier.pop()
-        out = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True, text=True
-        ).stdout
-        children = {int(p) for p in out.split()}
-        found |= children
-        frontier.extend(children)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat")
-    return status.exists() and status.read_text().split()[2] != "Z"
 
 
 class LaunchedStack:
@@ -108,7 +85,7 @@ class LaunchedStack:
         long after, hang up as a terminal closed in the middle of the stop does."""
         if self.process is None:
             return []
-        processes = _descendants(self.process.pid)
+        processes = descendants(self.process.pid)
         os.killpg(self.process.pid, signal.SIGINT)
         if hang_up_after_s is not None:
             time.sleep(hang_up_after_s)
@@ -119,9 +96,9 @@ class LaunchedStack:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(_alive(p) for p in processes):
+        while time.monotonic() < deadline and any(alive(p) for p in processes):
             time.sleep(0.5)
-        left = [p for p in processes if _alive(p)]
+        left = [p for p in processes if alive(p)]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         return left

@@ -16,6 +16,7 @@ from types import FrameType
 import ray
 from ray import serve
 
+from cluster.processes import alive, command_of, descendants, end
 from cluster.redis_server import RedisServer, free_port
 from cluster.serve_app import (
     GATEWAY_APP,
@@ -30,6 +31,8 @@ from shared.settings import Settings
 log = logging.getLogger("tunefleet")
 DRIVER_STOP_TIMEOUT_S = 20.0
 WATCH_INTERVAL_S = 0.5
+# How long a process the stop left running has to end on SIGTERM before SIGKILL.
+LEFT_BEHIND_GRACE_S = 5.0
 # Ports besides the API's behind HAProxy: its Prometheus exporter and its stats page (on
 # every interface: Ray's template binds them so), and Serve's Python proxy, which HAProxy
 # falls back to while an application has no ingress replica up (HTTP and gRPC).
@@ -65,7 +68,10 @@ def up(settings: Settings) -> None:
         signal.signal(stop_signal, request_stop)
     _check_http_port(settings)
 
+    running_at_stop: set[int] = set()
     with ExitStack() as parts:
+        # Registered first, so that it runs last, once every part has been stopped.
+        parts.callback(_end_left_behind, running_at_stop)
         server, redis_url = _start_redis(settings, parts)
         settings = settings.model_copy(update={"redis_url": redis_url})
         _check_exposure(settings, KeyStore.from_url(redis_url))
@@ -95,6 +101,18 @@ def up(settings: Settings) -> None:
                     drivers[index] = _start_driver(driver_env)
             time.sleep(WATCH_INTERVAL_S)
         log.info("stopping tunefleet")
+        running_at_stop.update(descendants(os.getpid()))
+
+
+def _end_left_behind(running_at_stop: set[int]) -> None:
+    """End what the stop of every part left running of what ran below this process when
+    the stop began. A closed terminal hangs up Ray's processes too (they share its
+    process group), and a Serve controller cut off that way leaves its HAProxy behind."""
+    left = {pid for pid in running_at_stop if alive(pid)}
+    if left:
+        named = ", ".join(f"{command_of(pid)} ({pid})" for pid in sorted(left))
+        log.warning("stopping what the stop left running: %s", named)
+        end(left, grace_s=LEFT_BEHIND_GRACE_S)
 
 
 def _start_redis(settings: Settings, parts: ExitStack) -> tuple[RedisServer | None, str]:

@@ -89,7 +89,11 @@ def check_scorable(summary: DatasetSummary, record: ModelRecord) -> None:
     dataset_id = summary.id
     present = {*summary.columns, *([summary.target] if summary.target else [])}
     added = output_columns(record.task, record.classes)
-    missing = [name for name in record.feature_names if name not in present]
+    missing = [
+        name
+        for name in record.feature_names
+        if name not in present and record.role_of(name) != "ignore"
+    ]
     if missing:
         raise InvalidInputError(
             f"dataset {dataset_id} lacks the model's features {_listed(missing)}; upload a "
@@ -102,11 +106,15 @@ def check_scorable(summary: DatasetSummary, record: ModelRecord) -> None:
             "rename or drop them and upload it again"
         )
     types = summary.column_types
-    text = [name for name in record.feature_names if types.get(name, "float") not in NUMERIC]
+    text = [
+        name
+        for name in record.feature_names
+        if record.role_of(name) == "numeric" and types.get(name, "float") not in NUMERIC
+    ]
     if text:
         raise InvalidInputError(
-            f"dataset {dataset_id}: the model's features {_listed(text)} hold text; they must "
-            "be numbers, encoded as for training"
+            f"dataset {dataset_id}: the model's numeric columns {_listed(text)} hold text; "
+            "they must be numbers (or empty for a gap)"
         )
 
 

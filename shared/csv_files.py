@@ -1,5 +1,7 @@
-"""An uploaded file's bytes as a table: a CSV file with a header row, or a DatasetError
-that says what the file is instead (a workbook, JSON, UTF-16) and how to fix it."""
+"""An uploaded file's bytes as a table: a CSV file with a header row (comma, semicolon,
+tab or pipe separated, sniffed; the usual gap markers read as gaps) or a Parquet file, or
+a DatasetError that says what the file is instead (a workbook, JSON, UTF-16) and how to
+fix it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ from collections import Counter
 import pandas as pd
 
 from shared.errors import DatasetError
+from shared.preprocessing import GAP_MARKERS
 from shared.wording import listed
+
+PARQUET_MAGIC = b"PAR1"
+# The separators a CSV export uses, in the order a tie is broken.
+SEPARATORS = (",", ";", "\t", "|")
+# Lines of the file that the separator is sniffed from.
+_SNIFFED_LINES = 50
 
 # Formats people upload by mistake, known by their first bytes: (magic, what it is, fix).
 _NOT_CSV_SIGNATURES = (
@@ -22,34 +31,88 @@ _NOT_CSV_SIGNATURES = (
     ),
     (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "export the sheet as CSV"),
     (b"\x1f\x8b", "gzip-compressed", "decompress it (gunzip) and upload the CSV inside"),
-    (b"PAR1", "a Parquet file", "write it out with DataFrame.to_csv(path, index=False)"),
     (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 CSV"),
     (b"\xfe\xff", "UTF-16 text", "save it as UTF-8 CSV"),
 )
 
 
-def read_csv_bytes(
+def is_parquet(content: bytes) -> bool:
+    return content.startswith(PARQUET_MAGIC)
+
+
+def read_table_bytes(
     content: bytes, *, max_rows: int | None = None, max_columns: int | None = None
 ) -> pd.DataFrame:
-    """Parse a CSV file with a header row, or say why it is not one or is too large.
-
-    Every parser failure becomes a DatasetError: the bytes come from users.
-    """
-    buffer = io.StringIO(_csv_text(content))
-    header = _header(buffer)
-    _check_limit(len(header), max_columns, "columns", "TUNEFLEET_MAX_DATASET_COLUMNS")
-    buffer.seek(0)
-    try:
-        frame = pd.read_csv(buffer)
-    except (ValueError, OverflowError, csv.Error) as exc:  # pandas' parser errors are ValueErrors
-        raise DatasetError(
-            f"the file is not a readable CSV file ({str(exc).strip()}); check that every row "
-            "has one comma-separated value per header column, and quote values holding commas"
-        ) from exc
+    """Parse an upload: a Parquet file, else a CSV file with a header row; or say why it
+    is not one or is too large. Every parser failure becomes a DatasetError: the bytes
+    come from users."""
+    if is_parquet(content):
+        frame = _read_parquet(content)
+        _check_limit(frame.shape[1], max_columns, "columns", "TUNEFLEET_MAX_DATASET_COLUMNS")
+    else:
+        frame = _read_csv(content, max_columns)
     if frame.empty:
         raise DatasetError("the CSV file has a header but no rows; add data rows below it")
     _check_limit(len(frame), max_rows, "rows", "TUNEFLEET_MAX_DATASET_ROWS")
     return frame
+
+
+def _read_parquet(content: bytes) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(content))
+    except Exception as exc:  # pyarrow raises several kinds for a damaged file
+        raise DatasetError(
+            f"the file starts as a Parquet file but cannot be read ({str(exc).strip()[:200]}); "
+            "write it again, e.g. with pandas.DataFrame.to_parquet(path, index=False)"
+        ) from exc
+    names = [str(c) for c in frame.columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatasetError(
+            f"the file names columns more than once: {listed([repr(n) for n in repeated])}; "
+            "give every column its own name"
+        )
+    frame.columns = names
+    return frame.reset_index(drop=True)
+
+
+def _read_csv(content: bytes, max_columns: int | None) -> pd.DataFrame:
+    text = _csv_text(content)
+    separator = sniff_separator(text)
+    buffer = io.StringIO(text)
+    header = _header(buffer, separator)
+    _check_limit(len(header), max_columns, "columns", "TUNEFLEET_MAX_DATASET_COLUMNS")
+    buffer.seek(0)
+    try:
+        # pandas' own gap markers (empty, NA, N/A, null, NaN, ...) and the rest of ours.
+        return pd.read_csv(buffer, sep=separator, na_values=sorted(GAP_MARKERS))
+    except (ValueError, OverflowError, csv.Error) as exc:  # pandas' parser errors are ValueErrors
+        named = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[separator]
+        raise DatasetError(
+            f"the file is not a readable CSV file ({str(exc).strip()}); check that every row "
+            f"has one {named}-separated value per header column, and quote values holding "
+            f"{named}s"
+        ) from exc
+
+
+def sniff_separator(text: str) -> str:
+    """The separator that splits the first lines into the same number of columns, the
+    most of them; a comma if none splits them."""
+    head = "\n".join(text.lstrip("\n").splitlines()[:_SNIFFED_LINES])
+    best, best_width = ",", 1
+    for separator in SEPARATORS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(head), delimiter=separator) if r]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        width = len(rows[0])
+        # The last line may be cut short by the sniff; the others must agree.
+        consistent = all(len(r) == width for r in rows[:-1]) if len(rows) > 1 else True
+        if consistent and width > best_width:
+            best, best_width = separator, width
+    return best
 
 
 def _csv_text(content: bytes) -> str:
@@ -95,12 +158,16 @@ def _is_json(text: str) -> bool:
     return False
 
 
-def _header(buffer: io.StringIO) -> list[str]:
+def _header(buffer: io.StringIO, separator: str) -> list[str]:
     """The column names as the first non-blank line spells them, checked for what pandas
     would let pass: it renames a second ``a`` to ``a.1``, and takes the first values of
     each row as row labels, not a column, when the first row is longer than the header."""
     try:
-        rows = (row for row in csv.reader(buffer) if any(cell.strip() for cell in row))
+        rows = (
+            row
+            for row in csv.reader(buffer, delimiter=separator)
+            if any(cell.strip() for cell in row)
+        )
         header = next(rows, [])
         first = next(rows, [])
     except csv.Error as exc:

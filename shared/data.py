@@ -1,10 +1,12 @@
 """Datasets: where they come from, what is kept of an upload, and its summary.
 
-A dataset is a table with numeric feature columns and one target column: the class of
-each row (classification) or a number (regression). Built-in datasets ship with
-scikit-learn; uploaded ones are CSV files kept under the storage root by content hash,
-beside their summary and a Parquet copy. Parsing is csv_files', the checks that make a
-table trainable dataset_checks', and a job's split the driver's (services/driver/splits).
+A dataset is a table of feature columns (numbers, text categories, dates, gaps) and one
+target column: the class of each row (classification) or a number (regression). Each
+feature column has a role (shared.column_roles), shown in the summary. Built-in
+datasets ship with scikit-learn; uploaded ones are CSV or Parquet files kept under the
+storage root by content hash, beside their summary and a Parquet copy. Parsing is
+csv_files', the checks that make a table trainable dataset_checks', and a job's split
+the driver's (services/driver/splits).
 """
 
 from __future__ import annotations
@@ -22,15 +24,20 @@ import pyarrow.parquet
 from pydantic import BaseModel, Field, ValidationError
 from sklearn import datasets as sk_datasets
 
-from shared.csv_files import read_csv_bytes
+from shared.column_roles import category_counts, infer_roles
+from shared.csv_files import is_parquet, read_table_bytes
 from shared.dataset_checks import check_split, plain, usable
 from shared.errors import DatasetError, NotFoundError
 from shared.quotas import ensure_room
 from shared.spec import DatasetSpec
 from shared.storage import StoragePath, storage_path
-from shared.vocabulary import DATASET_ID_PATTERN, Subject, Task
+from shared.vocabulary import DATASET_ID_PATTERN, Role, Subject, Task
 
 DEFAULT_TARGET = "target"
+# An upload kept as it came: a CSV file, or a Parquet file.
+SOURCE_SUFFIXES = (".csv", ".source.parquet")
+# Categories a summary shows of each categorical column, the most frequent first.
+SUMMARY_CATEGORIES = 10
 # Rows per row group of an upload's Parquet copy: a scorer's batches are cut from these.
 PARQUET_ROW_GROUP_ROWS = 65_536
 # The Parquet copy's column of row numbers (0, 1, ...): Ray Data may hand a batch job's
@@ -67,6 +74,25 @@ class DatasetSummary(BaseModel):
         default_factory=dict,
         description="Every column's type as read from the CSV, the target's included.",
     )
+    roles: dict[str, Role] = Field(
+        default_factory=dict,
+        description="Each feature column's inferred role; a job spec's dataset.columns "
+        "may set others.",
+    )
+    ignored: dict[str, str] = Field(
+        default_factory=dict, description="Why each ignored column is ignored."
+    )
+    missing: dict[str, int] = Field(
+        default_factory=dict, description="Gaps per column, for the columns that have any."
+    )
+    categories: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description=f"The {SUMMARY_CATEGORIES} most frequent values of each categorical "
+        "column, with their counts.",
+    )
+    rows_without_target: int = Field(
+        default=0, description="Rows whose target is a gap: jobs leave them out."
+    )
     problems: list[str] = Field(
         default_factory=list,
         description="What the checks found that would fail a job with the default splits "
@@ -99,7 +125,8 @@ class DatasetStore:
         dataset_id = hashlib.sha256(content + b"\0" + named.encode()).hexdigest()[:32]
         # Before parsing: refusing a large file should not cost reading it. The same
         # upload again replaces its own files and needs no room.
-        known = (self._root / f"{dataset_id}.csv").is_file()
+        source = self._root / f"{dataset_id}{SOURCE_SUFFIXES[is_parquet(content)]}"
+        known = source.is_file()
         ensure_room(
             used_bytes=self.used_bytes() if quota_bytes else 0,
             adding_bytes=0 if known else len(content),
@@ -109,14 +136,14 @@ class DatasetStore:
             fix="delete datasets it no longer needs",
             subject=Subject.DATASET,
         )
-        frame = read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
+        frame = read_table_bytes(content, max_rows=max_rows, max_columns=max_columns)
         if purpose == "scoring":
             summary = summarize_for_scoring(frame, dataset_id)
         else:
             summary = summarize(frame, target, dataset_id)
         self._root.mkdir(parents=True, exist_ok=True)
         # The tables before the summary: a dataset is found by its summary.
-        (self._root / f"{dataset_id}.csv").write_bytes(content)
+        source.write_bytes(content)
         columnar = self._root / f"{dataset_id}.parquet"
         copy = parquet_copy(frame)
         if copy is not None:
@@ -138,8 +165,8 @@ class DatasetStore:
     ) -> pd.DataFrame:
         """An upload as a table, checked again as on upload (the limits may have changed)."""
         self.summary(dataset_id)
-        content = (self._root / f"{dataset_id}.csv").read_bytes()
-        return read_csv_bytes(content, max_rows=max_rows, max_columns=max_columns)
+        content = self._source(dataset_id).read_bytes()
+        return read_table_bytes(content, max_rows=max_rows, max_columns=max_columns)
 
     def table(self, dataset_id: str) -> tuple[StoragePath, Literal["parquet", "csv"]]:
         """Where an upload's table lies for readers that stream it (Ray Data), and its
@@ -150,7 +177,7 @@ class DatasetStore:
         columnar = self._root / f"{dataset_id}.parquet"
         if columnar.is_file():
             return columnar, "parquet"
-        return self._root / f"{dataset_id}.csv", "csv"
+        return self._source(dataset_id), "csv"
 
     def summaries(self) -> list[DatasetSummary]:
         """Every dataset kept here, the most recently uploaded first."""
@@ -173,7 +200,7 @@ class DatasetStore:
         self.summary(dataset_id)
         # The summary first: from then on the dataset is not found, and no new job can
         # name it while its table goes.
-        for suffix in (".json", ".csv", ".parquet"):
+        for suffix in (".json", *SOURCE_SUFFIXES, ".parquet"):
             (self._root / f"{dataset_id}{suffix}").unlink(missing_ok=True)
 
     def used_bytes(self) -> int:
@@ -183,8 +210,16 @@ class DatasetStore:
         return sum(
             e.size
             for e in self._root.entries()
-            if not (e.is_dir or e.is_symlink or e.name.endswith(".parquet"))
+            if not (e.is_dir or e.is_symlink or re.fullmatch(r"[0-9a-f]+\.parquet", e.name))
         )
+
+    def _source(self, dataset_id: str) -> StoragePath:
+        """The upload as it came, CSV or Parquet."""
+        for suffix in SOURCE_SUFFIXES[1:]:
+            path = self._root / f"{dataset_id}{suffix}"
+            if path.is_file():
+                return path
+        return self._root / f"{dataset_id}{SOURCE_SUFFIXES[0]}"
 
 
 def parquet_copy(frame: pd.DataFrame) -> bytes | None:
@@ -196,13 +231,30 @@ def parquet_copy(frame: pd.DataFrame) -> bytes | None:
     if ROW_COLUMN in frame.columns:
         return None
     try:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = pa.Table.from_pandas(_text_as_strings(frame), preserve_index=False)
         table = table.append_column(ROW_COLUMN, pa.array(np.arange(len(frame), dtype=np.int64)))
     except (pa.ArrowException, ValueError, TypeError):
         return None
     sink = pa.BufferOutputStream()
     pyarrow.parquet.write_table(table, sink, row_group_size=PARQUET_ROW_GROUP_ROWS)
     return bytes(sink.getvalue())
+
+
+def _text_as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns of mixed values (numbers and text) as strings, gaps kept: Arrow takes one
+    type a column. The values read the same to a model's plan (see category_key)."""
+    mixed = [
+        name
+        for name in frame.columns
+        if frame[name].dtype == object
+        and len({type(v) for v in frame[name].dropna().head(10_000)}) > 1
+    ]
+    if not mixed:
+        return frame
+    converted = frame.copy()
+    for name in mixed:
+        converted[name] = frame[name].map(lambda v: None if pd.isna(v) else str(v))
+    return converted
 
 
 def load_frame(
@@ -236,26 +288,47 @@ def target_of(spec: DatasetSpec, store: DatasetStore) -> str:
 def summarize(
     frame: pd.DataFrame, target: str, dataset_id: str, task: Task | None = None
 ) -> DatasetSummary:
-    """Check that a table can be trained on and describe it."""
-    features, labels, task = usable(frame, target, task)
+    """Check that a table can be trained on and describe it: rows, roles, gaps,
+    categories, classes, and what would fail a job with the default splits."""
+    table = usable(frame, target, task)
+    labels = table.labels
+    roles = infer_roles(table.features)
+    missing = frame.isna().sum()
     summary = DatasetSummary(
         id=dataset_id,
         rows=len(frame),
-        columns=list(features.columns),
+        columns=[str(name) for name in table.features.columns],
         target=target,
-        task=task,
+        task=table.task,
         column_types={str(name): _column_type(frame[name]) for name in frame.columns},
+        roles={name: role.role for name, role in roles.items()},
+        ignored={name: role.reason for name, role in roles.items() if role.role == "ignore"},
+        missing={str(name): int(n) for name, n in missing.items() if n},
+        categories={
+            name: {
+                str(c): int(n)
+                for c, n in category_counts(table.features[name]).head(SUMMARY_CATEGORIES).items()
+            }
+            for name, role in roles.items()
+            if role.role == "categorical"
+        },
+        rows_without_target=table.rows_without_target,
     )
-    if task == "classification":
+    if table.task == "classification":
         counts = labels.value_counts().sort_index()
         summary.classes = [plain(c) for c in counts.index]
         summary.class_counts = {str(plain(c)): int(n) for c, n in counts.items()}
+    if all(role.role == "ignore" for role in roles.values()):
+        summary.problems.append(
+            "every feature column is ignored; set roles in a job's dataset.columns, or add "
+            "columns to learn from"
+        )
     # The splits are checked when a job prepares the data; checked here too, with the
     # defaults, an upload that no default job could train on says so before a job fails.
     # model_construct: the defaults only, without naming a source.
     defaults = DatasetSpec.model_construct()
     try:
-        check_split(labels, defaults, defaults.stratify and task == "classification")
+        check_split(labels, defaults, defaults.stratify and table.task == "classification")
     except DatasetError as exc:
         summary.problems.append(str(exc))
     return summary

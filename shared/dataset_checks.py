@@ -1,4 +1,4 @@
-"""What makes a table trainable: numeric, finite features, a usable target, and enough
+"""What makes a table trainable: finite numbers, a usable target, and enough
 rows in every class for the splits. Each check raises a DatasetError naming the column,
 value or class; the upload's summary and a job's data preparation run the same ones."""
 
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,54 +38,61 @@ def infer_task(labels: pd.Series) -> Task:
     )
 
 
-def usable(
-    frame: pd.DataFrame, target: str, task: Task | None
-) -> tuple[pd.DataFrame, pd.Series, Task]:
-    """(features, target column, task) of a table checked for training; DatasetError
-    naming the column or value that makes it unusable."""
-    features, labels = _features_and_labels(frame, target)
-    task = task or infer_task(labels)
-    _check_target(labels, target, task)
-    return features, labels, task
+@dataclass(frozen=True)
+class Usable:
+    """A table checked for training: its feature columns, the target of every row that
+    has one, the task, and how many rows were left out for having no target."""
+
+    features: pd.DataFrame
+    labels: pd.Series
+    task: Task
+    rows_without_target: int
 
 
-def _features_and_labels(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+def usable(frame: pd.DataFrame, target: str, task: Task | None) -> Usable:
+    """A table checked for training; DatasetError naming the column or value that makes
+    it unusable. Rows whose target is a gap are left out (and counted)."""
     if target not in frame.columns:
         raise DatasetError(_missing_target(frame, target))
-    labels = frame[target]
-    features = frame.drop(columns=[target])
+    has_target = frame[target].notna().to_numpy()
+    if not has_target.any():
+        raise DatasetError(
+            f"target column {target!r} is empty in every row; set dataset.target (or "
+            "?target= on upload) to the column to predict"
+        )
+    kept = frame[has_target].reset_index(drop=True) if not has_target.all() else frame
+    labels = kept[target]
+    features = kept.drop(columns=[target])
     if features.shape[1] == 0:
         raise DatasetError(
             f"the dataset has no feature columns besides the target {target!r}; "
-            "add the numeric columns to learn from"
+            "add the columns to learn from"
         )
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        described = [_with_example(str(c), _first_non_number(features[c])) for c in non_numeric]
-        raise DatasetError(
-            f"feature columns must be numeric; these are not: {listed(described)}; encode "
-            "them as numbers before uploading (one-hot: one 0/1 column per category, e.g. "
-            "with pandas.get_dummies) or drop them"
-        )
-    values = features.to_numpy(dtype=np.float64)
-    missing, infinite = np.isnan(values), np.isinf(values)
-    bad_rows = int((missing | infinite).any(axis=1).sum())
+    _check_finite(features)
+    task = task or infer_task(labels)
+    _check_target(labels, target, task)
+    return Usable(features, labels, task, int((~has_target).sum()))
+
+
+def _check_finite(features: pd.DataFrame) -> None:
+    """DatasetError naming the numeric columns that hold infinity: a gap can be filled
+    in, an infinite amount cannot."""
+    numeric = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])]
+    if not numeric:
+        return
+    infinite = np.isinf(features[numeric].to_numpy(dtype=np.float64))
+    bad_rows = int(infinite.any(axis=1).sum())
     if bad_rows:
         described = [
-            _non_finite(str(c), int(missing[:, i].sum()), int(infinite[:, i].sum()))
-            for i, c in enumerate(features.columns)
-            if missing[:, i].any() or infinite[:, i].any()
+            f"{c} ({rows_phrase(int(infinite[:, i].sum()))})"
+            for i, c in enumerate(numeric)
+            if infinite[:, i].any()
         ]
         raise DatasetError(
-            f"feature columns hold missing (NaN) or infinite values: {listed(described)} "
-            f"({rows_phrase(bad_rows)} in all); fill in or drop those rows before uploading"
+            f"feature columns hold infinite values: {listed(described)} "
+            f"({rows_phrase(bad_rows)} in all); replace them with numbers, or leave the cells "
+            "empty to have them filled in"
         )
-    if labels.isna().any():
-        raise DatasetError(
-            f"target column {target!r} is empty in {rows_phrase(int(labels.isna().sum()))}; "
-            "fill in or drop those rows before uploading"
-        )
-    return features, labels
 
 
 def _missing_target(frame: pd.DataFrame, target: str) -> str:
@@ -203,28 +211,6 @@ def check_split(labels: pd.Series, spec: DatasetSpec, stratify: bool) -> None:
 def plain(value: Any) -> Any:
     """A class label as a plain Python value (JSON- and torch.load-safe)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _first_non_number(column: pd.Series) -> Any:
-    """The first value of a column that does not read as a number, if any."""
-    numbers = pd.to_numeric(column, errors="coerce")
-    offending = column[numbers.isna() & column.notna()]
-    return plain(offending.iloc[0]) if len(offending) else None
-
-
-def _with_example(name: str, value: Any) -> str:
-    if value is None:
-        return name
-    shown = repr(value)
-    return f"{name} (e.g. {shown[:40] + '...' if len(shown) > 40 else shown})"
-
-
-def _non_finite(name: str, missing: int, infinite: int) -> str:
-    parts = [
-        f"{rows_phrase(missing)} missing" if missing else "",
-        f"{rows_phrase(infinite)} infinite" if infinite else "",
-    ]
-    return f"{name} ({' and '.join(p for p in parts if p)})"
 
 
 def validation_share(spec: DatasetSpec) -> float:

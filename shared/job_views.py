@@ -53,6 +53,12 @@ class JobView(BaseModel):
     attempts: int = 0
     driver: str | None = None
     tenant: str = DEFAULT_TENANT
+    rows_used: int | None = Field(
+        default=None, description="Rows a tuning job splits into training, validation and test."
+    )
+    rows_without_target: int | None = Field(
+        default=None, description="Rows a tuning job left out: their target is a gap."
+    )
     rows_total: int | None = Field(default=None, description="A batch job's rows to score.")
     rows_done: int | None = Field(default=None, description="A batch job's rows scored so far.")
 
@@ -85,6 +91,10 @@ def job_view(raw: dict[str, Any]) -> JobView:
         attempts=int(raw.get("attempts", 0)),
         driver=raw.get("driver"),
         tenant=raw.get("tenant", DEFAULT_TENANT),
+        rows_used=int(raw["rows_used"]) if "rows_used" in raw else None,
+        rows_without_target=(
+            int(raw["rows_without_target"]) if "rows_without_target" in raw else None
+        ),
         rows_total=int(raw["rows_total"]) if "rows_total" in raw else None,
         rows_done=int(raw["rows_done"]) if "rows_done" in raw else None,
     )

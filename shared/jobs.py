@@ -343,6 +343,13 @@ class JobStore(RedisStore):
         """Store the task and metric a running job settled on."""
         self._update_running(lease, {"task": task, "metric": metric, "mode": mode})
 
+    def record_data(self, lease: Lease, rows: int, rows_without_target: int) -> None:
+        """Store how many rows a running job trains, validates and tests on, and how
+        many it left out for having no target."""
+        self._update_running(
+            lease, {"rows_used": str(rows), "rows_without_target": str(rows_without_target)}
+        )
+
     def record_engine(self, lease: Lease, engine: str) -> None:
         """Store how the job's trials run (packed, or unpacked and why)."""
         self._update_running(lease, {"engine": engine})

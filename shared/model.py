@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.preprocessing import identity_plan, transform
 from shared.storage import StoragePath, storage_path
 
 CHECKPOINT_FILE = "model.pt"
@@ -90,9 +91,14 @@ def checkpoint_payload(
     offset: torch.Tensor,
     target_mean: float,
     target_std: float,
+    columns: dict[str, str] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    target_transform: str = "none",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A checkpoint's content: an MLP's weights and everything prediction needs."""
+    """A checkpoint's content: an MLP's weights and everything prediction needs: the
+    table's feature columns and their roles, and the plan that makes their raw values
+    the network's input."""
     return {
         "format": CHECKPOINT_FORMAT,
         "state_dict": state_dict,
@@ -104,14 +110,22 @@ def checkpoint_payload(
         "classes": list(classes),
         "scale": scale,
         "offset": offset,
+        **({"columns": dict(columns)} if columns else {}),
+        **({"preprocessing": preprocessing} if preprocessing is not None else {}),
+        "target_transform": target_transform,
         **extra,
     }
 
 
 @dataclass
 class ModelBundle:
-    """A trained network with everything prediction needs: features, classes or the
-    target's scale, and the fitted feature scaler."""
+    """A trained network with everything prediction needs: the table's feature columns
+    (``feature_names``, in the table's order) and their roles, the preprocessing plan,
+    classes or the target's scale and transform.
+
+    Checkpoints from before plans existed have none: their columns are all numeric,
+    without gaps, and ``scale``/``offset`` scale them (since, the plan scales and these
+    are the identity)."""
 
     model: MLP
     architecture: dict[str, Any]
@@ -122,6 +136,22 @@ class ModelBundle:
     offset: torch.Tensor
     target_mean: float = 0.0
     target_std: float = 1.0
+    columns: dict[str, str] = field(default_factory=dict)
+    preprocessing: dict[str, Any] | None = None
+    target_transform: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            self.columns = {name: "numeric" for name in self.feature_names}
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return self.preprocessing or identity_plan(self.feature_names)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns a row must give a value (or null) for: those not ignored."""
+        return [name for name in self.feature_names if self.columns.get(name) != "ignore"]
 
     def payload(self, **extra: Any) -> dict[str, Any]:
         """The checkpoint's content: tensors and plain values only, so that it loads
@@ -136,6 +166,9 @@ class ModelBundle:
             offset=self.offset,
             target_mean=self.target_mean,
             target_std=self.target_std,
+            columns=self.columns,
+            preprocessing=self.plan,
+            target_transform=self.target_transform,
             **extra,
         )
 
@@ -157,6 +190,9 @@ class ModelBundle:
             offset=payload["offset"],
             target_mean=float(payload.get("target_mean", 0.0)),
             target_std=float(payload.get("target_std", 1.0)),
+            columns=dict(payload.get("columns") or {}),
+            preprocessing=payload.get("preprocessing"),
+            target_transform=str(payload.get("target_transform", "none")),
         )
 
     @classmethod
@@ -168,20 +204,33 @@ class ModelBundle:
         payload = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
         return cls.from_payload(payload)
 
+    def encode(self, columns: dict[str, Any]) -> np.ndarray:
+        """The network's input from raw columns by name (see shared.preprocessing.transform);
+        ValueReadError names a cell that cannot be read."""
+        return transform(self.plan, columns)
+
     @torch.no_grad()
-    def _outputs(self, features: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(features, dtype=torch.float32) * self.scale + self.offset
+    def _outputs(self, encoded: np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(encoded, dtype=torch.float32) * self.scale + self.offset
         return self.model(x)
 
     def predict(self, features: np.ndarray) -> tuple[list[Any], np.ndarray | None]:
-        """Predictions for raw (unscaled) rows in feature order, and class probabilities.
+        """Predictions for raw rows, a matrix in the order of ``feature_names`` (NaN for
+        a gap); see predict_encoded."""
+        columns = {name: features[:, j] for j, name in enumerate(self.feature_names)}
+        return self.predict_encoded(self.encode(columns))
+
+    def predict_encoded(self, encoded: np.ndarray) -> tuple[list[Any], np.ndarray | None]:
+        """Predictions for rows the plan has encoded, and class probabilities.
 
         Classification: the dataset's own labels and an (n, classes) array.
         Regression: values in the target's units, and None.
         """
-        outputs = self._outputs(features)
+        outputs = self._outputs(encoded)
         if self.task == "regression":
-            values = outputs[:, 0] * self.target_std + self.target_mean
+            values = outputs[:, 0].double() * self.target_std + self.target_mean
+            if self.target_transform == "log":
+                values = torch.expm1(values)
             return values.tolist(), None
         probabilities = torch.softmax(outputs, dim=1).numpy()
         labels = [self.classes[i] for i in probabilities.argmax(axis=1)]

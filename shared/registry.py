@@ -34,10 +34,18 @@ class ModelRecord(BaseModel):
     mode: str
     validation_value: float
     test_metrics: dict[str, float]
-    feature_names: list[str]
+    feature_names: list[str] = Field(description="The table's feature columns, in order.")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each feature column's role: numeric, categorical, datetime or ignore "
+        "(empty for models trained before roles: every column numeric).",
+    )
     classes: list[Any] = Field(description="Class labels; empty for regression.")
     created_at: float
     tenant: str = DEFAULT_TENANT
+
+    def role_of(self, column: str) -> str:
+        return self.columns.get(column, "numeric")
 
 
 RECORDS_CACHED = 256

@@ -25,6 +25,7 @@ from shared.vocabulary import (
     BuiltinDataset,
     Metric,
     Priority,
+    Role,
     Task,
     mode_of,
 )
@@ -52,7 +53,23 @@ class DatasetSpec(_Strict):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     stratify: bool = Field(default=True, description="Stratify splits by class.")
-    scaler: Literal["minmax", "standard", "none"] = "minmax"
+    scaler: Literal["minmax", "standard", "quantile", "none"] = Field(
+        default="minmax",
+        description="How numeric columns are scaled, fitted on the training rows: minmax "
+        "(the seed's), standard, quantile (onto a normal, for skewed columns) or none.",
+    )
+    columns: dict[str, Role] = Field(
+        default_factory=dict,
+        max_length=10_000,
+        description="Roles to set instead of the inferred ones: column -> numeric, "
+        "categorical, datetime or ignore. GET /datasets/{id} shows the inferred roles.",
+    )
+    target_transform: Literal["none", "log", "auto"] = Field(
+        default="auto",
+        description="Regression: learn the target on a log scale (log1p); auto does so "
+        "for a target that is never negative and skewed. Predictions come back in the "
+        "target's own units.",
+    )
     balance: Literal["weighted_sampler", "none"] = Field(
         default="weighted_sampler", description="Class-balanced sampling (classification)."
     )

@@ -31,6 +31,9 @@ DEFAULT_PRIORITY: Priority = "normal"
 BuiltinDataset = Literal["breast_cancer", "digits", "wine", "iris", "diabetes"]
 BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
 
+# What a column is to the network (shared.column_roles infers it; a job spec may set it).
+Role = Literal["numeric", "categorical", "datetime", "ignore"]
+
 Task = Literal["classification", "regression"]
 METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
     "classification": ("val_accuracy", "val_loss", "training_accuracy", "training_loss"),

@@ -21,7 +21,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute
 import pyarrow.csv
@@ -36,6 +35,7 @@ from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
 from shared.jobs import JobStore, Lease
 from shared.model import ModelBundle
+from shared.preprocessing import ValueReadError
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.storage import StoragePath
@@ -93,20 +93,19 @@ class Scorer:
         # now, so asking costs no round trip.
         if self._last_report is not None and ray.get(self._last_report):
             raise BatchCancelledError("the batch job was told to stop")
-        names = self._bundle.feature_names
-        # Empty cells read as nulls, NaN here; /predict refuses them, and so does this.
-        features = np.column_stack(
-            [batch.column(name).to_numpy().astype(np.float64, copy=False) for name in names]
-        )
-        bad = ~np.isfinite(features)
-        if bad.any():
-            row, column = (int(i[0]) for i in np.nonzero(bad))
+        bundle = self._bundle
+        columns = {
+            name: batch.column(name).to_numpy(zero_copy_only=False) for name in bundle.inputs
+        }
+        try:
+            encoded = bundle.encode(columns)
+        except ValueReadError as exc:
             raise BatchFailedError(
-                f"feature {names[column]!r} is missing or not finite in a row (the "
-                f"{row + 1}th of a batch); fill in or drop such rows and upload it again"
-            )
+                f"the {_ordinal(exc.row + 1)} row of a batch: {exc.detail}; fix or drop "
+                "such rows and upload the table again"
+            ) from None
         # The predictor's own code path: the output is what /predict answers.
-        predictions, probabilities = self._bundle.predict(features)
+        predictions, probabilities = bundle.predict_encoded(encoded)
         scored = batch.append_column(self._columns[0], pa.array(predictions))
         if probabilities is not None:
             for index, name in enumerate(self._columns[1:]):
@@ -181,7 +180,8 @@ def _scored(
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # output rows in input order
     context.enable_progress_bars = False  # progress goes to Redis
-    return _read(table, table_format, record.feature_names).map_batches(
+    numeric = [name for name in record.feature_names if record.role_of(name) == "numeric"]
+    return _read(table, table_format, numeric).map_batches(
         Scorer,
         fn_constructor_kwargs={
             "checkpoint": settings.storage_at(record.checkpoint_uri),
@@ -218,7 +218,12 @@ def _follow(
     return stopping
 
 
-def _read(table: StoragePath, table_format: str, features: list[str]) -> ray.data.Dataset:
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _read(table: StoragePath, table_format: str, numeric: list[str]) -> ray.data.Dataset:
     """The table to score: its Parquet copy (see shared.data.parquet_copy), else its CSV."""
     filesystem, path = table.arrow
     if table_format == "parquet":
@@ -229,7 +234,7 @@ def _read(table: StoragePath, table_format: str, features: list[str]) -> ray.dat
         # Features as numbers whatever a first block looks like (pyarrow infers types
         # from the first block it reads); the other columns keep their inferred types.
         convert_options=pyarrow.csv.ConvertOptions(
-            column_types={name: pa.float64() for name in features}
+            column_types={name: pa.float64() for name in numeric}
         ),
     )
 

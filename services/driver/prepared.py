@@ -18,16 +18,23 @@ from shared.vocabulary import Task
 class PreparedData:
     """A dataset split, scaled and encoded, ready for training.
 
-    Features are scaled as ``x * scale + offset`` with parameters fitted on the
-    training split only. Classification: targets are class indices into ``classes``.
-    Regression: targets are standardised, ``(y - target_mean) / target_std``.
+    ``plan`` (shared.preprocessing), fitted on the training split only, made the
+    arrays from the table's columns (``columns``: each one's role); ``feature_names``
+    name the arrays' columns, the network's inputs. ``scale`` and ``offset`` are the
+    network's own scaler, the identity since the plan scales. Classification: targets
+    are class indices into ``classes``. Regression: targets are standardised,
+    ``(t(y) - target_mean) / target_std``, t being log1p for ``target_transform`` log.
     """
 
     task: Task
     feature_names: list[str]
+    columns: dict[str, str]
+    plan: dict[str, Any]
     classes: list[Any]
     target_mean: float
     target_std: float
+    target_transform: str
+    rows_without_target: int
     scale: np.ndarray
     offset: np.ndarray
     x_train: np.ndarray

@@ -1,5 +1,6 @@
-"""A job's data: the table split into training, validation and test rows (stratified
-for classes), the target encoded, and the features scaled on training rows only."""
+"""A job's data: the rows with a target split into training, validation and test rows
+(stratified for classes), the target encoded, and the preprocessing plan fitted on the
+training rows and applied to all three."""
 
 from __future__ import annotations
 
@@ -8,88 +9,90 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from services.driver.prepared import PreparedData
+from shared.column_roles import ColumnRole, apply_overrides, infer_roles
 from shared.dataset_checks import check_split, plain, usable, validation_share
 from shared.errors import DatasetError
+from shared.preprocessing import input_columns, output_names, transform
+from shared.preprocessing_fit import fit_plan, fit_target
 from shared.spec import DatasetSpec
 from shared.vocabulary import Task
+from shared.wording import listed
 
 
 def prepare(
     frame: pd.DataFrame, spec: DatasetSpec, target: str, task: Task | None = None
 ) -> PreparedData:
-    """Split (stratified for classes), encode the target, fit the scaler on training rows."""
-    features, labels, task = usable(frame, target, task)
+    """Split (stratified for classes), encode the target, fit the plan on training rows."""
+    table = usable(frame, target, task)
+    task, labels, features = table.task, table.labels, table.features
     stratify = spec.stratify and task == "classification"
     check_split(labels, spec, stratify)
-    x = features.to_numpy(dtype=np.float32)
+    roles = job_roles(features, spec)
     classes: list[Any] = []
     if task == "classification":
         classes = sorted(labels.unique().tolist())
         y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
     else:
-        y = labels.to_numpy(dtype=np.float32)
-    x_rest, x_test, y_rest, y_test = _split(x, y, spec.test_fraction, spec.seed, stratify)
-    x_train, x_val, y_train, y_val = _split(
-        x_rest, y_rest, validation_share(spec), spec.seed, stratify
-    )
-    scale, offset = _fit_scaler(spec.scaler, x_train)
-    target_mean, target_std = 0.0, 1.0
+        y = labels.to_numpy(dtype=np.float64)
+    rows = np.arange(len(labels))
+    rest, test = _split(rows, y, spec.test_fraction, spec.seed, stratify)
+    training, validation = _split(rest, y[rest], validation_share(spec), spec.seed, stratify)
+    plan = fit_plan(features.iloc[training], roles, spec.scaler)
+    x = transform(plan, {name: features[name].to_numpy() for name in input_columns(plan)})
+    target_plan: dict[str, Any] = {"transform": "none", "mean": 0.0, "std": 1.0}
     if task == "regression":
-        target_mean, target_std = float(y_train.mean()), float(y_train.std()) or 1.0
-        y_train, y_val, y_test = (
-            ((part - target_mean) / target_std).astype(np.float32)
-            for part in (y_train, y_val, y_test)
-        )
-
-    def scaled(values: np.ndarray) -> np.ndarray:
-        return (values * scale + offset).astype(np.float32)
-
+        target_plan = fit_target(y[training], spec.target_transform)
+        learned = np.log1p(y) if target_plan["transform"] == "log" else y
+        y = (learned - target_plan["mean"]) / target_plan["std"]
+    y = y.astype(np.int64 if task == "classification" else np.float32)
     return PreparedData(
         task=task,
-        feature_names=list(features.columns),
+        feature_names=output_names(plan),
+        columns={name: role.role for name, role in roles.items()},
+        plan=plan,
         classes=[plain(c) for c in classes],
-        target_mean=target_mean,
-        target_std=target_std,
-        scale=scale,
-        offset=offset,
-        x_train=scaled(x_train),
-        y_train=y_train,
-        x_val=scaled(x_val),
-        y_val=y_val,
-        x_test=scaled(x_test),
-        y_test=y_test,
+        target_mean=target_plan["mean"],
+        target_std=target_plan["std"],
+        target_transform=target_plan["transform"],
+        rows_without_target=table.rows_without_target,
+        # The plan scales: the network's own scaler is the identity.
+        scale=np.ones(x.shape[1], np.float32),
+        offset=np.zeros(x.shape[1], np.float32),
+        x_train=x[training],
+        y_train=y[training],
+        x_val=x[validation],
+        y_val=y[validation],
+        x_test=x[test],
+        y_test=y[test],
     )
+
+
+def job_roles(features: pd.DataFrame, spec: DatasetSpec) -> dict[str, ColumnRole]:
+    """Every feature column's role for a job: inferred, then the spec's overrides;
+    DatasetError when no column is left to learn from."""
+    roles = apply_overrides(infer_roles(features), spec.columns, features)
+    if all(role.role == "ignore" for role in roles.values()):
+        described = [f"{name!r} ({role.reason})" for name, role in roles.items()]
+        raise DatasetError(
+            f"every feature column is ignored: {listed(described)}; add columns to learn "
+            'from, or set a role in dataset.columns (e.g. {"columns": {"name": "categorical"}})'
+        )
+    return roles
 
 
 def _split(
-    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rows: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
+) -> tuple[np.ndarray, np.ndarray]:
     try:
-        parts = train_test_split(
-            x, y, test_size=fraction, stratify=y if stratify else None, random_state=seed
+        kept, held_out = train_test_split(
+            rows, test_size=fraction, stratify=y if stratify else None, random_state=seed
         )
     except ValueError as exc:
-        # _check_split rules out the failures known to it; this names any other.
+        # check_split rules out the failures known to it; this names any other.
         raise DatasetError(
             f"cannot split the dataset ({exc}); every class needs enough rows for the "
             "training, validation and test splits: add rows or drop rare classes"
         ) from exc
-    x_a, x_b, y_a, y_b = parts
-    return x_a, x_b, y_a, y_b
-
-
-def _fit_scaler(kind: str, x_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, offset) with which ``x * scale + offset`` applies the fitted scaler."""
-    n_features = x_train.shape[1]
-    if kind == "minmax":
-        minmax = MinMaxScaler().fit(x_train)
-        scale, offset = minmax.scale_, minmax.min_
-    elif kind == "standard":
-        standard = StandardScaler().fit(x_train)
-        scale, offset = 1.0 / standard.scale_, -standard.mean_ / standard.scale_
-    else:
-        scale, offset = np.ones(n_features), np.zeros(n_features)
-    return np.asarray(scale, dtype=np.float32), np.asarray(offset, dtype=np.float32)
+    return np.asarray(kept), np.asarray(held_out)

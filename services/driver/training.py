@@ -167,12 +167,15 @@ def _bundle(model: MLP, architecture: dict[str, Any], data: PreparedData) -> Mod
         model=model,
         architecture=architecture,
         task=data.task,
-        feature_names=data.feature_names,
+        feature_names=list(data.columns),
         classes=data.classes,
         scale=torch.from_numpy(data.scale),
         offset=torch.from_numpy(data.offset),
         target_mean=data.target_mean,
         target_std=data.target_std,
+        columns=data.columns,
+        preprocessing=data.plan,
+        target_transform=data.target_transform,
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from ray import tune
 
@@ -90,6 +92,8 @@ def run_job(
     data, target = _load_data(spec, settings, tenant)
     metric, mode = spec.objective(data.task)
     jobs.record_objective(lease, data.task, metric, mode)
+    rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
+    jobs.record_data(lease, rows, data.rows_without_target)
     job = _Job(lease, spec, _trial_plan(spec, data, metric, mode), settings, jobs, should_stop)
     found = _run_trials(job)
     if found is None:
@@ -107,7 +111,8 @@ def run_job(
         mode=mode,
         validation_value=best.value,
         test_metrics=test_metrics,
-        feature_names=data.feature_names,
+        feature_names=list(data.columns),
+        columns=data.columns,
         classes=data.classes,
         created_at=time.time(),
         tenant=tenant,
@@ -310,4 +315,18 @@ def _score_on_test(checkpoint_dir: StoragePath, data: PreparedData) -> dict[str,
     metrics = evaluate(
         bundle.model, torch.from_numpy(data.x_test), torch.from_numpy(data.y_test), data
     )
+    if data.target_transform == "log":
+        # Trials compare each other on the log scale they learn on; the chosen model's
+        # test figures are in the target's own units, as its predictions are.
+        metrics = _regression_metrics(bundle, data)
     return {f"test_{name}": value for name, value in metrics.items()}
+
+
+def _regression_metrics(bundle: ModelBundle, data: PreparedData) -> dict[str, float]:
+    predicted = np.asarray(bundle.predict_encoded(data.x_test)[0], dtype=np.float64)
+    learned = data.y_test.astype(np.float64) * data.target_std + data.target_mean
+    actual = np.expm1(learned) if data.target_transform == "log" else learned
+    mse = float(np.mean((predicted - actual) ** 2))
+    total = float(np.sum((actual - actual.mean()) ** 2))
+    r2 = 1.0 - mse * len(actual) / total if total else 0.0
+    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2}

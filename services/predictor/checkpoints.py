@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from services.predictor.plan_checks import check_plan
 from shared.errors import InvalidInputError
 from shared.model import CHECKPOINT_FILE, MLP, ModelBundle
 from shared.search_space import SearchSpace
@@ -57,7 +58,13 @@ def check_claims(payload: Any) -> None:
             raise InvalidInputError(f"architecture.{name} must be a whole number of at least 1")
     _check_weights(architecture, payload.get("state_dict"))
     feature_names = payload.get("feature_names")
-    if not isinstance(feature_names, list) or len(feature_names) != n_features:
+    if payload.get("preprocessing") is not None:
+        if not isinstance(feature_names, list) or not all(
+            isinstance(n, str) for n in feature_names
+        ):
+            raise InvalidInputError("feature_names must be a list of column names")
+        check_plan(payload["preprocessing"], feature_names, int(n_features))
+    elif not isinstance(feature_names, list) or len(feature_names) != n_features:
         count = len(feature_names) if isinstance(feature_names, list) else "no"
         raise InvalidInputError(
             f"feature_names has {count} names, but the first layer takes {n_features} inputs"

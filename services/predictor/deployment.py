@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from ray import serve
 
 from services.predictor.app import create_app
+from shared.errors import InvalidInputError
 from shared.model import ModelBundle
+from shared.preprocessing import ValueReadError
 from shared.registry import ModelRegistry
 from shared.settings import Settings, get_settings
 
@@ -64,9 +66,16 @@ class Predictor:
         record = self._registry.get(model_id)
         return ModelBundle.load(self._settings.storage_at(record.checkpoint_uri))
 
-    async def predict(self, model_id: str, matrix: np.ndarray) -> dict[str, Any]:
-        """Predictions for raw rows in the model's feature order."""
-        answer: dict[str, Any] = await self._predict_batch((model_id, matrix))
+    async def predict(self, model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
+        """Predictions for raw rows, given as columns by name. The model's plan encodes
+        one request's rows on their own, so that a cell it cannot read is named by its
+        own row; the encoded rows are then batched with other requests'."""
+        bundle = await self.get_model(model_id)
+        try:
+            encoded = bundle.encode(columns)
+        except ValueReadError as exc:
+            raise InvalidInputError(f"instance {exc.row}, {exc.detail}") from None
+        answer: dict[str, Any] = await self._predict_batch((model_id, encoded))
         if "error" in answer:
             raise answer["error"]
         return answer
@@ -79,7 +88,7 @@ class Predictor:
             try:
                 bundle = await self.get_model(model_id)
                 rows = np.concatenate([requests[i][1] for i in mine])
-                predictions, probabilities = bundle.predict(rows)
+                predictions, probabilities = bundle.predict_encoded(rows)
             except Exception as exc:  # this model's requests fail, not the whole batch
                 for i in mine:
                     answers[i] = {"error": exc}

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, Request
 
 from services.predictor.model_files import ImportedModelFiles
@@ -14,8 +13,8 @@ from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 
-# (model id, feature matrix) -> {"predictions": [...], "probabilities": [[...]] or None}
-PredictFn = Callable[[str, np.ndarray], Awaitable[dict[str, Any]]]
+# (model id, raw columns by name) -> {"predictions": [...], "probabilities": [[...]] or None}
+PredictFn = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,28 @@
 """A model as one file that predicts without tunefleet: TorchScript or ONNX.
 
-The file holds the whole of ModelBundle.predict's arithmetic: the fitted scaler, the
-network in eval mode (dropout off, BatchNorm on its running statistics), then softmax
-for classes or the target's scale for regression. Its input is the raw feature matrix
-(float32, features in the order of ``feature_names``); its metadata carries the feature
-names, the class labels and the task, so that labels can be read off the output.
+The graph holds the network's arithmetic: the network in eval mode (dropout off,
+BatchNorm on its running statistics), then softmax for classes, or the target's scale
+(and its log transform undone) for regression. Its input is the matrix the model's
+preprocessing plan makes from raw rows (float32, in the order of ``encoded_names``).
+
+The preprocessing ships beside the graph, not inside it: the file's metadata carries the
+plan (``preprocessing``, JSON) and the source of the one module that applies it
+(``preprocessing.py``: NumPy and the standard library only, the very code /predict
+runs). Text categories, ISO dates and gaps are Python-side work that neither
+TorchScript nor ONNX's standard operators do well, and one applying code for every
+consumer means an export cannot drift from /predict. In use::
+
+    namespace = {}
+    exec(metadata["preprocessing.py"], namespace)
+    matrix = namespace["transform"](json.loads(metadata["preprocessing"]), columns)
+
+where ``columns`` maps each of ``feature_names`` to its raw values (None for a gap).
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import json
 import threading
@@ -20,10 +33,14 @@ import onnx
 import torch
 from torch import nn
 
+from shared import preprocessing
 from shared.export_formats import TORCHSCRIPT_METADATA_FILE, ExportFormat
 from shared.model import FastDropout, ModelBundle
+from shared.preprocessing import output_names
 
 INPUT_NAME = "features"
+# The metadata entry holding the source of shared/preprocessing.py.
+PREPROCESSING_SOURCE = "preprocessing.py"
 # 17: what onnxruntime releases of the last years all run; the network needs nothing newer.
 ONNX_OPSET = 17
 # Scripting fills TorchScript's global compilation cache, and the ONNX exporter keeps
@@ -47,6 +64,7 @@ class InferenceNet(nn.Module):
         self.scale = bundle.scale.detach().clone().float()
         self.offset = bundle.offset.detach().clone().float()
         self.regression = bundle.task == "regression"
+        self.log_target = bundle.target_transform == "log"
         self.target_mean = float(bundle.target_mean)
         self.target_std = float(bundle.target_std)
         self.eval()
@@ -56,7 +74,9 @@ class InferenceNet(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         outputs = self.layers(features.float() * self.scale + self.offset)
         if self.regression:
-            return outputs[:, 0] * self.target_std + self.target_mean
+            values = outputs[:, 0] * self.target_std + self.target_mean
+            # exp - 1, not expm1: ONNX has no expm1 operator (opset 17).
+            return torch.exp(values) - 1.0 if self.log_target else values
         return torch.softmax(outputs, dim=1)
 
 
@@ -71,8 +91,12 @@ def metadata(bundle: ModelBundle, model_id: str) -> dict[str, Any]:
         "model_id": model_id,
         "task": bundle.task,
         "feature_names": list(bundle.feature_names),
+        "columns": dict(bundle.columns),
         "classes": list(bundle.classes),
         "output": output_name(bundle),
+        "encoded_names": output_names(bundle.plan),
+        "preprocessing": bundle.plan,
+        PREPROCESSING_SOURCE: inspect.getsource(preprocessing),
     }
 
 
@@ -82,7 +106,7 @@ def export_model(bundle: ModelBundle, model_id: str, export_format: ExportFormat
     about = metadata(bundle, model_id)
     with _EXPORT_LOCK, torch.no_grad():
         if export_format == "onnx":
-            return _onnx(net, about, len(bundle.feature_names))
+            return _onnx(net, about, len(about["encoded_names"]))
         return _torchscript(net, about)
 
 
@@ -115,8 +139,8 @@ def _onnx(net: InferenceNet, about: dict[str, Any], n_features: int) -> bytes:
     graph = onnx.load_from_string(buffer.getvalue())
     graph.producer_name = "tunefleet"
     graph.doc_string = (
-        f"{INPUT_NAME}: float32 (rows, {n_features}), raw values in the order of "
-        f"feature_names; {output}: "
+        f"{INPUT_NAME}: float32 (rows, {n_features}), the matrix that the metadata's "
+        f"preprocessing.py makes from raw columns with the preprocessing plan; {output}: "
         + ("(rows,)" if output == "values" else "(rows, classes), in the order of classes")
     )
     for key, value in about.items():

@@ -1,9 +1,9 @@
-"""Turning predict instances into a feature matrix, with errors that name the culprit."""
+"""Predict instances as raw columns for a model's preprocessing plan, with errors that
+name the culprit: the instance (by index) and the column."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,73 +11,63 @@ import numpy as np
 from shared.errors import InvalidInputError
 
 
-def instances_to_matrix(instances: Sequence[Any], feature_names: Sequence[str]) -> np.ndarray:
-    """Rows as ``{feature: value}`` objects or lists in feature order -> float matrix.
+def instances_to_columns(
+    instances: Sequence[Any], feature_names: Sequence[str], roles: Mapping[str, str]
+) -> dict[str, Any]:
+    """Rows as ``{column: value}`` objects, or lists in the order of ``feature_names``
+    -> each column's values by name (a float array where every value is a number).
 
-    Raises InvalidInputError naming the instance (by index) and the feature.
+    An object needs every column the model reads (null for a gap); a column the model
+    ignores may be there or not. A list gives every column, ignored ones included.
+    Raises InvalidInputError naming the instance (by index) and the column. The
+    values themselves are read by the model's plan (shared.preprocessing).
     """
     if not instances:
         raise InvalidInputError('"instances" is empty; send at least one row')
-    wanted = set(feature_names)
+    needed = [name for name in feature_names if roles.get(name, "numeric") != "ignore"]
+    allowed = set(feature_names)
     rows: list[Sequence[Any]] = []
     for index, instance in enumerate(instances):
         if isinstance(instance, dict):
-            if instance.keys() != wanted:
-                _by_name(index, instance, feature_names)  # raises, naming what differs
-            rows.append([instance[name] for name in feature_names])
+            if instance.keys() != allowed:
+                _by_name(index, instance, needed, feature_names)  # raises if it must
+            rows.append([instance.get(name) for name in feature_names])
         elif isinstance(instance, list):
             if len(instance) != len(feature_names):
                 raise InvalidInputError(
                     f"instance {index} has {len(instance)} values; the model takes "
-                    f"{len(feature_names)} features in this order: {_names(feature_names)}"
+                    f"{len(feature_names)} columns in this order: {_names(feature_names)}"
                 )
             rows.append(instance)
         else:
             raise InvalidInputError(
-                f"instance {index} must be an object of feature values or a list in feature order"
+                f"instance {index} must be an object of column values or a list in column order"
             )
-    # The common case in one pass through NumPy; anything odd takes the slow path below,
-    # which names the instance and feature at fault.
+    # The common case in one pass through NumPy: every value a number.
     if {type(value) for row in rows for value in row} <= {int, float}:
         try:
             matrix = np.array(rows, dtype=np.float64)
-        except OverflowError:  # an integer too large for a float
+        except OverflowError:  # an integer too large for a float: the plan names it
             matrix = None
-        if matrix is not None and np.isfinite(matrix).all():
-            return matrix
-    for index, row in enumerate(rows):
-        for name, value in zip(feature_names, row, strict=True):
-            _number(index, name, value)
-    raise AssertionError("unreachable: the slow path raises for what NumPy refused")
+        if matrix is not None:
+            return {name: matrix[:, j] for j, name in enumerate(feature_names)}
+    return {name: [row[j] for row in rows] for j, name in enumerate(feature_names)}
 
 
-def _by_name(index: int, instance: dict[str, Any], feature_names: Sequence[str]) -> None:
-    missing = [name for name in feature_names if name not in instance]
+def _by_name(
+    index: int, instance: dict[str, Any], needed: Sequence[str], feature_names: Sequence[str]
+) -> None:
+    missing = [name for name in needed if name not in instance]
     extra = sorted(set(instance) - set(feature_names))
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing features {_names(missing)}")
+            parts.append(f"missing columns {_names(missing)} (send null for a gap)")
         if extra:
-            parts.append(f"unknown features {_names(extra)}")
+            parts.append(f"unknown columns {_names(extra)}")
         raise InvalidInputError(
-            f"instance {index}: {' and '.join(parts)}; the model takes: {_names(feature_names)}"
+            f"instance {index}: {' and '.join(parts)}; the model takes: {_names(needed)}"
         )
-
-
-def _number(index: int, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInputError(f"instance {index}, feature {name!r}: {value!r} is not a number")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer of hundreds of digits
-        number = math.inf
-    if not math.isfinite(number):
-        shown = repr(value) if len(repr(value)) < 40 else f"{repr(value)[:37]}..."
-        raise InvalidInputError(
-            f"instance {index}, feature {name!r}: {shown} is not a finite number"
-        )
-    return number
 
 
 def _names(names: Sequence[str], shown: int = 12) -> str:

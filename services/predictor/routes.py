@@ -21,7 +21,7 @@ from services.predictor.batches import batch_spec
 from services.predictor.checkpoints import load_checked
 from services.predictor.deps import ModelServicesDep
 from services.predictor.export import export_model
-from services.predictor.features import instances_to_matrix
+from services.predictor.features import instances_to_columns
 from shared.auth import Principal
 from shared.batch import BatchRequest
 from shared.errors import (
@@ -46,7 +46,9 @@ AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="An alias: a-
 
 class PredictRequest(BaseModel):
     instances: list[dict[str, Any] | list[Any]] = Field(
-        description="Rows as {feature: value} objects, or lists of values in feature order."
+        description="Rows as {column: value} objects (numbers, strings for categories, "
+        "ISO 8601 strings for dates, null for a gap), or lists of values in the order of "
+        "the model's feature_names."
     )
 
 
@@ -176,6 +178,7 @@ async def import_model(
         validation_value=info.validation_value,
         test_metrics={},
         feature_names=list(bundle.feature_names),
+        columns=dict(bundle.columns),
         classes=list(bundle.classes),
         created_at=time.time(),
         tenant=principal.tenant,
@@ -226,9 +229,9 @@ async def predict(
         raise PayloadTooLargeError(
             f"{len(request.instances)} instances in one request; at most {limit} are allowed"
         )
-    matrix = instances_to_matrix(request.instances, record.feature_names)
+    columns = instances_to_columns(request.instances, record.feature_names, record.columns)
     try:
-        answer = await services.predict(record.id, matrix)
+        answer = await services.predict(record.id, columns)
     except FileNotFoundError as exc:
         raise _deleted(record, services) from exc
     metrics_of(http_request.app).observe_prediction(

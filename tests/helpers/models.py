@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import numpy as np
 import redis
 import torch
 from fastapi.testclient import TestClient
@@ -55,9 +54,10 @@ def replica(settings: Settings) -> TestClient:
     assert settings.redis_url is not None
     registry = ModelRegistry(redis.Redis.from_url(settings.redis_url, decode_responses=True))
 
-    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+    async def predict(model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
         record = registry.get(model_id)
-        predictions, probabilities = ModelBundle.load(record.checkpoint_uri).predict(matrix)
+        bundle = ModelBundle.load(record.checkpoint_uri)
+        predictions, probabilities = bundle.predict_encoded(bundle.encode(columns))
         return {
             "predictions": predictions,
             "probabilities": probabilities.tolist() if probabilities is not None else None,

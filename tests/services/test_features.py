@@ -1,4 +1,5 @@
-"""Predict instances -> feature matrix: the fast path, and errors naming the culprit."""
+"""Predict instances -> raw columns -> the plan's matrix: the fast path, and errors that
+name the instance and the column."""
 
 from __future__ import annotations
 
@@ -7,35 +8,65 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.predictor.features import instances_to_matrix
+from services.predictor.features import instances_to_columns
 from shared.errors import InvalidInputError
+from shared.preprocessing import ValueReadError, identity_plan, transform
 
 NAMES = ["a", "b", "c"]
+NUMERIC = dict.fromkeys(NAMES, "numeric")
 
 
-def test_rows_by_name_and_in_order_give_the_same_matrix() -> None:
-    by_name = instances_to_matrix([{"c": 3, "a": 1.5, "b": -2}, {"a": 0, "b": 0, "c": 1e9}], NAMES)
-    in_order = instances_to_matrix([[1.5, -2, 3], [0, 0, 1e9]], NAMES)
-    assert by_name.dtype == np.float64
-    np.testing.assert_array_equal(by_name, in_order)
-    np.testing.assert_array_equal(by_name[0], [1.5, -2.0, 3.0])
+def test_rows_by_name_and_in_order_give_the_same_columns() -> None:
+    by_name = instances_to_columns(
+        [{"c": 3, "a": 1.5, "b": -2}, {"a": 0, "b": 0, "c": 1e9}], NAMES, NUMERIC
+    )
+    in_order = instances_to_columns([[1.5, -2, 3], [0, 0, 1e9]], NAMES, NUMERIC)
+    assert by_name["a"].dtype == np.float64
+    for name in NAMES:
+        np.testing.assert_array_equal(by_name[name], in_order[name])
+    np.testing.assert_array_equal(by_name["c"], [3.0, 1e9])
+
+
+def test_a_column_the_model_ignores_may_be_left_out_or_sent() -> None:
+    roles = {"a": "numeric", "b": "ignore", "c": "categorical"}
+    left_out = instances_to_columns([{"a": 1, "c": "x"}], NAMES, roles)
+    sent = instances_to_columns([{"a": 1, "b": "anything", "c": "x"}], NAMES, roles)
+    assert left_out["c"] == sent["c"] == ["x"]
 
 
 @pytest.mark.parametrize(
     ("instances", "message"),
     [
         ([], '"instances" is empty'),
-        ([{"a": 1, "b": 2}], "instance 0: missing features 'c'"),
-        ([{"a": 1, "b": 2, "c": 3, "d": 4}], "unknown features 'd'"),
-        ([[1, 2]], "instance 0 has 2 values; the model takes 3 features"),
+        ([{"a": 1, "b": 2}], "instance 0: missing columns 'c' (send null for a gap)"),
+        ([{"a": 1, "b": 2, "c": 3, "d": 4}], "unknown columns 'd'"),
+        ([[1, 2]], "instance 0 has 2 values; the model takes 3 columns"),
         ([[1, 2, 3], "x"], "instance 1 must be an object"),
-        ([[1, 2, 3], [1, True, 3]], "instance 1, feature 'b': True is not a number"),
-        ([[1, 2, "3"]], "instance 0, feature 'c': '3' is not a number"),
-        ([[1, None, 3]], "instance 0, feature 'b': None is not a number"),
-        ([[1, 2, 3], [1, 2, float("nan")]], "instance 1, feature 'c': nan is not a finite"),
-        ([[10**400, 2, 3]], "instance 0, feature 'a': 1000"),
     ],
 )
-def test_bad_instances_name_the_instance_and_feature(instances: list[Any], message: str) -> None:
-    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
-        instances_to_matrix(instances, NAMES)
+def test_bad_instances_name_the_instance(instances: list[Any], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        instances_to_columns(instances, NAMES, NUMERIC)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([[1, 2, 3], [1, True, 3]], "row 1, column 'b': True is not a finite number"),
+        ([[1, 2, "three"]], "row 0, column 'c': 'three' is not a finite number"),
+        ([[1, 2, 3], [1, 2, float("inf")]], "row 1, column 'c': inf is not a finite number"),
+        ([[10**400, 2, 3]], "row 0, column 'a': 1000"),
+        ([[1, None, 3]], "row 0, column 'b' has no value; this model was trained before gaps"),
+    ],
+)
+def test_cells_a_plain_numeric_model_cannot_read_are_named(
+    rows: list[list[Any]], message: str
+) -> None:
+    columns = instances_to_columns(rows, NAMES, NUMERIC)
+    with pytest.raises(ValueReadError, match=message):
+        transform(identity_plan(NAMES), columns)
+
+
+def test_numeric_strings_read_as_numbers() -> None:
+    columns = instances_to_columns([[1, "2.5", 3]], NAMES, NUMERIC)
+    np.testing.assert_array_equal(transform(identity_plan(NAMES), columns), [[1, 2.5, 3]])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import redis
 import torch
@@ -27,6 +28,7 @@ from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import DatasetSpec
+from tests.helpers.tables import messy_frame
 
 IRIS_LABELS = {0: "setosa", 1: "versicolor", 2: "virginica"}
 # Loads both files as someone without tunefleet would: any import of its packages fails.
@@ -43,14 +45,18 @@ meta = json.loads(extra["metadata.json"])
 session = onnxruntime.InferenceSession(sys.argv[2])
 onnx_meta = session.get_modelmeta().custom_metadata_map
 answers = {}
-for name, names, classes, run in (
-    ("torchscript", meta["feature_names"], meta["classes"],
-     lambda x: scripted(torch.from_numpy(x)).numpy()),
+for name, names, classes, plan, source, run in (
+    ("torchscript", meta["feature_names"], meta["classes"], meta["preprocessing"],
+     meta["preprocessing.py"], lambda x: scripted(torch.from_numpy(x)).numpy()),
     ("onnx", json.loads(onnx_meta["feature_names"]), json.loads(onnx_meta["classes"]),
+     json.loads(onnx_meta["preprocessing"]), onnx_meta["preprocessing.py"],
      lambda x: session.run(None, {"features": x})[0]),
 ):
-    matrix = np.array([[row[f] for f in names] for row in rows], dtype=np.float32)
-    outputs = run(matrix)
+    # The preprocessing shipped in the file, applied as its docstring says.
+    namespace = {}
+    exec(source, namespace)
+    columns = {f: [row.get(f) for row in rows] for f in names}
+    outputs = run(namespace["transform"](plan, columns))
     labels = [classes[i] for i in outputs.argmax(axis=1)] if outputs.ndim == 2 else None
     answers[name] = {"labels": labels, "outputs": outputs.tolist(), "task": meta["task"],
                      "onnx_task": onnx_meta["task"]}
@@ -58,12 +64,18 @@ print(json.dumps(answers))
 """
 
 
-def trained_checkpoint(data_spec: DatasetSpec, relabel: dict[Any, Any] | None) -> bytes:
+def trained_checkpoint(
+    data_spec: DatasetSpec,
+    relabel: dict[Any, Any] | None,
+    frame: pd.DataFrame | None = None,
+    target: str = "target",
+) -> bytes:
     """A real trial's last checkpoint (two hidden layers, BatchNorm, dropout), as saved."""
-    frame = load_frame(data_spec, DatasetStore(Path("/nonexistent")))
+    if frame is None:
+        frame = load_frame(data_spec, DatasetStore(Path("/nonexistent")))
     if relabel:
         frame["target"] = frame["target"].map(relabel)
-    data = prepare(frame, data_spec, "target")
+    data = prepare(frame, data_spec, target)
     payloads: list[dict[str, Any]] = []
     config = {
         "lr": 0.01, "batch_size": 16, "dropout": 0.2, "hidden_units": 16,
@@ -82,6 +94,21 @@ def iris_checkpoint() -> bytes:
 
 
 @pytest.fixture(scope="module")
+def messy_checkpoint() -> bytes:
+    """A classifier of a table with text, gaps and dates, its spend dropped."""
+    frame = messy_frame().drop(columns=["spend"])
+    return trained_checkpoint(DatasetSpec(upload="0" * 32), None, frame, "churned")
+
+
+@pytest.fixture(scope="module")
+def spend_checkpoint() -> bytes:
+    """A regression on a skewed amount, learned on a log scale."""
+    frame = messy_frame().drop(columns=["churned"])
+    spec = DatasetSpec(upload="0" * 32, target_transform="log", scaler="quantile")
+    return trained_checkpoint(spec, None, frame, "spend")
+
+
+@pytest.fixture(scope="module")
 def diabetes_checkpoint() -> bytes:
     return trained_checkpoint(DatasetSpec(builtin="diabetes", scaler="standard"), None)
 
@@ -97,10 +124,10 @@ def rows_of(builtin: str, count: int) -> list[dict[str, float]]:
 def checkpoint_predictions(settings: Settings, registry: ModelRegistry) -> PredictFn:
     """What the Serve deployment does for each model, without its batching."""
 
-    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+    async def predict(model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
         record = registry.get(model_id)
         bundle = ModelBundle.load(settings.storage_at(record.checkpoint_uri))
-        labels, probabilities = bundle.predict(matrix)
+        labels, probabilities = bundle.predict_encoded(bundle.encode(columns))
         return {
             "predictions": labels,
             "probabilities": None if probabilities is None else probabilities.tolist(),
@@ -182,6 +209,52 @@ def test_an_exported_regression_model_answers_values_in_the_targets_units(
         # Values of 25-346: float32 rounding of that size, not a difference in scaling.
         np.testing.assert_allclose(
             answer["outputs"], served["predictions"], rtol=1e-6, err_msg=export_format
+        )
+
+
+def raw_rows() -> list[dict[str, Any]]:
+    """Rows as a user sends them: gaps, an unseen region, a date with a time, a numeric
+    string, and the id column the model ignores left out of some."""
+    rows: list[dict[str, Any]] = [
+        {"region": "north", "plan": "yes", "age": 61, "signup": "2022-08-14"},
+        {"region": None, "plan": "no", "age": None, "signup": "2021-02-01T09:30:00"},
+        {"region": "atlantis", "plan": "yes", "age": "38.5", "signup": None},
+        {"region": "west", "plan": None, "age": 25, "signup": "2023-06-30"},
+    ]
+    for row in rows:
+        row["country"] = "NL"
+    rows[0]["customer_id"] = "C1"
+    return rows
+
+
+def test_exports_of_a_table_with_text_gaps_and_dates_predict_what_the_service_does(
+    models: TestClient, messy_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, messy_checkpoint)
+    rows = raw_rows()
+    served = models.post(f"/{model_id}/predict", json={"instances": rows})
+    assert served.status_code == 200, served.text
+    answers = exported_answers(models, model_id, rows, tmp_path)
+    for export_format in ("torchscript", "onnx"):
+        answer = answers[export_format]
+        assert answer["labels"] == served.json()["predictions"], export_format
+        np.testing.assert_allclose(
+            answer["outputs"], served.json()["probabilities"], atol=1e-5, err_msg=export_format
+        )
+
+
+def test_exports_of_a_log_scale_regression_answer_in_the_targets_units(
+    models: TestClient, spend_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, spend_checkpoint)
+    rows = raw_rows()
+    served = models.post(f"/{model_id}/predict", json={"instances": rows}).json()
+    # Spend is tens of units, never below zero: the log scale is undone.
+    assert all(value > 0 for value in served["predictions"])
+    answers = exported_answers(models, model_id, rows, tmp_path)
+    for export_format in ("torchscript", "onnx"):
+        np.testing.assert_allclose(
+            answers[export_format]["outputs"], served["predictions"], rtol=1e-5
         )
 
 

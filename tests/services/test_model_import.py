@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import redis
 import torch
@@ -27,7 +26,7 @@ from tests.helpers.models import payload, saved
 META = json.dumps({"validation_value": 0.9})
 
 
-async def no_predictions(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+async def no_predictions(model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("no prediction is asked for here")
 
 
@@ -119,9 +118,9 @@ def test_only_admins_see_where_a_checkpoint_is_kept(
     settings = Settings(redis_url=redis_server.url, home=tmp_path)
     registry = ModelRegistry(redis_client)
 
-    async def predict(model_id: str, matrix: np.ndarray) -> dict[str, Any]:
+    async def predict(model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
         bundle = ModelBundle.load(settings.storage_at(registry.get(model_id).checkpoint_uri))
-        predictions, probabilities = bundle.predict(matrix)
+        predictions, probabilities = bundle.predict_encoded(bundle.encode(columns))
         assert probabilities is not None
         return {"predictions": predictions, "probabilities": probabilities.tolist()}
 

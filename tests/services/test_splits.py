@@ -13,9 +13,14 @@ from shared.spec import DatasetSpec
 
 def test_builtin_digits_is_split_stratified_and_scaled_on_training_rows() -> None:
     spec = DatasetSpec(builtin="digits")
-    data = prepare(load_frame(spec, DatasetStore(Path("/nonexistent"))), spec, "target")
+    frame = load_frame(spec, DatasetStore(Path("/nonexistent")))
+    data = prepare(frame, spec, "target")
     total = len(data.y_train) + len(data.y_val) + len(data.y_test)
-    assert total == 1797 and len(data.feature_names) == 64 and data.classes == list(range(10))
+    # Pixels that are blank in every image say nothing: they are ignored.
+    ignored = [name for name, role in data.columns.items() if role == "ignore"]
+    assert ignored and all(frame[name].nunique() == 1 for name in ignored)
+    assert len(data.columns) == 64 and len(data.feature_names) == 64 - len(ignored)
+    assert total == 1797 and data.classes == list(range(10))
     assert len(data.y_test) == pytest.approx(0.2 * total, abs=2)
     assert len(data.y_val) == pytest.approx(0.2 * total, abs=2)
     # MinMax fitted on the training split: training rows span [0, 1] exactly.

@@ -69,10 +69,9 @@ def test_checkpoint_predicts_on_its_own_after_a_safe_load(
     assert payload is not None
     torch.save(payload, tmp_path / CHECKPOINT_FILE)
     bundle = ModelBundle.load(tmp_path)  # torch.load(weights_only=True) inside
-    assert bundle.feature_names == iris.feature_names and bundle.classes == [0, 1, 2]
-    # Raw (unscaled) rows in, the same answers as the scaled validation split.
-    raw_val = (iris.x_val - iris.offset) / iris.scale
-    labels, probabilities = bundle.predict(raw_val)
+    assert bundle.feature_names == list(iris.columns) and bundle.classes == [0, 1, 2]
+    # The validation split as the plan encoded it: the same answers as in training.
+    labels, probabilities = bundle.predict_encoded(iris.x_val)
     assert probabilities is not None
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     accuracy = float(np.mean(np.array(labels) == iris.y_val))
@@ -152,8 +151,7 @@ def test_regression_reports_rmse_and_r2_and_predicts_in_target_units(tmp_path: P
     payload = next(p for _, p in reversed(reports) if p is not None)
     torch.save(payload, tmp_path / CHECKPOINT_FILE)
     bundle = ModelBundle.load(tmp_path)
-    raw_val = (diabetes.x_val - diabetes.offset) / diabetes.scale
-    values, probabilities = bundle.predict(raw_val)
+    values, probabilities = bundle.predict_encoded(diabetes.x_val)
     assert probabilities is None
     truth = diabetes.y_val * diabetes.target_std + diabetes.target_mean
     rmse = float(np.sqrt(np.mean((np.array(values) - truth) ** 2)))

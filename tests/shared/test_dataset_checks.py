@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from services.driver.splits import prepare
-from shared.csv_files import read_csv_bytes
+from shared.csv_files import read_table_bytes
 from shared.data import DatasetStore, load_frame
 from shared.errors import DatasetError
 from shared.spec import DatasetSpec
@@ -41,29 +41,11 @@ def test_missing_target_suggests_a_column_differing_in_case(tmp_path: Path) -> N
         DatasetStore(tmp_path).save(table("a,b,Target", 30), target="target")
 
 
-def test_non_numeric_features_are_named_with_an_example(tmp_path: Path) -> None:
-    content = table("a,city,colour,target", 30, "{i},Paris,red,{c}")
-    with pytest.raises(
-        DatasetError,
-        match=r"these are not: city \(e\.g\. 'Paris'\), colour \(e\.g\. 'red'\).*one-hot",
-    ):
-        DatasetStore(tmp_path).save(content)
-
-
-def test_many_non_numeric_features_are_counted_past_ten(tmp_path: Path) -> None:
-    names = [f"text{n}" for n in range(13)]
-    content = csv_bytes(
-        ",".join([*names, "target"]), *(",".join(["x"] * 13 + [str(i % 2)]) for i in range(4))
-    )
-    with pytest.raises(DatasetError, match=r"text9 \(e\.g\. 'x'\) and 3 more"):
-        DatasetStore(tmp_path).save(content)
-
-
-def test_missing_and_infinite_features_name_columns_and_rows(tmp_path: Path) -> None:
+def test_infinite_amounts_name_columns_and_rows_and_gaps_pass(tmp_path: Path) -> None:
     content = csv_bytes("a,b,c,target", "1,,1,0", "2,,inf,1", "3,3,-inf,1", "4,4,4,0")
     with pytest.raises(
         DatasetError,
-        match=r"b \(2 rows missing\), c \(2 rows infinite\) \(3 rows in all\); fill in or drop",
+        match=r"infinite values: c \(2 rows\) \(2 rows in all\); replace them with numbers",
     ):
         DatasetStore(tmp_path).save(content)
 
@@ -94,7 +76,6 @@ def test_duplicate_column_names_are_named(tmp_path: Path) -> None:
         (b'"a,b,target\n1,2,0\n', "not a readable CSV file"),
         (csv_bytes("a,b,target", "1,2,0", "1,2,0,4"), "not a readable CSV file"),
         (csv_bytes("a,target", "1,2,0", "3,4,1"), "the first row has 3 values"),
-        (csv_bytes("a;b;target", "1;2;0", "2;3;1"), "separated by semicolons"),
         (csv_bytes("a b target", "1 2 0", "2 3 1"), "separated by spaces"),
         (csv_bytes("1,2,0", "3,4,1"), "add a header row"),
     ],
@@ -111,7 +92,7 @@ def test_any_bytes_give_a_dataset_error_or_a_table(seed: int) -> None:
     rng = np.random.default_rng(seed)
     content = bytes(rng.choice(list(b'a,;"\n\r\t 0123456789.e-+\xc3\xa9\xff'), size=200).tolist())
     try:
-        frame = read_csv_bytes(content)
+        frame = read_table_bytes(content)
     except DatasetError:
         return
     # Or a table a user would recognise: rows under named, distinct columns.

@@ -1,0 +1,259 @@
+"""Applying a fitted preprocessing plan: raw columns (numbers, strings, ISO dates, gaps)
+in, the network's input matrix out.
+
+A plan is plain data (a dict of lists, strings and numbers: JSON, and loadable with
+``torch.load(weights_only=True)``), fitted on a job's training split by
+``shared.preprocessing_fit``. This module is the one place that applies it: to the
+training, validation and test rows, to /predict's rows, to batch scoring's tables, and,
+shipped as source beside an exported model, in a process without tunefleet. So it
+imports NumPy and the standard library only.
+
+Per input column, by role:
+- numeric: the value as a float; a gap takes the training median (``fill``), and a
+  column that had gaps in training adds a 0/1 ``<name>:missing`` column; then scaled,
+  either ``x * scale + offset`` or through the training quantiles onto a normal.
+- datetime: an ISO 8601 date or datetime becomes year, month, day of week, day of year
+  and days since 1970, each then handled as a numeric column (gaps included).
+- categorical: one 0/1 column per category kept in training, one for every other value
+  (rare in training, or never seen), one for a gap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+PLAN_FORMAT = 1
+ROLES = ("numeric", "categorical", "datetime", "ignore")
+DATE_PARTS = ("year", "month", "day_of_week", "day_of_year", "days")
+OTHER = "<other>"
+MISSING = "<missing>"
+_EPOCH = dt.datetime(1970, 1, 1)
+# Text that reads as a gap wherever a value is read: what CSV exports write for one.
+GAP_MARKERS = frozenset({"", "NA", "N/A", "n/a", "na", "null", "NULL", "NaN", "nan", "?", "-"})
+
+
+class ValueReadError(ValueError):
+    """A value that cannot be read for its column's role; names the row, column, value.
+
+    ``detail`` says what is wrong without the row, for callers that name rows their
+    own way (a predict request's instances)."""
+
+    def __init__(self, row: int, column: str, value: Any, role: str) -> None:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+        if role == "no-gaps":
+            self.detail = (
+                f"column {column!r} has no value; this model was trained before gaps were "
+                "filled in, so send a number"
+            )
+        else:
+            wanted = {
+                "numeric": "a finite number",
+                "datetime": "an ISO 8601 date or datetime (e.g. '2024-03-01')",
+            }[role]
+            self.detail = (
+                f"column {column!r}: {shown} is not {wanted}; send {wanted}, or null for a gap"
+            )
+        super().__init__(f"row {row}, {self.detail}")
+        self.row, self.column, self.value = row, column, value
+
+
+def category_key(value: Any) -> str | None:
+    """A category as the plan keeps it: text as is, whole numbers without ``.0``
+    (so that 3, 3.0 and "3" are one category), None for a gap."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return None if value in GAP_MARKERS else value
+    if isinstance(value, bool | np.bool_):
+        return "True" if value else "False"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if math.isnan(number):
+            return None
+        return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
+    return str(value)
+
+
+def read_number(value: Any, row: int, column: str) -> float:
+    """A numeric cell as a float; NaN for a gap; ValueReadError for text or infinity."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool | np.bool_):  # true is not an amount
+        raise ValueReadError(row, column, value, "numeric")
+    if isinstance(value, int | float | np.integer | np.floating):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+    elif isinstance(value, str):
+        if value.strip() in GAP_MARKERS:
+            return math.nan
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueReadError(row, column, value, "numeric") from None
+    else:
+        raise ValueReadError(row, column, value, "numeric")
+    if math.isinf(number):
+        raise ValueReadError(row, column, value, "numeric")
+    return number
+
+
+def read_datetime(value: Any, row: int, column: str) -> dt.datetime | None:
+    """A date cell as a naive UTC datetime; None for a gap; ValueReadError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            return None
+        value = value.astype("datetime64[us]").item()
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text in GAP_MARKERS:
+            return None
+        try:
+            moment = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueReadError(row, column, value, "datetime") from None
+    else:
+        raise ValueReadError(row, column, value, "datetime")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
+def date_parts(values: Sequence[Any], column: str) -> np.ndarray:
+    """(rows, len(DATE_PARTS)) floats for a date column; NaN rows for gaps."""
+    parts = np.full((len(values), len(DATE_PARTS)), np.nan)
+    for row, value in enumerate(values):
+        moment = read_datetime(value, row, column)
+        if moment is None:
+            continue
+        parts[row] = (
+            moment.year,
+            moment.month,
+            moment.weekday(),
+            moment.timetuple().tm_yday,
+            (moment - _EPOCH).total_seconds() / 86_400.0,
+        )
+    return parts
+
+
+def numbers(values: Any, column: str) -> np.ndarray:
+    """A numeric column as float64, NaN for gaps; ValueReadError naming the first bad cell."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        array = values.astype(np.float64)
+        if np.isinf(array).any():
+            row = int(np.flatnonzero(np.isinf(array))[0])
+            raise ValueReadError(row, column, float(array[row]), "numeric")
+        return array
+    return np.array([read_number(v, row, column) for row, v in enumerate(values)], np.float64)
+
+
+def identity_plan(feature_names: list[str]) -> dict[str, Any]:
+    """The plan of a model trained before plans existed: numbers in, as they are (its
+    bundle scales them), and no gaps."""
+    part = {"fill": None, "scale": 1.0, "offset": 0.0}
+    return {
+        "format": PLAN_FORMAT,
+        "scaler": "none",
+        "columns": [
+            {"name": n, "role": "numeric", "indicator": False, "parts": [dict(part)]}
+            for n in feature_names
+        ],
+    }
+
+
+def output_names(plan: dict[str, Any]) -> list[str]:
+    """The network's input columns, in order, as the plan makes them."""
+    names: list[str] = []
+    for column in plan["columns"]:
+        name = column["name"]
+        if column["role"] == "categorical":
+            names += [f"{name}={c}" for c in column["categories"]] + [
+                f"{name}={OTHER}",
+                f"{name}={MISSING}",
+            ]
+            continue
+        if column["role"] == "datetime":
+            names += [f"{name}:{part}" for part in DATE_PARTS]
+        else:
+            names.append(name)
+        if column["indicator"]:
+            names.append(f"{name}:missing")
+    return names
+
+
+def input_columns(plan: dict[str, Any]) -> list[str]:
+    """The raw columns the plan reads, in order."""
+    return [column["name"] for column in plan["columns"]]
+
+
+def transform(plan: dict[str, Any], columns: dict[str, Any]) -> np.ndarray:
+    """The network's input (float32, rows x output_names) from raw columns by name.
+
+    ``columns`` maps every input column to its values: a sequence of raw cells, or a
+    NumPy array (floats with NaN for gaps, for numeric columns). Columns the plan does
+    not read are not looked at. ValueReadError names a cell that cannot be read.
+    """
+    blocks: list[np.ndarray] = []
+    for column in plan["columns"]:
+        name, role = column["name"], column["role"]
+        values = columns[name]
+        if role == "categorical":
+            blocks.append(_one_hot(column, values))
+            continue
+        raw = date_parts(values, name) if role == "datetime" else numbers(values, name)[:, None]
+        blocks.append(_numeric_block(column, raw))
+    if not blocks:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+def _numeric_block(column: dict[str, Any], raw: np.ndarray) -> np.ndarray:
+    gaps = np.isnan(raw).any(axis=1)
+    out = np.empty_like(raw)
+    for j, part in enumerate(column["parts"]):
+        values = raw[:, j]
+        if part["fill"] is None:
+            if np.isnan(values).any():
+                row = int(np.flatnonzero(np.isnan(values))[0])
+                raise ValueReadError(row, column["name"], None, "no-gaps")
+        else:
+            values = np.where(np.isnan(values), part["fill"], values)
+        if part.get("quantiles"):
+            # Training quantiles onto a standard normal's (clipped): piecewise linear.
+            values = np.interp(values, part["quantiles"], part["normal"])
+        else:
+            values = values * part["scale"] + part["offset"]
+        out[:, j] = values
+    if column["indicator"]:
+        out = np.concatenate([out, gaps[:, None].astype(np.float64)], axis=1)
+    return out
+
+
+def _one_hot(column: dict[str, Any], values: Sequence[Any]) -> np.ndarray:
+    categories = column["categories"]
+    index = {c: i for i, c in enumerate(categories)}
+    other, missing = len(categories), len(categories) + 1
+    codes = np.fromiter(
+        (missing if (key := category_key(v)) is None else index.get(key, other) for v in values),
+        dtype=np.int64,
+        count=len(values),
+    )
+    block = np.zeros((len(codes), len(categories) + 2))
+    block[np.arange(len(codes)), codes] = 1.0
+    return block

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 
 from cluster import render
@@ -24,7 +23,10 @@ from cluster.cli_options import (
     run_or_exit,
 )
 from cluster.client import GatewayClient
+from cluster.rows import json_rows
 from cluster.scoring import score_csv
+from shared.csv_files import read_table_bytes
+from shared.errors import DatasetError
 from shared.export_formats import EXPORT_FORMATS, EXTENSION_OF_FORMAT, ExportFormat, format_of_path
 
 if TYPE_CHECKING:
@@ -60,8 +62,8 @@ def predict(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Predict with a model, rows from --csv or JSON on stdin ({"instances": [...]} or
-    a list of rows)."""
+    """Predict with a model, rows from --csv (or Parquet) or JSON on stdin
+    ({"instances": [...]} or a list of rows): numbers, text, ISO dates, null for a gap."""
     if output is not None:
         if csv is None:
             render.fail("-o FILE takes the rows from --csv FILE")
@@ -69,7 +71,12 @@ def predict(
         _score_file(client_of(url, api_key), model, csv, output)
         return
     if csv is not None:
-        instances = pd.read_csv(csv).to_dict(orient="records")
+        try:
+            # As an upload reads it: separators sniffed, gap markers read as gaps.
+            instances: Any = json_rows(read_table_bytes(csv.read_bytes()))
+        except DatasetError as exc:
+            render.fail(f"{csv}: {exc}")
+            raise typer.Exit(1) from exc
     else:
         try:
             body = json.load(sys.stdin)

@@ -7,7 +7,6 @@ for a classifier, ``probability_<class>`` columns added: what a batch job writes
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 import pandas as pd
 
 from cluster.client import ClientError, GatewayClient, TooLarge
+from cluster.rows import json_rows
 from shared.batch import output_columns
+from shared.csv_files import read_table_bytes
 from shared.vocabulary import MODEL_ID_PATTERN, JobStatus
 
 
@@ -31,7 +32,7 @@ def score_csv(
     when it went as one (``on_progress`` sees each view as it runs), None when one
     /predict request did it. ClientError when the model, file or job fails."""
     content = source.read_bytes()
-    frame = pd.read_csv(io.BytesIO(content))
+    frame = read_table_bytes(content)
     if len(frame) <= int(client.health()["max_instances"]):
         try:
             _predict_into(client, model_ref, frame, output)
@@ -56,7 +57,8 @@ def score_csv(
 
 def _predict_into(client: GatewayClient, model_ref: str, frame: pd.DataFrame, output: Path) -> None:
     model = client.model(_model_id(client, model_ref))
-    features = model["feature_names"]
+    roles = model.get("columns") or {}
+    features = [name for name in model["feature_names"] if roles.get(name) != "ignore"]
     missing = [name for name in features if name not in frame.columns]
     if missing:
         raise ClientError(f"the file lacks the model's features {', '.join(missing)}")
@@ -64,7 +66,7 @@ def _predict_into(client: GatewayClient, model_ref: str, frame: pd.DataFrame, ou
     clashing = [name for name in added if name in frame.columns]
     if clashing:  # as a batch job refuses them: nothing of the input is overwritten
         raise ClientError(f"the file has columns {', '.join(clashing)}, which the output adds")
-    answer = client.predict(model_ref, frame[features].to_dict(orient="records"))
+    answer = client.predict(model_ref, json_rows(frame[features]))
     scored = frame.copy()
     scored[added[0]] = answer["predictions"]
     if answer.get("probabilities") is not None:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 import pandas as pd
 
 from cluster.client import ClientError, GatewayClient
+from cluster.rows import json_rows
 from cluster.specs import read_spec
 from shared.results import trials_table
 from shared.vocabulary import JobStatus
@@ -136,7 +137,8 @@ class Client:
         return pd.DataFrame.from_records(rows)
 
     def upload(self, data: pd.DataFrame | str | Path, target: str | None = None) -> dict[str, Any]:
-        """Upload a table (a DataFrame, or a CSV file) as a dataset; its id and summary.
+        """Upload a table (a DataFrame, or a CSV or Parquet file) as a dataset: text
+        categories, dates and gaps as they are; its id and summary (roles included).
         Name the id in a spec: ``{"dataset": {"upload": id}}``."""
         if isinstance(data, pd.DataFrame):
             name, content = "data.csv", data.to_csv(index=False).encode()
@@ -145,10 +147,11 @@ class Client:
         return self.http.upload(name, content, target)
 
     def predict(self, model: str, rows: pd.DataFrame) -> pd.DataFrame:
-        """Predictions of a model (an id or an alias) for ``rows`` (features by name):
+        """Predictions of a model (an id or an alias) for ``rows`` (raw columns by name:
+        text for categories, dates, NaN or None for a gap):
         a ``prediction`` column, and for a classifier a ``probability/<class>`` column
         per class, on the rows' index."""
-        answer = self.http.predict(model, rows.to_dict(orient="records"))
+        answer = self.http.predict(model, json_rows(rows))
         result = pd.DataFrame({"prediction": answer["predictions"]}, index=rows.index)
         classes = answer["model"].get("classes") or []
         if answer.get("probabilities") is not None and classes:

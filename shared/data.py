@@ -32,6 +32,7 @@ from shared.quotas import ensure_room
 from shared.spec import DatasetSpec
 from shared.storage import StoragePath, storage_path
 from shared.vocabulary import DATASET_ID_PATTERN, Role, Subject, Task
+from shared.wording import listed
 
 DEFAULT_TARGET = "target"
 # An upload kept as it came: a CSV file, or a Parquet file.
@@ -281,8 +282,36 @@ def target_of(spec: DatasetSpec, store: DatasetStore) -> str:
                 f"dataset {spec.upload} was uploaded to be scored (purpose=scoring), not to "
                 "train on; upload it again with ?target=COLUMN to tune on it"
             )
-        return spec.target or summary.target or DEFAULT_TARGET
+        target = spec.target or summary.target or DEFAULT_TARGET
+        _check_overrides(spec, summary, target)
+        return target
     return spec.target or DEFAULT_TARGET
+
+
+def _check_overrides(spec: DatasetSpec, summary: DatasetSummary, target: str) -> None:
+    """DatasetError for a role set on a column the upload lacks (or on the target), or
+    ``numeric`` on a column of text: at submit, not in a failed job later. The values
+    are checked in full when the job prepares the data."""
+    features = [c for c in (*summary.columns, summary.target) if c and c != target]
+    unknown = [name for name in spec.columns if name not in features]
+    if unknown:
+        raise DatasetError(
+            f"dataset.columns names {listed([repr(n) for n in unknown])}, which "
+            f"{'is not a feature column' if len(unknown) == 1 else 'are not feature columns'}"
+            f" of dataset {summary.id} (its features: {listed([repr(n) for n in features])}); "
+            "fix the name or leave it out"
+        )
+    text = [
+        name
+        for name, role in spec.columns.items()
+        if role == "numeric" and summary.column_types.get(name) == "text"
+    ]
+    if text:
+        raise DatasetError(
+            f"dataset.columns makes {listed([repr(n) for n in text])} numeric, but "
+            f"{'it holds' if len(text) == 1 else 'they hold'} text; make "
+            f"{'it' if len(text) == 1 else 'them'} categorical, or leave the role to be inferred"
+        )
 
 
 def summarize(
@@ -307,7 +336,7 @@ def summarize(
         categories={
             name: {
                 str(c): int(n)
-                for c, n in category_counts(table.features[name]).head(SUMMARY_CATEGORIES).items()
+                for c, n in category_counts(frame[name]).head(SUMMARY_CATEGORIES).items()
             }
             for name, role in roles.items()
             if role.role == "categorical"

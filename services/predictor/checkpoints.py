@@ -63,7 +63,8 @@ def check_claims(payload: Any) -> None:
             isinstance(n, str) for n in feature_names
         ):
             raise InvalidInputError("feature_names must be a list of column names")
-        check_plan(payload["preprocessing"], feature_names, int(n_features))
+        assert isinstance(n_features, int)  # _is_count above
+        check_plan(payload["preprocessing"], feature_names, n_features)
     elif not isinstance(feature_names, list) or len(feature_names) != n_features:
         count = len(feature_names) if isinstance(feature_names, list) else "no"
         raise InvalidInputError(

@@ -22,7 +22,8 @@ from shared.vocabulary import DATASET_ID_PATTERN
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 # Not application/x-www-form-urlencoded nor text/plain: a page on another site can
 # have a browser send those (a plain HTML form) without asking this server first.
-UPLOAD_TYPES = ("text/csv", "multipart/form-data")
+PARQUET_TYPES = ("application/vnd.apache.parquet", "application/x-parquet")
+UPLOAD_TYPES = ("text/csv", "multipart/form-data", *PARQUET_TYPES)
 
 DatasetId = Annotated[
     str, Path(pattern=DATASET_ID_PATTERN, description="A dataset id answered by POST /datasets.")
@@ -34,7 +35,7 @@ DatasetId = Annotated[
     status_code=201,
     responses={
         413: {"description": "Larger than the upload limit, or past the tenant's quota."},
-        415: {"description": "The body is neither text/csv nor multipart/form-data."},
+        415: {"description": "The body is not text/csv, Parquet, nor multipart/form-data."},
     },
     openapi_extra={
         "requestBody": {
@@ -47,6 +48,7 @@ DatasetId = Annotated[
                     }
                 },
                 "text/csv": {"schema": {"type": "string"}},
+                PARQUET_TYPES[0]: {"schema": {"type": "string", "format": "binary"}},
             }
         }
     },
@@ -64,7 +66,10 @@ async def upload_dataset(
         ),
     ] = "training",
 ) -> DatasetSummary:
-    """Upload a CSV (multipart field ``file``, or a raw text/csv body) with a header row.
+    """Upload a table: a CSV file with a header row (comma, semicolon, tab or pipe
+    separated) or a Parquet file, as multipart field ``file`` or as the raw body
+    (text/csv, application/vnd.apache.parquet). Text categories, dates and gaps are
+    welcome: the summary says each column's role, its gaps and its top categories.
 
     Answers the dataset id to use as ``{"dataset": {"upload": id}}`` (or in a batch
     job, ``{"dataset": id}``) and a summary.
@@ -74,14 +79,15 @@ async def upload_dataset(
     media_type = content_type.partition(";")[0].strip().lower()
     if media_type not in UPLOAD_TYPES:
         raise UnsupportedMediaTypeError(
-            f"Content-Type {media_type or '(none)'} is not taken here: send the CSV as a "
-            'text/csv body, or as multipart/form-data with the file in the field "file"'
+            f"Content-Type {media_type or '(none)'} is not taken here: send a CSV file as a "
+            f"text/csv body, a Parquet file as {PARQUET_TYPES[0]}, or either as "
+            'multipart/form-data with the file in the field "file"'
         )
     if media_type == "multipart/form-data":
         form = await request.form()
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise InvalidInputError('send the CSV file in the multipart field "file"')
+            raise InvalidInputError('send the CSV or Parquet file in the multipart field "file"')
         content = await upload.read(limit + 1)
     else:
         content = await request.body()

@@ -1,6 +1,7 @@
-// #/datasets, #/datasets/<id> : upload a CSV (with its progress), read a dataset's
-// summary (columns and their types, classes and their balance, the problems the checks
-// found), list and delete uploads, and start a job on one.
+// #/datasets, #/datasets/<id> : upload a CSV or Parquet file (with its progress), read a
+// dataset's summary (columns with their types, roles, gaps and top categories, classes
+// and their balance, the problems the checks found), list and delete uploads, and start
+// a job on one.
 
 import { api, upload } from "./api.js";
 import { dataTable, detailText, errorBox, h, num, section } from "./dom.js";
@@ -10,7 +11,7 @@ export async function datasetsPage(root, [selectedId], signal) {
   const file = h("input", {
     id: "dataset-file",
     type: "file",
-    accept: ".csv,text/csv",
+    accept: ".csv,.tsv,.txt,.parquet,text/csv",
     required: true,
   });
   const target = h("input", {
@@ -30,7 +31,7 @@ export async function datasetsPage(root, [selectedId], signal) {
   const empty = h(
     "p",
     { class: "empty", hidden: true },
-    "No datasets yet: upload a CSV above, or use a builtin one in a job spec.",
+    "No datasets yet: upload a CSV or Parquet file above, or use a builtin one in a job spec.",
   );
 
   let datasets = [];
@@ -112,7 +113,7 @@ export async function datasetsPage(root, [selectedId], signal) {
     h(
       "div",
       { class: "toolbar" },
-      h("label", {}, "CSV file ", file),
+      h("label", {}, "CSV or Parquet file ", file),
       h("label", { title: "The column to predict" }, "Target column ", target),
       button,
     ),
@@ -120,8 +121,9 @@ export async function datasetsPage(root, [selectedId], signal) {
     h(
       "p",
       { class: "hint" },
-      "A header row naming the columns, numeric feature columns and the target column. ",
-      "The file is checked in full before it is kept.",
+      "A header row naming the columns (comma, semicolon, tab or pipe separated), and the ",
+      "target column. Text categories, dates, gaps (empty, NA, null, ?) and id columns are ",
+      "fine: each column gets a role, shown below once the file is read in full.",
     ),
     refused,
   );
@@ -245,9 +247,18 @@ function summaryView(dataset) {
             "table",
             { id: "dataset-columns", class: "data compact" },
             h(
+              "thead",
+              {},
+              h(
+                "tr",
+                {},
+                ["Column", "Type", "Role", "Gaps", "Top values"].map((title) => h("th", {}, title)),
+              ),
+            ),
+            h(
               "tbody",
               {},
-              columns.map((name) => columnRow(name, types[name], dataset.target)),
+              columns.map((name) => columnRow(name, types[name], dataset)),
             ),
           ),
         ),
@@ -263,6 +274,15 @@ function summaryView(dataset) {
             : h("p", { class: "muted" }, "A numeric target: the job fits its value (regression)."),
       ),
     ),
+    dataset.rows_without_target
+      ? h(
+          "p",
+          { id: "dataset-no-target", class: "muted" },
+          `${num(dataset.rows_without_target)} ${
+            dataset.rows_without_target === 1 ? "row has" : "rows have"
+          } no target and ${dataset.rows_without_target === 1 ? "is" : "are"} left out of training.`,
+        )
+      : "",
     h(
       "div",
       { id: "dataset-problems" },
@@ -286,12 +306,34 @@ function summaryView(dataset) {
   );
 }
 
-function columnRow(name, type, target) {
+function columnRow(name, type, dataset) {
+  const target = name === dataset.target;
+  const role = target ? "target" : (dataset.roles ?? {})[name];
+  const why = (dataset.ignored ?? {})[name];
+  const gaps = (dataset.missing ?? {})[name] ?? 0;
+  const top = Object.entries((dataset.categories ?? {})[name] ?? {});
   return h(
     "tr",
     { dataset: { column: name } },
-    h("td", {}, h("code", {}, name), name === target ? h("span", { class: "chip" }, "target") : ""),
+    h("td", {}, h("code", {}, name), target ? h("span", { class: "chip" }, "target") : ""),
     h("td", { class: "column-type" }, type ?? "–"),
+    h(
+      "td",
+      { class: `column-role role-${role ?? "none"}`, title: why ?? "" },
+      role ?? "–",
+      why ? h("div", { class: "muted small" }, why) : "",
+    ),
+    h("td", { class: "num column-missing" }, gaps ? num(gaps) : h("span", { class: "muted" }, "0")),
+    h(
+      "td",
+      { class: "column-categories small" },
+      top.length
+        ? top
+            .slice(0, 5)
+            .map(([value, count]) => `${value} (${num(count)})`)
+            .join(", ") + (top.length > 5 ? ", …" : "")
+        : "",
+    ),
   );
 }
 

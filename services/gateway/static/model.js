@@ -26,11 +26,7 @@ export async function modelPage(root, [ref], signal) {
     rows: 12,
     spellcheck: "false",
     "aria-label": "Instances as JSON",
-    value: JSON.stringify(
-      Object.fromEntries(model.feature_names.map((name) => [name, 0])),
-      null,
-      2,
-    ),
+    value: JSON.stringify(exampleRow(model), null, 2),
   });
   const result = h("div", { id: "predict-result", "aria-live": "polite" });
   const button = h("button", { id: "predict-button", type: "submit" }, "Predict");
@@ -55,7 +51,8 @@ export async function modelPage(root, [ref], signal) {
       h("code", {}, "{feature: value}"),
       " object, a list of them, or ",
       h("code", {}, '{"instances": [...]}'),
-      ". Every feature is needed.",
+      ". Numbers for numeric columns, text for categories (one never seen is fine), ISO ",
+      "dates (2024-03-01), and null for a gap. Columns the model ignores may be left out.",
     ),
     input,
     h("div", { class: "form-actions" }, button),
@@ -115,13 +112,20 @@ export async function modelPage(root, [ref], signal) {
         h(
           "span",
           { class: "muted" },
-          `${model.feature_names.length}, in the order the model reads them`,
+          `${model.feature_names.length} columns of the table, in its order, with their roles`,
         ),
       ),
       h(
         "div",
         { id: "model-features", class: "chips" },
-        model.feature_names.map((name) => h("code", { class: "chip" }, name)),
+        model.feature_names.map((name) =>
+          h(
+            "code",
+            { class: `chip role-${roleOf(model, name)}`, title: roleOf(model, name) },
+            name,
+            h("span", { class: "muted small" }, ` ${roleOf(model, name)}`),
+          ),
+        ),
       ),
     ),
     model.classes.length
@@ -252,5 +256,19 @@ function probabilities(classes, values) {
         h("span", { class: "value" }, `${(100 * p).toFixed(1)}%`),
       ),
     ),
+  );
+}
+
+function roleOf(model, name) {
+  return (model.columns ?? {})[name] ?? "numeric";
+}
+
+/** A row to start from: 0 for numbers, a date for dates, null (a gap) for categories. */
+function exampleRow(model) {
+  const example = { numeric: 0, datetime: "2024-01-01", categorical: null };
+  return Object.fromEntries(
+    model.feature_names
+      .filter((name) => roleOf(model, name) !== "ignore")
+      .map((name) => [name, example[roleOf(model, name)] ?? 0]),
   );
 }

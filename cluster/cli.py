@@ -13,6 +13,7 @@ import pandas as pd
 import typer
 
 from cluster import render
+from cluster.cli_datasets import datasets_app
 from cluster.cli_keys import keys_app
 from cluster.cli_models import models_app
 from cluster.cli_options import (
@@ -42,6 +43,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(models_app)
+app.add_typer(datasets_app)
 app.add_typer(keys_app, name="keys")
 
 # Trials in `results`' table unless --top says otherwise (its --json has every trial).

@@ -62,8 +62,7 @@ def predict(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Predict with a model, rows from --csv (or Parquet) or JSON on stdin
-    ({"instances": [...]} or a list of rows): numbers, text, ISO dates, null for a gap."""
+    """Predict with a model: raw rows from --csv (or Parquet), or JSON on stdin."""
     if output is not None:
         if csv is None:
             render.fail("-o FILE takes the rows from --csv FILE")
@@ -131,8 +130,7 @@ def export(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Write a model as one file that predicts without tunefleet (TorchScript or ONNX):
-    raw features in, class probabilities or values out; classes in its metadata."""
+    """Write a model as one file (TorchScript or ONNX) with its preprocessing inside."""
     chosen = export_format or format_of_path(output)
     if chosen is None:
         extensions = " or ".join(f"{ext} ({f})" for f, ext in EXTENSION_OF_FORMAT.items())

@@ -224,6 +224,12 @@ class GatewayClient:
             "POST", "/datasets", params=params, files={"file": (name, content, "text/csv")}
         )
 
+    def datasets(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/datasets"))
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/datasets/{dataset_id}"))
+
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
 

@@ -36,9 +36,7 @@ def prepare(
         y = labels.map({c: i for i, c in enumerate(classes)}).to_numpy(dtype=np.int64)
     else:
         y = labels.to_numpy(dtype=np.float64)
-    rows = np.arange(len(labels))
-    rest, test = _split(rows, y, spec.test_fraction, spec.seed, stratify)
-    training, validation = _split(rest, y[rest], validation_share(spec), spec.seed, stratify)
+    training, validation, test = split_rows(y, spec, stratify)
     plan = fit_plan(features.iloc[training], roles, spec.scaler)
     x = transform(plan, {name: features[name].to_numpy() for name in input_columns(plan)})
     target_plan: dict[str, Any] = {"transform": "none", "mean": 0.0, "std": 1.0}
@@ -67,6 +65,17 @@ def prepare(
         x_test=x[test],
         y_test=y[test],
     )
+
+
+def split_rows(
+    y: np.ndarray, spec: DatasetSpec, stratify: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training, validation, test) row numbers of the rows with a target: the test
+    rows first, then the validation rows from the rest, stratified by ``y`` if asked."""
+    rows = np.arange(len(y))
+    rest, test = _split(rows, y, spec.test_fraction, spec.seed, stratify)
+    training, validation = _split(rest, y[rest], validation_share(spec), spec.seed, stratify)
+    return training, validation, test
 
 
 def job_roles(features: pd.DataFrame, spec: DatasetSpec) -> dict[str, ColumnRole]:

@@ -12,25 +12,29 @@ from shared.errors import InvalidInputError
 
 
 def instances_to_columns(
-    instances: Sequence[Any], feature_names: Sequence[str], roles: Mapping[str, str]
+    instances: Sequence[Any],
+    feature_names: Sequence[str],
+    roles: Mapping[str, str],
+    target: str | None = None,
 ) -> dict[str, Any]:
     """Rows as ``{column: value}`` objects, or lists in the order of ``feature_names``
     -> each column's values by name (a float array where every value is a number).
 
     An object needs every column the model reads (null for a gap); a column the model
-    ignores may be there or not. A list gives every column, ignored ones included.
+    ignores, and the ``target`` (rows of the table it trained on), may be there or not.
+    A list gives every column, ignored ones included.
     Raises InvalidInputError naming the instance (by index) and the column. The
     values themselves are read by the model's plan (shared.preprocessing).
     """
     if not instances:
         raise InvalidInputError('"instances" is empty; send at least one row')
     needed = [name for name in feature_names if roles.get(name, "numeric") != "ignore"]
-    allowed = set(feature_names)
+    allowed = {*feature_names, *([target] if target else [])}
     rows: list[Sequence[Any]] = []
     for index, instance in enumerate(instances):
         if isinstance(instance, dict):
             if instance.keys() != allowed:
-                _by_name(index, instance, needed, feature_names)  # raises if it must
+                _by_name(index, instance, needed, allowed)  # raises if it must
             rows.append([instance.get(name) for name in feature_names])
         elif isinstance(instance, list):
             if len(instance) != len(feature_names):
@@ -55,10 +59,10 @@ def instances_to_columns(
 
 
 def _by_name(
-    index: int, instance: dict[str, Any], needed: Sequence[str], feature_names: Sequence[str]
+    index: int, instance: dict[str, Any], needed: Sequence[str], allowed: set[str]
 ) -> None:
     missing = [name for name in needed if name not in instance]
-    extra = sorted(set(instance) - set(feature_names))
+    extra = sorted(set(instance) - allowed)
     if missing or extra:
         parts = []
         if missing:

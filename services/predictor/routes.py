@@ -229,7 +229,9 @@ async def predict(
         raise PayloadTooLargeError(
             f"{len(request.instances)} instances in one request; at most {limit} are allowed"
         )
-    columns = instances_to_columns(request.instances, record.feature_names, record.columns)
+    columns = instances_to_columns(
+        request.instances, record.feature_names, record.columns, record.target
+    )
     try:
         answer = await services.predict(record.id, columns)
     except FileNotFoundError as exc:

@@ -27,12 +27,20 @@ def tunefleet(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def encoded(names: list[str], plan: dict[str, Any], source: str) -> np.ndarray:
+    """ROWS through the preprocessing the file ships, as its users apply it."""
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    matrix: np.ndarray = namespace["transform"](plan, {n: [r[n] for r in ROWS] for n in names})
+    return matrix
+
+
 def torchscript_answers(path: Path) -> tuple[list[Any], np.ndarray]:
     extra = {"metadata.json": ""}
     model = torch.jit.load(path, _extra_files=extra)
     meta = json.loads(extra["metadata.json"])
-    matrix = np.array([[row[name] for name in meta["feature_names"]] for row in ROWS])
-    probabilities = model(torch.tensor(matrix, dtype=torch.float32)).numpy()
+    matrix = encoded(meta["feature_names"], meta["preprocessing"], meta["preprocessing.py"])
+    probabilities = model(torch.from_numpy(matrix)).numpy()
     return [meta["classes"][i] for i in probabilities.argmax(axis=1)], probabilities
 
 
@@ -40,7 +48,7 @@ def onnx_answers(path: Path) -> tuple[list[Any], np.ndarray]:
     session = onnxruntime.InferenceSession(path)
     meta = session.get_modelmeta().custom_metadata_map
     names, classes = json.loads(meta["feature_names"]), json.loads(meta["classes"])
-    matrix = np.array([[row[name] for name in names] for row in ROWS], dtype=np.float32)
+    matrix = encoded(names, json.loads(meta["preprocessing"]), meta["preprocessing.py"])
     probabilities = session.run(None, {"features": matrix})[0]
     return [classes[i] for i in probabilities.argmax(axis=1)], probabilities
 

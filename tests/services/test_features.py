@@ -70,3 +70,11 @@ def test_cells_a_plain_numeric_model_cannot_read_are_named(
 def test_numeric_strings_read_as_numbers() -> None:
     columns = instances_to_columns([[1, "2.5", 3]], NAMES, NUMERIC)
     np.testing.assert_array_equal(transform(identity_plan(NAMES), columns), [[1, 2.5, 3]])
+
+
+def test_the_target_column_may_come_along_and_is_not_read() -> None:
+    rows = [{"a": 1, "b": 2, "c": 3, "label": "yes"}]
+    columns = instances_to_columns(rows, NAMES, NUMERIC, target="label")
+    assert set(columns) == set(NAMES)
+    with pytest.raises(InvalidInputError, match="unknown columns 'label'"):
+        instances_to_columns(rows, NAMES, NUMERIC)

@@ -131,3 +131,23 @@ def sklearn_accuracy() -> float:
     )
     model.fit(features.iloc[train], frame["churned"].iloc[train])
     return float(model.score(features.iloc[test], frame["churned"].iloc[test]))
+
+
+def test_the_cli_uploads_a_table_and_shows_its_roles_in_80_columns(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "churn.csv"
+    path.write_bytes(semicolon_csv(messy_frame(seed=4)))
+    done = tunefleet(stack, "upload", str(path), "--target", "churned", columns=80)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, done.stdout
+    role_of = {line.split()[1]: line for line in lines if line.startswith("│ ")}
+    assert "datetime" in role_of["signup"] and "categorical" in role_of["region"]
+    assert "ignore: an identifier" in role_of["customer_id"]
+    assert "rows have no target and are left out of training" in done.stdout
+    dataset_id = done.stdout.split('"upload": "')[1].split('"')[0]
+    listed = tunefleet(stack, "datasets", dataset_id[:10], "--json")
+    assert listed.returncode == 0 and f'"id": "{dataset_id}"' in listed.stdout
+    unknown = tunefleet(stack, "datasets", "ffffffffff")
+    assert unknown.returncode == 1 and "no dataset with an id starting" in unknown.stderr

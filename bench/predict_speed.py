@@ -42,7 +42,7 @@ import sys
 import numpy as np
 from fastapi import FastAPI
 from pydantic import BaseModel
-from services.predictor.features import instances_to_matrix
+from services.predictor.features import instances_to_columns
 from shared.model import ModelBundle
 
 bundle = ModelBundle.load(sys.argv[1])
@@ -53,8 +53,8 @@ class PredictRequest(BaseModel):
 
 @app.post("/predict")
 def predict(request: PredictRequest) -> dict:
-    matrix = instances_to_matrix(request.instances, bundle.feature_names)
-    predictions, probabilities = bundle.predict(matrix)
+    columns = instances_to_columns(request.instances, bundle.feature_names, bundle.columns)
+    predictions, probabilities = bundle.predict_encoded(bundle.encode(columns))
     return {"predictions": predictions, "probabilities": probabilities.tolist()}
 
 if __name__ == "__main__":

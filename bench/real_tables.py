@@ -235,7 +235,7 @@ def _careful_columns(features: pd.DataFrame, table: Table) -> pd.DataFrame:
         moment = pd.to_datetime(kept.pop(name), errors="coerce")
         kept[f"{name}_year"] = moment.dt.year
         kept[f"{name}_month"] = moment.dt.month
-        kept[f"{name}_dow"] = moment.dt.dayofweek
+        kept[f"{name}_dow"] = moment.dt.day_of_week
         kept[f"{name}_days"] = (moment - pd.Timestamp("1970-01-01")).dt.days
     return kept
 

@@ -13,6 +13,7 @@ from playwright.sync_api import FilePayload, Page, Route
 
 from tests.helpers.browser import screenshot, x_ticks
 from tests.helpers.stack import EXAMPLES, MAX_TRIALS, Stack
+from tests.helpers.tables import messy_frame, semicolon_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -80,12 +81,12 @@ def test_datasets_page_uploads_summarises_and_deletes(stack: Stack, page: Page) 
     page.locator("#dataset-target").fill("label")
 
     # Refused: the checks' message names the column and the fix.
-    choose_file(page, "colours.csv", b"n,colour,label\n1,red,x\n2,blue,y\n")
+    choose_file(page, "colours.csv", b"n,colour,colour,label\n1,red,red,x\n2,blue,blue,y\n")
     page.locator("#upload-button").click()
     refused = page.locator("#upload-error")
     refused.wait_for()
     assert "colours.csv was not taken" in refused.inner_text()
-    assert "these are not: colour" in refused.inner_text()
+    assert "more than once: 'colour' (2 times)" in refused.inner_text()
 
     # Taken: ~0.5 MB, sent with its progress, then summarised.
     content = plants_csv(30_000, rare=True)
@@ -98,10 +99,15 @@ def test_datasets_page_uploads_summarises_and_deletes(stack: Stack, page: Page) 
     [listed] = [d for d in stack.http.get("/datasets").json() if d["rows"] == 30_001]
     assert page.evaluate("location.hash") == f"#/datasets/{listed['id']}"
     assert page.locator("#dataset-rows").inner_text() == "30001"
-    types = page.locator("#dataset-columns tr").evaluate_all(
-        "rows => rows.map(row => [row.dataset.column, row.cells[1].textContent])"
+    types = page.locator("#dataset-columns tbody tr").evaluate_all(
+        "rows => rows.map(row => [row.dataset.column, row.cells[1].textContent,"
+        " row.cells[2].textContent])"
     )
-    assert types == [["n", "integer"], ["width", "float"], ["label", "text"]]
+    assert types == [
+        ["n", "integer", "numeric"],
+        ["width", "float", "numeric"],
+        ["label", "text", "target"],
+    ]
     classes = page.locator("#dataset-classes .class-count")
     assert classes.evaluate_all("rows => rows.map(row => row.dataset.label)") == ["rare", "x", "y"]
     assert page.locator('.class-count[data-label="rare"] .value').inner_text().startswith("1 ·")
@@ -161,7 +167,7 @@ def test_a_table_to_score_is_shown_as_one_with_no_target(stack: Stack, page: Pag
     assert "batch job" in page.locator("#dataset-scoring").inner_text()
     assert page.locator("#start-job").count() == 0
     assert page.locator("#dataset-task").inner_text() == "for scoring"
-    assert page.locator("#dataset-columns tr").count() == 3  # row_id, n, width: no target
+    assert page.locator("#dataset-columns tbody tr").count() == 3  # row_id, n, width: no target
     screenshot(page, "dataset-for-scoring")
 
 
@@ -292,3 +298,41 @@ def test_a_tenant_sees_no_checkpoint_path(
     assert page.locator("#model-features .chip").count() == 64
     assert page.locator("#model-checkpoint").count() == 0
     assert "Checkpoint" not in page.locator("main").inner_text()
+
+
+def test_a_raw_table_shows_its_roles_and_its_model_predicts_raw_rows(
+    stack: Stack, page: Page
+) -> None:
+    page.goto(f"{stack.url}/#/datasets")
+    page.locator("#dataset-target").fill("churned")
+    choose_file(page, "churn.csv", semicolon_csv(messy_frame(seed=11)))
+    page.locator("#upload-button").click()
+    page.locator("#dataset-summary section").wait_for()
+    cells = page.locator("#dataset-columns tbody tr").evaluate_all(
+        "rows => Object.fromEntries(rows.map(row => [row.dataset.column,"
+        " [row.cells[2].textContent, row.cells[3].textContent, row.cells[4].textContent]]))"
+    )
+    assert cells["signup"][0] == "datetime" and cells["plan"][0] == "categorical"
+    assert cells["customer_id"][0].startswith("ignorean identifier")
+    assert int(cells["age"][1]) > 0 and cells["churned"][1] == "6"
+    assert "north (" in cells["region"][2]
+    assert "6 rows have no target" in page.locator("#dataset-no-target").inner_text()
+    screenshot(page, "dataset-raw-table")
+
+    dataset_id = page.evaluate("location.hash").rsplit("/", 1)[1]
+    spec = {"dataset": {"upload": dataset_id}, "search_space": {"epochs": 5, "hidden_units": 16}}
+    job = stack.wait_for(stack.http.post("/jobs", json=spec).json()["id"])
+    assert job["state"] == "succeeded", job["error"]
+    rows = [{"region": "atlantis", "plan": None, "age": 33, "signup": "2023-01-05", "spend": 9}]
+    expected = stack.http.post(f"/models/{job['id']}/predict", json={"instances": rows}).json()
+    page.goto(f"{stack.url}/#/models/{job['id']}")
+    textarea = page.locator("#predict-input")
+    prefilled = json.loads(textarea.input_value())
+    assert prefilled["region"] is None and prefilled["signup"] == "2024-01-01"
+    assert "customer_id" not in prefilled  # ignored: not asked for
+    textarea.fill(json.dumps(rows))
+    page.locator("#predict-form button[type=submit]").click()
+    prediction = page.locator("#predict-result .prediction")
+    prediction.wait_for()
+    assert prediction.inner_text() == expected["predictions"][0]
+    screenshot(page, "model-raw-rows")

@@ -114,11 +114,11 @@ def test_served_predictions_equal_the_checkpoint_offline(
 @pytest.mark.parametrize(
     ("mutate", "words"),
     [
-        (lambda row: row.pop("pixel_3_4"), "missing features 'pixel_3_4'"),
-        (lambda row: row.update(colour=1.0), "unknown features 'colour'"),
+        (lambda row: row.pop("pixel_3_4"), "missing columns 'pixel_3_4'"),
+        (lambda row: row.update(colour=1.0), "unknown columns 'colour'"),
         (
             lambda row: row.update(pixel_0_1="bright"),
-            "feature 'pixel_0_1': 'bright' is not a number",
+            "column 'pixel_0_1': 'bright' is not a finite number",
         ),
     ],
 )
@@ -133,7 +133,7 @@ def test_predict_with_bad_features_gets_422_saying_which(
     assert words in answer.json()["detail"]
 
     short = stack.http.post(f"/models/{quick_job['id']}/predict", json={"instances": [[1, 2, 3]]})
-    assert short.status_code == 422 and "takes 64 features" in short.json()["detail"]
+    assert short.status_code == 422 and "takes 64 columns" in short.json()["detail"]
 
 
 def test_unknown_model_is_404(stack: Stack) -> None:

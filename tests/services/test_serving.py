@@ -105,17 +105,27 @@ def test_job_promotes_its_model_only_when_it_tests_better(
     assert stack.http.get("/models/aliases").json()["newcomer"] == fresh["id"]
 
 
-def test_too_many_instances_is_413_and_nan_is_422(stack: Stack, quick_job: dict[str, Any]) -> None:
+def test_too_many_instances_is_413_infinity_422_and_nan_a_gap(
+    stack: Stack, quick_job: dict[str, Any]
+) -> None:
     many = predict(stack.http, quick_job["id"], digits_rows(MAX_INSTANCES + 1))
     assert many.status_code == 413 and f"at most {MAX_INSTANCES}" in many.json()["detail"]
     row = ", ".join(["0"] * 63)
-    nan = stack.http.post(
-        f"/models/{quick_job['id']}/predict",
-        content=f'{{"instances": [[{row}, NaN]]}}',
-        headers={"content-type": "application/json"},
-    )
-    assert nan.status_code == 422
-    assert "instance 0, feature 'pixel_7_7'" in nan.json()["detail"]
+
+    def send(last: str) -> httpx.Response:
+        return stack.http.post(
+            f"/models/{quick_job['id']}/predict",
+            content=f'{{"instances": [[{row}, {last}]]}}',
+            headers={"content-type": "application/json"},
+        )
+
+    infinite = send("Infinity")
+    assert infinite.status_code == 422
+    assert "instance 0, column 'pixel_7_7': inf is not a finite number" in infinite.json()["detail"]
+    # NaN, which JSON does not have, reads as pandas reads it: a gap, like null.
+    nan, null = send("NaN"), send("null")
+    assert nan.status_code == null.status_code == 200, nan.text
+    assert nan.json()["predictions"] == null.json()["predictions"]
 
 
 def test_no_request_fails_while_an_alias_swaps_under_load(

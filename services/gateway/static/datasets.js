@@ -239,39 +239,35 @@ function summaryView(dataset) {
       h(
         "div",
         { class: "card" },
-        h("h3", {}, "Columns"),
-        h(
-          "div",
-          { class: "columns-wrap" },
-          h(
-            "table",
-            { id: "dataset-columns", class: "data compact" },
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                ["Column", "Type", "Role", "Gaps", "Top values"].map((title) => h("th", {}, title)),
-              ),
-            ),
-            h(
-              "tbody",
-              {},
-              columns.map((name) => columnRow(name, types[name], dataset)),
-            ),
-          ),
-        ),
-      ),
-      h(
-        "div",
-        { class: "card" },
         h("h3", {}, scoring ? "Use" : dataset.task === "classification" ? "Classes" : "Target"),
         scoring
           ? h("p", { id: "dataset-scoring", class: "muted" }, SCORING_NOTE)
           : dataset.task === "classification"
             ? balanceView(dataset)
             : h("p", { class: "muted" }, "A numeric target: the job fits its value (regression)."),
+      ),
+    ),
+    h(
+      "div",
+      { class: "dataset-columns" },
+      h("h3", {}, "Columns"),
+      h(
+        "table",
+        { id: "dataset-columns", class: "data compact" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["Column", "Type", "Role", "Gaps", "Top values"].map((title) => h("th", {}, title)),
+          ),
+        ),
+        h(
+          "tbody",
+          {},
+          columns.map((name) => columnRow(name, types[name], dataset)),
+        ),
       ),
     ),
     dataset.rows_without_target

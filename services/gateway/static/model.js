@@ -48,7 +48,7 @@ export async function modelPage(root, [ref], signal) {
       "p",
       { class: "hint" },
       "One instance as a ",
-      h("code", {}, "{feature: value}"),
+      h("code", {}, "{column: value}"),
       " object, a list of them, or ",
       h("code", {}, '{"instances": [...]}'),
       ". Numbers for numeric columns, text for categories (one never seen is fine), ISO ",
@@ -269,6 +269,6 @@ function exampleRow(model) {
   return Object.fromEntries(
     model.feature_names
       .filter((name) => roleOf(model, name) !== "ignore")
-      .map((name) => [name, example[roleOf(model, name)] ?? 0]),
+      .map((name) => [name, roleOf(model, name) in example ? example[roleOf(model, name)] : 0]),
   );
 }

@@ -54,6 +54,7 @@ class ValueReadError(ValueError):
             wanted = {
                 "numeric": "a finite number",
                 "datetime": "an ISO 8601 date or datetime (e.g. '2024-03-01')",
+                "categorical": "a category: text, a number or true/false",
             }[role]
             self.detail = (
                 f"column {column!r}: {shown} is not {wanted}; send {wanted}, or null for a gap"
@@ -79,6 +80,14 @@ def category_key(value: Any) -> str | None:
             return None
         return str(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
     return str(value)
+
+
+def _category(value: Any, row: int, column: str) -> str | None:
+    """category_key of a cell; ValueReadError for a value no table cell can hold (an
+    object or a list from JSON)."""
+    if isinstance(value, dict | list | tuple | set):
+        raise ValueReadError(row, column, value, "categorical")
+    return category_key(value)
 
 
 def read_number(value: Any, row: int, column: str) -> float:
@@ -249,8 +258,10 @@ def _one_hot(column: dict[str, Any], values: Sequence[Any]) -> np.ndarray:
     categories = column["categories"]
     index = {c: i for i, c in enumerate(categories)}
     other, missing = len(categories), len(categories) + 1
+    name = column["name"]
+    keys = (_category(value, row, name) for row, value in enumerate(values))
     codes = np.fromiter(
-        (missing if (key := category_key(v)) is None else index.get(key, other) for v in values),
+        (missing if key is None else index.get(key, other) for key in keys),
         dtype=np.int64,
         count=len(values),
     )

@@ -218,3 +218,13 @@ def test_every_column_ignored_is_a_clear_error() -> None:
 def test_output_names_match_the_matrix() -> None:
     data = prepare(messy_frame(), SPEC, "churned")
     assert len(output_names(data.plan)) == data.x_train.shape[1] == len(data.feature_names)
+
+
+def test_a_category_sent_as_an_object_or_a_list_is_named() -> None:
+    data = prepare(messy_frame(), SPEC, "churned")
+    row = {name: [None] for name in data.columns}
+    for value in ({"a": 1}, [1]):
+        with pytest.raises(ValueReadError, match=r"row 0, column 'region': .* is not a category"):
+            transform(data.plan, {**row, "region": [value]})
+    # Numbers and booleans are categories as their text: 5 is "5", true is "True".
+    transform(data.plan, {**row, "region": [5], "plan": [True]})

@@ -323,6 +323,8 @@ def test_a_raw_table_shows_its_roles_and_its_model_predicts_raw_rows(
     spec = {"dataset": {"upload": dataset_id}, "search_space": {"epochs": 5, "hidden_units": 16}}
     job = stack.wait_for(stack.http.post("/jobs", json=spec).json()["id"])
     assert job["state"] == "succeeded", job["error"]
+    page.goto(f"{stack.url}/#/jobs/{job['id']}")
+    assert page.locator("#job-rows").inner_text() == "394 rows; 6 without a target left out"
     rows = [{"region": "atlantis", "plan": None, "age": 33, "signup": "2023-01-05", "spend": 9}]
     expected = stack.http.post(f"/models/{job['id']}/predict", json={"instances": rows}).json()
     page.goto(f"{stack.url}/#/models/{job['id']}")

@@ -165,6 +165,14 @@ export async function jobPage(root, [jobId], signal) {
   await drawCharts();
 }
 
+/** Rows the job split into training, validation and test, and those it left out. */
+function rowsNote(job) {
+  const left = job.rows_without_target
+    ? `; ${job.rows_without_target.toLocaleString()} without a target left out`
+    : "";
+  return h("span", { id: "job-rows" }, `${job.rows_used.toLocaleString()} rows${left}`);
+}
+
 function renderHead(head, job, onCancel) {
   const meta = [
     h("code", { title: "job id" }, job.id),
@@ -175,6 +183,7 @@ function renderHead(head, job, onCancel) {
     job.started_at ? ["started ", timeCell(job.started_at)] : null,
     job.attempts > 1 ? `${job.attempts} attempts` : null,
     job.engine ? h("span", { title: "how the trials ran" }, job.engine) : null,
+    job.rows_used != null ? rowsNote(job) : null,
   ].filter(Boolean);
   // An ended job's count of running trials is its last, not news.
   const running = TERMINAL.has(job.state) ? 0 : job.trials_running;

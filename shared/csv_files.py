@@ -58,13 +58,30 @@ def read_table_bytes(
 
 
 def _read_parquet(content: bytes) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
-        frame = pd.read_parquet(io.BytesIO(content))
+        table = pq.read_table(io.BytesIO(content))
     except Exception as exc:  # pyarrow raises several kinds for a damaged file
         raise DatasetError(
             f"the file starts as a Parquet file but cannot be read ({str(exc).strip()[:200]}); "
             "write it again, e.g. with pandas.DataFrame.to_parquet(path, index=False)"
         ) from exc
+    # A cell is one value: lists, structs and maps (and raw bytes) are not table cells.
+    unfit = [
+        f"{field.name!r} ({field.type})"
+        for field in table.schema
+        if pa.types.is_nested(field.type)
+        or pa.types.is_binary(field.type)
+        or pa.types.is_large_binary(field.type)
+    ]
+    if unfit:
+        raise DatasetError(
+            f"the file's columns {listed(unfit)} hold lists, records or bytes, not one "
+            "number, text or date per cell; flatten them or drop them"
+        )
+    frame = table.to_pandas()
     names = [str(c) for c in frame.columns]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

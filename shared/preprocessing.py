@@ -33,6 +33,10 @@ DATE_PARTS = ("year", "month", "day_of_week", "day_of_year", "days")
 OTHER = "<other>"
 MISSING = "<missing>"
 _EPOCH = dt.datetime(1970, 1, 1)
+# Scaled values are capped here: a finite amount far outside the training range (1e308)
+# would overflow float32 to infinity, and the network's answer to NaN. The scaled
+# training values lie within a few units of 0.
+SCALED_CAP = 1e6
 # Text that reads as a gap wherever a value is read: what CSV exports write for one.
 GAP_MARKERS = frozenset({"", "NA", "N/A", "n/a", "na", "null", "NULL", "NaN", "nan", "?", "-"})
 
@@ -140,7 +144,10 @@ def read_datetime(value: Any, row: int, column: str) -> dt.datetime | None:
     else:
         raise ValueReadError(row, column, value, "datetime")
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+            raise ValueReadError(row, column, value, "datetime") from None
     return moment
 
 
@@ -248,7 +255,7 @@ def _numeric_block(column: dict[str, Any], raw: np.ndarray) -> np.ndarray:
             values = np.interp(values, part["quantiles"], part["normal"])
         else:
             values = values * part["scale"] + part["offset"]
-        out[:, j] = values
+        out[:, j] = np.clip(values, -SCALED_CAP, SCALED_CAP)
     if column["indicator"]:
         out = np.concatenate([out, gaps[:, None].astype(np.float64)], axis=1)
     return out

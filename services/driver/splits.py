@@ -14,7 +14,13 @@ from services.driver.prepared import PreparedData
 from shared.column_roles import ColumnRole, apply_overrides, infer_roles
 from shared.dataset_checks import check_split, plain, usable, validation_share
 from shared.errors import DatasetError
-from shared.preprocessing import input_columns, output_names, transform
+from shared.preprocessing import (
+    ValueReadError,
+    input_columns,
+    output_names,
+    read_datetime,
+    transform,
+)
 from shared.preprocessing_fit import fit_plan, fit_target
 from shared.spec import DatasetSpec
 from shared.vocabulary import Task
@@ -30,6 +36,7 @@ def prepare(
     stratify = spec.stratify and task == "classification"
     check_split(labels, spec, stratify)
     roles = job_roles(features, spec)
+    features = _unreadable_dates_as_gaps(features, roles)
     classes: list[Any] = []
     if task == "classification":
         classes = sorted(labels.unique().tolist())
@@ -89,6 +96,27 @@ def job_roles(features: pd.DataFrame, spec: DatasetSpec) -> dict[str, ColumnRole
             'from, or set a role in dataset.columns (e.g. {"columns": {"name": "categorical"}})'
         )
     return roles
+
+
+def _unreadable_dates_as_gaps(features: pd.DataFrame, roles: dict[str, ColumnRole]) -> pd.DataFrame:
+    """The table with the cells of its date columns that are not dates (a stray "n/k"
+    among ISO dates: a column is a date when 95% of its cells are) read as gaps. A
+    prediction is stricter: there such a cell is a 422 naming it."""
+    dates = [name for name, role in roles.items() if role.role == "datetime"]
+    if not dates:
+        return features
+    cleaned = features.copy()
+    for name in dates:
+        cleaned[name] = [_date_or_gap(value, name) for value in features[name].to_numpy()]
+    return cleaned
+
+
+def _date_or_gap(value: Any, column: str) -> Any:
+    try:
+        read_datetime(value, 0, column)
+    except ValueReadError:
+        return None
+    return value
 
 
 def _split(

@@ -228,3 +228,62 @@ def test_a_category_sent_as_an_object_or_a_list_is_named() -> None:
             transform(data.plan, {**row, "region": [value]})
     # Numbers and booleans are categories as their text: 5 is "5", true is "True".
     transform(data.plan, {**row, "region": [5], "plan": [True]})
+
+
+ODD_VALUES: list[object] = [
+    None, 0, -1, 10**400, -(10**400), 1e308, float("nan"), float("inf"), True, "",
+    "?", "nan", "inf", "-inf", "1e400", "3.5", "north", "\x00", "é" * 300, "2024-02-29",
+    "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2024-13-01", "T", [], {},
+    [1, 2], {"a": 1},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_any_cell_is_read_or_named_never_a_crash(seed: int) -> None:
+    """Whatever a JSON row holds, the plan encodes it to finite numbers or raises the
+    one error that names the cell (a 422), never another exception (a 500)."""
+    data = prepare(messy_frame(), SPEC, "churned")
+    rng = np.random.default_rng(seed)
+    rows = 5
+    columns = {
+        name: [ODD_VALUES[i] for i in rng.integers(0, len(ODD_VALUES), rows)]
+        for name in data.columns
+    }
+    try:
+        encoded = transform(data.plan, columns)
+    except ValueReadError as exc:
+        assert exc.column in data.columns and 0 <= exc.row < rows
+        return
+    assert encoded.shape == (rows, len(data.feature_names))
+    assert np.isfinite(encoded).all()
+
+
+@pytest.mark.parametrize("value", ODD_VALUES)
+def test_each_odd_value_in_each_role(value: object) -> None:
+    data = prepare(messy_frame(), SPEC, "churned")
+    for name in ("region", "age", "signup"):
+        columns: dict[str, list[object]] = {n: [None] for n in data.columns}
+        columns[name] = [value]
+        try:
+            encoded = transform(data.plan, columns)
+        except ValueReadError as exc:
+            assert exc.column == name
+            continue
+        assert np.isfinite(encoded).all(), (name, value)
+
+
+def test_a_few_cells_of_a_date_column_that_are_not_dates_train_as_gaps() -> None:
+    frame = messy_frame()
+    frame.loc[:9, "signup"] = "unknown"  # 10 of 400: the column is still a date
+    data = prepare(frame, SPEC, "churned")
+    assert data.columns["signup"] == "datetime" and "signup:missing" in data.feature_names
+    with pytest.raises(ValueReadError, match=r"'unknown' is not an ISO 8601 date"):
+        transform(data.plan, {**{n: [None] for n in data.columns}, "signup": ["unknown"]})
+
+
+def test_a_parquet_column_of_lists_is_named(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"tags": [[1, 2], [3]] * 20, "x": range(40), "target": [0, 1] * 20})
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    with pytest.raises(DatasetError, match=r"columns 'tags' \(list<element: int64>\) hold lists"):
+        DatasetStore(tmp_path).save(buffer.getvalue())

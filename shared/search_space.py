@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeAlias, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -145,6 +145,7 @@ if TYPE_CHECKING:  # mypy cannot read types built at run time
     HiddenLayers: TypeAlias = Any
     WeightDecay: TypeAlias = Any
     Epochs: TypeAlias = Any
+    ScalerDomain: TypeAlias = Any
 else:
     LearningRate = _domain(Annotated[float, Field(gt=0, le=10)])
     # BatchNorm cannot train on a batch of one row, hence at least 2.
@@ -155,6 +156,7 @@ else:
     WeightDecay = _domain(Annotated[float, Field(ge=0, le=10)])
     # At most TUNEFLEET_MAX_EPOCHS (Settings), checked on submit.
     Epochs = _domain(Annotated[int, Field(ge=1)])
+    ScalerDomain = _domain(Literal["minmax", "standard", "quantile", "none"])
 
 
 class SearchSpace(_Strict):
@@ -169,10 +171,30 @@ class SearchSpace(_Strict):
     )
     weight_decay: WeightDecay = 0.0
     epochs: Epochs = 10
+    scaler: ScalerDomain | None = Field(
+        default=None,
+        description="How numeric columns are scaled, tuned like any other parameter "
+        '(a constant, {"grid": [...]} or {"choice": [...]}); unset, the '
+        "dataset's scaler. Each value's preprocessing is fitted once per job.",
+    )
 
     def domains(self) -> dict[str, Any]:
-        """Parameter name -> constant or domain."""
-        return {name: getattr(self, name) for name in type(self).model_fields}
+        """Parameter name -> constant or domain (a parameter left unset is not one)."""
+        fields = type(self).model_fields
+        return {name: value for name in fields if (value := getattr(self, name)) is not None}
+
+    def scalers(self) -> list[str]:
+        """The scalers the space tries, in order; empty when it leaves the dataset's."""
+        scaler = self.scaler
+        if scaler is None:
+            return []
+        if isinstance(scaler, Grid):
+            return list(dict.fromkeys(scaler.grid))
+        if isinstance(scaler, Choice):
+            return list(dict.fromkeys(scaler.choice))
+        if isinstance(scaler, str):
+            return [scaler]
+        raise ValueError('scaler takes a constant, {"grid": [...]} or {"choice": [...]}')
 
     def grid_size(self) -> int:
         """How many configurations the grid dimensions make together."""

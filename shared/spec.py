@@ -216,6 +216,7 @@ class JobSpec(_Strict):
                 raise ValueError(f"metric {self.metric} is not a {self.task} metric")
             self.task = self.task or implied
         self._check_scheduler(space.most_epochs())
+        space.scalers()  # a range of scalers is refused here, with what to use
         return self
 
     def _check_scheduler(self, most_epochs: int) -> None:

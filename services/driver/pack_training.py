@@ -28,15 +28,17 @@ from shared.model import checkpoint_payload
 PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
 
 
-def pack_key(config: dict[str, Any]) -> tuple[int, int, int, int | None]:
-    """What members of one pack share: (batch size, epochs, hidden layers, seed); a
-    seed of None is the job's. Members draw one batch order and one stream of masks."""
+def pack_key(config: dict[str, Any]) -> tuple[int, int, int, int | None, str | None]:
+    """What members of one pack share: (batch size, epochs, hidden layers, seed,
+    scaler); a seed of None is the job's, a scaler of None the dataset's. Members draw
+    one batch order and one stream of masks, from one prepared table."""
     seed = config.get(SEED_KEY)
     return (
         int(config["batch_size"]),
         int(config["epochs"]),
         int(config.get("hidden_layers", 1)),
         None if seed is None else int(seed),
+        config.get("scaler"),
     )
 
 
@@ -68,6 +70,7 @@ class PackState:
     order_generator: torch.Tensor | None = None
     dropout_generator: dict[str, Any] | None = None
     seed: int | None = None  # the members' seed; None: the job's
+    scaler: str | None = None  # the members' scaler; None: the dataset's
 
     def seed_in(self, plan: TrialPlan) -> int:
         """The seed the members' weights, batches and masks start from."""
@@ -79,9 +82,9 @@ class PackState:
         keys = {pack_key(config) for config in configs.values()}
         if len(keys) != 1:
             raise ValueError(f"configurations of one pack must share {keys}")
-        batch_size, epochs, hidden_layers, seed = keys.pop()
+        batch_size, epochs, hidden_layers, seed, scaler = keys.pop()
         members = [member_of(trial_id, config) for trial_id, config in configs.items()]
-        return cls(members, batch_size, epochs, hidden_layers, seed=seed)
+        return cls(members, batch_size, epochs, hidden_layers, seed=seed, scaler=scaler)
 
     def without(self, trial_ids: set[str]) -> PackState:
         """The pack after ``trial_ids`` left it (stopped early or failed)."""
@@ -105,6 +108,7 @@ class PackState:
             self.order_generator,
             self.dropout_generator,
             self.seed,
+            self.scaler,
         )
 
 
@@ -126,7 +130,7 @@ def state_from_payload(payload: dict[str, Any]) -> PackState:
 _STATE_FIELDS = (
     "batch_size", "epochs", "hidden_layers", "epoch", "step", "num_batches_tracked",
     "weights", "exp_avg", "exp_avg_sq", "best_values", "order_generator", "dropout_generator",
-    "seed",
+    "seed", "scaler",
 )  # fmt: skip
 
 
@@ -144,7 +148,7 @@ def train_pack_epoch(
     """Train every member of the pack for one epoch; the new state and each member's
     result. A member's checkpoint goes with an epoch that improves its best metric: the
     one checkpoint an unpacked trial keeps. The pack's state resumes the rest."""
-    data = plan.data
+    data = plan.data_for(state.scaler)
     regression = data.task == "regression"
     n_outputs = 1 if regression else len(data.classes)
     pack = PackedMLP(state.members, len(data.feature_names), n_outputs, state.hidden_layers, device)
@@ -240,7 +244,8 @@ def _payload(
     pack: PackedMLP, index: int, state: PackState, plan: TrialPlan, epoch: int, best: Any
 ) -> dict[str, Any]:
     """The member's checkpoint, the same as an unpacked trial's."""
-    data, member = plan.data, pack.members[index]
+    # The plan the member trained through: the one its checkpoint must predict with.
+    data, member = plan.data_for(state.scaler), pack.members[index]
     architecture = {
         "n_features": pack.n_features,
         "n_outputs": pack.n_outputs,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,10 @@ ReportFn = Callable[[dict[str, Any], dict[str, Any] | None], None]
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """What every trial of a job shares: the data, and how to judge an epoch."""
+    """What every trial of a job shares: the data, and how to judge an epoch.
+
+    ``data`` is prepared with the dataset's scaler; where the search space tunes the
+    scaler, ``by_scaler`` holds the data prepared with each value it tries."""
 
     data: PreparedData
     metric: str
@@ -39,6 +42,11 @@ class TrialPlan:
     balance: bool = True
     # Schedulers that pause trials resume them from their latest checkpoint.
     checkpoint_every_epoch: bool = False
+    by_scaler: dict[str, PreparedData] = field(default_factory=dict)
+
+    def data_for(self, scaler: str | None) -> PreparedData:
+        """The data a trial with this scaler in its config trains on."""
+        return self.by_scaler[scaler] if scaler is not None else self.data
 
     def seed_of(self, config: dict[str, Any]) -> int:
         """The seed a trial's weights, batches and dropout masks start from: its
@@ -77,7 +85,7 @@ def train_trial(
     seed = plan.seed_of(config)
     torch.manual_seed(seed)
     order_generator = torch.Generator().manual_seed(seed)
-    data = plan.data
+    data = plan.data_for(config.get("scaler"))
     architecture = _architecture(config, data)
     model = MLP(**architecture, seed=seed).to(device)
     optimizer = _optimizer(model, config)

@@ -89,17 +89,18 @@ def run_job(
     LeaseLostError when the job is no longer this driver's (nothing more is written).
     """
     spec = _within_operator_limits(spec, settings)
-    data, target = _load_data(spec, settings, tenant)
+    data, by_scaler, target = _load_data(spec, settings, tenant)
     metric, mode = spec.objective(data.task)
     jobs.record_objective(lease, data.task, metric, mode)
     rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
     jobs.record_data(lease, rows, data.rows_without_target)
-    job = _Job(lease, spec, _trial_plan(spec, data, metric, mode), settings, jobs, should_stop)
+    plan = _trial_plan(spec, data, by_scaler, metric, mode)
+    job = _Job(lease, spec, plan, settings, jobs, should_stop)
     found = _run_trials(job)
     if found is None:
         return
     best, checkpoint = found
-    test_metrics = _score_on_test(checkpoint, data)
+    test_metrics = _score_on_test(checkpoint, by_scaler.get(best.config.get("scaler"), data))
     record = ModelRecord(
         id=lease.job_id,
         job_id=lease.job_id,
@@ -121,8 +122,12 @@ def run_job(
     jobs.succeed(lease, best, test_metrics)
 
 
-def _load_data(spec: JobSpec, settings: Settings, tenant: str) -> tuple[PreparedData, str]:
-    """The job's dataset split and scaled, and its target column."""
+def _load_data(
+    spec: JobSpec, settings: Settings, tenant: str
+) -> tuple[PreparedData, dict[str, PreparedData], str]:
+    """The job's dataset split and prepared with the dataset's scaler, prepared again
+    with each scaler the search space tries (the same rows in the same splits), and its
+    target column."""
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     target = target_of(spec.dataset, datasets)
     # The limits again: they may have been lowered since the upload.
@@ -132,14 +137,31 @@ def _load_data(spec: JobSpec, settings: Settings, tenant: str) -> tuple[Prepared
         max_rows=settings.max_dataset_rows,
         max_columns=settings.max_dataset_columns,
     )
-    return prepare(frame, spec.dataset, target, spec.task), target
+    by_scaler = {
+        scaler: prepare(
+            frame, spec.dataset.model_copy(update={"scaler": scaler}), target, spec.task
+        )
+        for scaler in spec.search_space.scalers()
+    }
+    return prepare(frame, spec.dataset, target, spec.task), by_scaler, target
 
 
-def _trial_plan(spec: JobSpec, data: PreparedData, metric: str, mode: str) -> TrialPlan:
+def _trial_plan(
+    spec: JobSpec,
+    data: PreparedData,
+    by_scaler: dict[str, PreparedData],
+    metric: str,
+    mode: str,
+) -> TrialPlan:
     """What every trial of the job trains on and reports."""
-    return TrialPlan(
+
+    def without_test(prepared: PreparedData) -> PreparedData:
         # Trials never see the test split: it scores the chosen model only.
-        data=dataclasses.replace(data, x_test=data.x_test[:0], y_test=data.y_test[:0]),
+        return dataclasses.replace(prepared, x_test=prepared.x_test[:0], y_test=prepared.y_test[:0])
+
+    return TrialPlan(
+        data=without_test(data),
+        by_scaler={scaler: without_test(prepared) for scaler, prepared in by_scaler.items()},
         metric=metric,
         mode=mode,
         seed=spec.search.seed if spec.search.seed is not None else spec.dataset.seed,

@@ -16,6 +16,7 @@ from ray._private.internal_api import memory_summary
 from services.driver.driver import Driver
 from shared.job_views import JobView
 from shared.jobs import JobStore
+from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.results import TrialRow
 from shared.settings import Settings
@@ -265,3 +266,21 @@ def test_a_finished_job_leaves_nothing_in_the_object_store(engine: Any, packing:
     while plasma_objects() > before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert plasma_objects() <= before
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
+def test_the_scaler_is_tuned_like_any_other_parameter(engine: Any, packing: bool) -> None:
+    spec = {
+        "dataset": {"builtin": "wine"},
+        "search_space": {**TINY, "scaler": {"grid": ["minmax", "quantile"]}},
+        "packing": packing,
+    }
+    job, trials = engine(spec)
+    assert job.state == "succeeded", job.error
+    assert sorted(t.config["scaler"] for t in trials) == ["minmax", "quantile"]
+    if packing:  # one pack per scaler: a pack's members share one prepared table
+        assert job.engine is not None and job.engine.startswith("packed: 2 packs")
+    model = engine.registry.get(job.id)
+    bundle = ModelBundle.load(model.checkpoint_uri)
+    # The model predicts through the preprocessing its own trial trained on.
+    assert bundle.plan["scaler"] == model.config["scaler"] == job.best.config["scaler"]

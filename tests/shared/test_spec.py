@@ -245,3 +245,23 @@ def test_packing_is_on_unless_turned_off_and_its_size_is_checked() -> None:
     assert errors_of({**base, "packing": {"max_k": 0}})[0][0] == "packing.Packing.max_k"
     assert errors_of({**base, "packing": {"size": 8}})[0][1] == "Extra inputs are not permitted"
     assert errors_of({**base, "packing": "yes"})[-1][0] == "packing.bool"
+
+
+def test_the_scaler_is_a_parameter_left_out_unless_set() -> None:
+    plain = JobSpec.model_validate({"dataset": {"builtin": "iris"}})
+    assert "scaler" not in plain.search_space.domains()
+    tuned = JobSpec.model_validate(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {"scaler": {"grid": ["minmax", "quantile"]}},
+        }
+    )
+    assert tuned.search_space.scalers() == ["minmax", "quantile"] and tuned.trial_count() == 2
+    for wrong, words in (
+        ({"grid": ["minmax", "log"]}, "'minmax', 'standard', 'quantile' or 'none'"),
+        ({"uniform": ["minmax", "none"]}, 'scaler takes a constant, {"grid": [...]}'),
+    ):
+        with pytest.raises(ValidationError, match=words.replace("[", r"\[").replace("{", r"\{")):
+            JobSpec.model_validate(
+                {"dataset": {"builtin": "iris"}, "search_space": {"scaler": wrong}}
+            )

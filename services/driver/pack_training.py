@@ -176,6 +176,7 @@ def train_pack_epoch(
         order_generator=order_generator.get_state(),
         dropout_generator=dict(dropout_rng.bit_generator.state),
         seed=state.seed,
+        scaler=state.scaler,
     )  # fmt: skip
     results: dict[str, EpochResult] = {}
     for index, member in enumerate(pack.members):

@@ -98,14 +98,7 @@ def apply_overrides(
 ) -> dict[str, ColumnRole]:
     """The inferred roles with a job spec's ``columns`` applied; DatasetError naming a
     column that is not a feature, or whose values cannot take the role asked for."""
-    unknown = [name for name in overrides if name not in roles]
-    if unknown:
-        raise DatasetError(
-            f"dataset.columns names {listed([repr(n) for n in unknown])}, which "
-            f"{'is not a feature column' if len(unknown) == 1 else 'are not feature columns'}"
-            f" of the dataset (its features: {listed([repr(n) for n in roles])}); "
-            "fix the name or leave it out"
-        )
+    check_override_names(overrides, list(roles), "the dataset")
     merged = dict(roles)
     for name, role in overrides.items():
         column = features[name]
@@ -127,6 +120,19 @@ def apply_overrides(
                 )
         merged[name] = ColumnRole(role, "set by the job spec")
     return merged
+
+
+def check_override_names(overrides: Mapping[str, Role], features: list[str], of: str) -> None:
+    """DatasetError naming the columns of a spec's ``columns`` that are not features of
+    ``of`` (the dataset), and the features there are."""
+    unknown = [name for name in overrides if name not in features]
+    if unknown:
+        raise DatasetError(
+            f"dataset.columns names {listed([repr(n) for n in unknown])}, which "
+            f"{'is not a feature column' if len(unknown) == 1 else 'are not feature columns'}"
+            f" of {of} (its features: {listed([repr(n) for n in features])}); "
+            "fix the name or leave it out"
+        )
 
 
 def category_counts(column: pd.Series) -> pd.Series:

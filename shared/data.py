@@ -24,7 +24,7 @@ import pyarrow.parquet
 from pydantic import BaseModel, Field, ValidationError
 from sklearn import datasets as sk_datasets
 
-from shared.column_roles import category_counts, infer_roles
+from shared.column_roles import category_counts, check_override_names, infer_roles
 from shared.csv_files import is_parquet, read_table_bytes
 from shared.dataset_checks import check_split, plain, usable
 from shared.errors import DatasetError, NotFoundError
@@ -293,14 +293,7 @@ def _check_overrides(spec: DatasetSpec, summary: DatasetSummary, target: str) ->
     ``numeric`` on a column of text: at submit, not in a failed job later. The values
     are checked in full when the job prepares the data."""
     features = [c for c in (*summary.columns, summary.target) if c and c != target]
-    unknown = [name for name in spec.columns if name not in features]
-    if unknown:
-        raise DatasetError(
-            f"dataset.columns names {listed([repr(n) for n in unknown])}, which "
-            f"{'is not a feature column' if len(unknown) == 1 else 'are not feature columns'}"
-            f" of dataset {summary.id} (its features: {listed([repr(n) for n in features])}); "
-            "fix the name or leave it out"
-        )
+    check_override_names(spec.columns, features, f"dataset {summary.id}")
     text = [
         name
         for name, role in spec.columns.items()

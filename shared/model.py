@@ -87,10 +87,10 @@ def checkpoint_payload(
     task: str,
     feature_names: list[str],
     classes: list[Any],
-    scale: torch.Tensor,
-    offset: torch.Tensor,
     target_mean: float,
     target_std: float,
+    scale: torch.Tensor | None = None,
+    offset: torch.Tensor | None = None,
     columns: dict[str, str] | None = None,
     preprocessing: dict[str, Any] | None = None,
     target_transform: str = "none",
@@ -98,7 +98,9 @@ def checkpoint_payload(
 ) -> dict[str, Any]:
     """A checkpoint's content: an MLP's weights and everything prediction needs: the
     table's feature columns and their roles, and the plan that makes their raw values
-    the network's input."""
+    the network's input. ``scale`` and ``offset`` default to the identity: the plan
+    scales (checkpoints from before plans carry their fitted scaler there)."""
+    n_inputs = int(architecture["n_features"])
     return {
         "format": CHECKPOINT_FORMAT,
         "state_dict": state_dict,
@@ -108,8 +110,8 @@ def checkpoint_payload(
         "target_std": target_std,
         "feature_names": list(feature_names),
         "classes": list(classes),
-        "scale": scale,
-        "offset": offset,
+        "scale": torch.ones(n_inputs) if scale is None else scale,
+        "offset": torch.zeros(n_inputs) if offset is None else offset,
         **({"columns": dict(columns)} if columns else {}),
         **({"preprocessing": preprocessing} if preprocessing is not None else {}),
         "target_transform": target_transform,
@@ -132,8 +134,8 @@ class ModelBundle:
     task: str
     feature_names: list[str]
     classes: list[Any]
-    scale: torch.Tensor
-    offset: torch.Tensor
+    scale: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
     columns: dict[str, str] = field(default_factory=dict)
@@ -143,10 +145,23 @@ class ModelBundle:
     def __post_init__(self) -> None:
         if not self.columns:
             self.columns = {name: "numeric" for name in self.feature_names}
+        n_inputs = int(self.architecture["n_features"])
+        if self.scale is None:
+            self.scale = torch.ones(n_inputs)
+        if self.offset is None:
+            self.offset = torch.zeros(n_inputs)
+        # Once, not per request: an old checkpoint's plan is made from its columns.
+        self._plan = self.preprocessing or identity_plan(self.feature_names)
 
     @property
     def plan(self) -> dict[str, Any]:
-        return self.preprocessing or identity_plan(self.feature_names)
+        return self._plan
+
+    @property
+    def scaler(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, offset) of the network's own input scaler, set by __post_init__."""
+        assert self.scale is not None and self.offset is not None
+        return self.scale, self.offset
 
     @property
     def inputs(self) -> list[str]:
@@ -211,7 +226,8 @@ class ModelBundle:
 
     @torch.no_grad()
     def _outputs(self, encoded: np.ndarray) -> torch.Tensor:
-        x = torch.as_tensor(encoded, dtype=torch.float32) * self.scale + self.offset
+        scale, offset = self.scaler
+        x = torch.as_tensor(encoded, dtype=torch.float32) * scale + offset
         return self.model(x)
 
     def predict(self, features: np.ndarray) -> tuple[list[Any], np.ndarray | None]:

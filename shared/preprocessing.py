@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 
 PLAN_FORMAT = 1
-ROLES = ("numeric", "categorical", "datetime", "ignore")
 DATE_PARTS = ("year", "month", "day_of_week", "day_of_year", "days")
 OTHER = "<other>"
 MISSING = "<missing>"
@@ -151,11 +150,17 @@ def read_datetime(value: Any, row: int, column: str) -> dt.datetime | None:
     return moment
 
 
-def date_parts(values: Sequence[Any], column: str) -> np.ndarray:
-    """(rows, len(DATE_PARTS)) floats for a date column; NaN rows for gaps."""
+def date_parts(values: Sequence[Any], column: str, strict: bool = True) -> np.ndarray:
+    """(rows, len(DATE_PARTS)) floats for a date column; NaN rows for gaps. Not
+    ``strict``, a cell that is not a date is a gap too (see transform)."""
     parts = np.full((len(values), len(DATE_PARTS)), np.nan)
     for row, value in enumerate(values):
-        moment = read_datetime(value, row, column)
+        try:
+            moment = read_datetime(value, row, column)
+        except ValueReadError:
+            if strict:
+                raise
+            continue
         if moment is None:
             continue
         parts[row] = (
@@ -218,12 +223,15 @@ def input_columns(plan: dict[str, Any]) -> list[str]:
     return [column["name"] for column in plan["columns"]]
 
 
-def transform(plan: dict[str, Any], columns: dict[str, Any]) -> np.ndarray:
+def transform(plan: dict[str, Any], columns: dict[str, Any], strict: bool = True) -> np.ndarray:
     """The network's input (float32, rows x output_names) from raw columns by name.
 
     ``columns`` maps every input column to its values: a sequence of raw cells, or a
     NumPy array (floats with NaN for gaps, for numeric columns). Columns the plan does
-    not read are not looked at. ValueReadError names a cell that cannot be read.
+    not read are not looked at. ValueReadError names a cell that cannot be read. Not
+    ``strict`` (a job's own table), a cell of a date column that is not a date is a
+    gap: a column is a date when 95% of its cells are, and a stray "n/k" among them
+    should not fail the job; a prediction is strict, and such a cell is a 422.
     """
     blocks: list[np.ndarray] = []
     for column in plan["columns"]:
@@ -232,7 +240,11 @@ def transform(plan: dict[str, Any], columns: dict[str, Any]) -> np.ndarray:
         if role == "categorical":
             blocks.append(_one_hot(column, values))
             continue
-        raw = date_parts(values, name) if role == "datetime" else numbers(values, name)[:, None]
+        raw = (
+            date_parts(values, name, strict)
+            if role == "datetime"
+            else numbers(values, name)[:, None]
+        )
         blocks.append(_numeric_block(column, raw))
     if not blocks:
         return np.zeros((0, 0), np.float32)

@@ -43,7 +43,9 @@ def fit_plan(
             columns.append(_categorical(name, training[name]))
             continue
         raw = (
-            date_parts(values, name) if role.role == "datetime" else numbers(values, name)[:, None]
+            date_parts(values, name, strict=False)
+            if role.role == "datetime"
+            else numbers(values, name)[:, None]
         )
         columns.append(
             {

@@ -28,7 +28,11 @@ from shared.model import checkpoint_payload
 PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
 
 
-def pack_key(config: dict[str, Any]) -> tuple[int, int, int, int | None, str | None]:
+# (batch size, epochs, hidden layers, seed, scaler): see pack_key.
+PackKey = tuple[int, int, int, int | None, str | None]
+
+
+def pack_key(config: dict[str, Any]) -> PackKey:
     """What members of one pack share: (batch size, epochs, hidden layers, seed,
     scaler); a seed of None is the job's, a scaler of None the dataset's. Members draw
     one batch order and one stream of masks, from one prepared table."""
@@ -260,8 +264,6 @@ def _payload(
         task=data.task,
         feature_names=list(data.columns),
         classes=data.classes,
-        scale=torch.tensor(data.scale),
-        offset=torch.tensor(data.offset),
         target_mean=data.target_mean,
         target_std=data.target_std,
         columns=data.columns,

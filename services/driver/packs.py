@@ -30,7 +30,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import search
 from services.driver.pack_task import checkpoint_folder, train_epoch
-from services.driver.pack_training import PackState, pack_key, state_from_payload, state_to_payload
+from services.driver.pack_training import (
+    PackKey,
+    PackState,
+    pack_key,
+    state_from_payload,
+    state_to_payload,
+)
 from services.driver.progress import TrialProgress
 from services.driver.training import TrialPlan
 from shared.job_views import BestTrial
@@ -158,7 +164,7 @@ class PackedRun:
         drawn = search.configurations(self._spec, self._plan.seed)
         prefix = self._job_id[:8]
         configs = {f"{prefix}_{index:05d}": config for index, config in enumerate(drawn)}
-        groups: dict[tuple[int, int, int, int | None], list[str]] = {}
+        groups: dict[PackKey, list[str]] = {}
         for trial_id, config in configs.items():
             groups.setdefault(pack_key(config), []).append(trial_id)
         size = self._pack_size(len(configs))

@@ -20,8 +20,7 @@ class PreparedData:
 
     ``plan`` (shared.preprocessing), fitted on the training split only, made the
     arrays from the table's columns (``columns``: each one's role); ``feature_names``
-    name the arrays' columns, the network's inputs. ``scale`` and ``offset`` are the
-    network's own scaler, the identity since the plan scales. Classification: targets
+    name the arrays' columns, the network's inputs. Classification: targets
     are class indices into ``classes``. Regression: targets are standardised,
     ``(t(y) - target_mean) / target_std``, t being log1p for ``target_transform`` log.
     """
@@ -35,8 +34,6 @@ class PreparedData:
     target_std: float
     target_transform: str
     rows_without_target: int
-    scale: np.ndarray
-    offset: np.ndarray
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray

@@ -14,13 +14,7 @@ from services.driver.prepared import PreparedData
 from shared.column_roles import ColumnRole, apply_overrides, infer_roles
 from shared.dataset_checks import check_split, plain, usable, validation_share
 from shared.errors import DatasetError
-from shared.preprocessing import (
-    ValueReadError,
-    input_columns,
-    output_names,
-    read_datetime,
-    transform,
-)
+from shared.preprocessing import input_columns, output_names, transform
 from shared.preprocessing_fit import fit_plan, fit_target
 from shared.spec import DatasetSpec
 from shared.vocabulary import Task
@@ -36,7 +30,6 @@ def prepare(
     stratify = spec.stratify and task == "classification"
     check_split(labels, spec, stratify)
     roles = job_roles(features, spec)
-    features = _unreadable_dates_as_gaps(features, roles)
     classes: list[Any] = []
     if task == "classification":
         classes = sorted(labels.unique().tolist())
@@ -45,7 +38,8 @@ def prepare(
         y = labels.to_numpy(dtype=np.float64)
     training, validation, test = split_rows(y, spec, stratify)
     plan = fit_plan(features.iloc[training], roles, spec.scaler)
-    x = transform(plan, {name: features[name].to_numpy() for name in input_columns(plan)})
+    columns = {name: features[name].to_numpy() for name in input_columns(plan)}
+    x = transform(plan, columns, strict=False)
     target_plan: dict[str, Any] = {"transform": "none", "mean": 0.0, "std": 1.0}
     if task == "regression":
         target_plan = fit_target(y[training], spec.target_transform)
@@ -62,9 +56,6 @@ def prepare(
         target_std=target_plan["std"],
         target_transform=target_plan["transform"],
         rows_without_target=table.rows_without_target,
-        # The plan scales: the network's own scaler is the identity.
-        scale=np.ones(x.shape[1], np.float32),
-        offset=np.zeros(x.shape[1], np.float32),
         x_train=x[training],
         y_train=y[training],
         x_val=x[validation],
@@ -96,27 +87,6 @@ def job_roles(features: pd.DataFrame, spec: DatasetSpec) -> dict[str, ColumnRole
             'from, or set a role in dataset.columns (e.g. {"columns": {"name": "categorical"}})'
         )
     return roles
-
-
-def _unreadable_dates_as_gaps(features: pd.DataFrame, roles: dict[str, ColumnRole]) -> pd.DataFrame:
-    """The table with the cells of its date columns that are not dates (a stray "n/k"
-    among ISO dates: a column is a date when 95% of its cells are) read as gaps. A
-    prediction is stricter: there such a cell is a 422 naming it."""
-    dates = [name for name, role in roles.items() if role.role == "datetime"]
-    if not dates:
-        return features
-    cleaned = features.copy()
-    for name in dates:
-        cleaned[name] = [_date_or_gap(value, name) for value in features[name].to_numpy()]
-    return cleaned
-
-
-def _date_or_gap(value: Any, column: str) -> Any:
-    try:
-        read_datetime(value, 0, column)
-    except ValueReadError:
-        return None
-    return value
 
 
 def _split(

@@ -177,8 +177,6 @@ def _bundle(model: MLP, architecture: dict[str, Any], data: PreparedData) -> Mod
         task=data.task,
         feature_names=list(data.columns),
         classes=data.classes,
-        scale=torch.from_numpy(data.scale),
-        offset=torch.from_numpy(data.offset),
         target_mean=data.target_mean,
         target_std=data.target_std,
         columns=data.columns,

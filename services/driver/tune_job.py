@@ -100,7 +100,8 @@ def run_job(
     if found is None:
         return
     best, checkpoint = found
-    test_metrics = _score_on_test(checkpoint, by_scaler.get(best.config.get("scaler"), data))
+    scaler = best.config.get("scaler")  # the best trial's data, its test split included
+    test_metrics = _score_on_test(checkpoint, data if scaler is None else by_scaler[scaler])
     record = ModelRecord(
         id=lease.job_id,
         job_id=lease.job_id,

@@ -61,8 +61,9 @@ class InferenceNet(nn.Module):
         self.layers = copy.deepcopy(nn.Sequential(*kept))
         # Plain tensor attributes rather than buffers: TorchScript saves them all the same,
         # and their type stays Tensor for the type checker.
-        self.scale = bundle.scale.detach().clone().float()
-        self.offset = bundle.offset.detach().clone().float()
+        scale, offset = bundle.scaler
+        self.scale = scale.detach().clone().float()
+        self.offset = offset.detach().clone().float()
         self.regression = bundle.task == "regression"
         self.log_target = bundle.target_transform == "log"
         self.target_mean = float(bundle.target_mean)

@@ -166,6 +166,6 @@ def test_checkpoints_from_before_regression_still_load(iris: PreparedData, tmp_p
     old["architecture"]["n_classes"] = old["architecture"].pop("n_outputs")
     torch.save(old, tmp_path / CHECKPOINT_FILE)
     bundle = ModelBundle.load(tmp_path)
-    labels, probabilities = bundle.predict((iris.x_val - iris.offset) / iris.scale)
+    labels, probabilities = bundle.predict_encoded(iris.x_val)
     assert bundle.task == "classification" and probabilities is not None
     assert set(labels) <= {0, 1, 2}

@@ -129,10 +129,14 @@ def test_cancel_stops_a_running_job_and_frees_the_cpus(drivers: Drivers, store: 
         },
     )
     drivers.start()
+    # Two trials on two CPUs: a pack each. The second may start an epoch later than the
+    # first, and Ray's view of free resources lags, so both are waited for.
     wait_until(
-        lambda: any(t.iterations >= 1 for t in store.results.trials(job_id)), 120, "trials running"
+        lambda: sum(t.iterations >= 1 for t in store.results.trials(job_id)) == 2,
+        120,
+        "both trials running",
     )
-    assert ray.available_resources().get("CPU", 0) < 1
+    wait_until(lambda: ray.available_resources().get("CPU", 0) < 1, 15, "both CPUs taken")
     store.cancel(job_id)
     took_s = wait_until(ended(store, job_id), 30, "the job ended")
     assert store.get(job_id).state is JobStatus.CANCELLED

@@ -11,11 +11,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.preprocessing import identity_plan, transform
+from shared.preprocessing import code_columns, identity_plan, transform
 from shared.storage import StoragePath, storage_path
 
 CHECKPOINT_FILE = "model.pt"
 CHECKPOINT_FORMAT = 1
+# An embedded column's vectors, unless the search space sets embedding_dim: the rule of
+# thumb 1.6 x codes^0.56 (fastai's), at most this many.
+MAX_AUTO_EMBEDDING = 32
+
+
+def embedding_layout(plan: dict[str, Any], embedding_dim: int | None) -> list[list[int]]:
+    """[input position, codes, vector size] for each embedded column of the plan: what
+    MLP's ``embeddings`` takes. A set ``embedding_dim`` applies to every column (at most
+    its number of codes); unset, each column's size follows from its codes."""
+    layout = []
+    for position, codes in code_columns(plan):
+        if embedding_dim is None:
+            size = min(MAX_AUTO_EMBEDDING, round(1.6 * codes**0.56))
+        else:
+            size = min(int(embedding_dim), codes)
+        layout.append([position, codes, size])
+    return layout
 
 
 class FastDropout(nn.Module):
@@ -44,12 +61,43 @@ class FastDropout(nn.Module):
         return x * mask * (1.0 / keep)
 
 
+class CategoryEmbeddings(nn.Module):
+    """Embedded columns (see shared.preprocessing): each input column of codes looks up
+    a learned vector in its own table; the vectors, side by side, go through a linear
+    map onto the first hidden layer, added to what that layer makes of the other
+    columns. The same as one-hot columns into the first layer whose weights are the
+    product of a table and the map, with far fewer weights for a column of thousands."""
+
+    def __init__(self, n_features: int, embeddings: list[list[int]], hidden_units: int) -> None:
+        super().__init__()
+        positions = [int(position) for position, _, _ in embeddings]
+        others = [j for j in range(n_features) if j not in set(positions)]
+        self.register_buffer("code_index", torch.tensor(positions), persistent=False)
+        self.register_buffer(
+            "other_index", torch.tensor(others, dtype=torch.long), persistent=False
+        )
+        self.tables = nn.ModuleList(
+            nn.Embedding(int(codes), int(size)) for _, codes, size in embeddings
+        )
+        self.proj = nn.Linear(sum(int(size) for _, _, size in embeddings), hidden_units, bias=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the input's other columns, the vectors' share of the first hidden layer)."""
+        # Buffers (they follow the network to its device); typed Tensor | Module for mypy.
+        codes = x.index_select(1, self.code_index).long()  # type: ignore[arg-type]
+        vectors = [table(codes[:, i]) for i, table in enumerate(self.tables)]
+        others = x.index_select(1, self.other_index)  # type: ignore[arg-type]
+        return others, self.proj(torch.cat(vectors, dim=1))
+
+
 class MLP(nn.Module):
     """The seed's network: (Linear -> BatchNorm -> ReLU -> Dropout) x layers -> Linear.
 
     ``n_outputs`` is the number of classes, or 1 for regression. ``dropout_rng`` draws
     every layer's CPU dropout masks, layer after layer, as the packed engine draws its
     own; a checkpoint carries its state so that a resumed trial goes on with its masks.
+    ``embeddings`` ([input position, codes, vector size] per column, see
+    embedding_layout) makes those columns learned vectors (CategoryEmbeddings).
     """
 
     def __init__(
@@ -60,11 +108,12 @@ class MLP(nn.Module):
         hidden_layers: int = 1,
         dropout: float = 0.0,
         seed: int = 0,
+        embeddings: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
         self.dropout_rng = np.random.default_rng(seed)
         layers: list[nn.Module] = []
-        width = n_features
+        width = n_features - len(embeddings or [])
         for _ in range(hidden_layers):
             layers += [
                 nn.Linear(width, hidden_units),
@@ -75,9 +124,17 @@ class MLP(nn.Module):
             width = hidden_units
         layers.append(nn.Linear(width, n_outputs))
         self.layers = nn.Sequential(*layers)
+        self.embedded = (
+            CategoryEmbeddings(n_features, embeddings, hidden_units) if embeddings else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        if self.embedded is None:
+            return self.layers(x)
+        others, h = self.embedded(x)
+        for index, layer in enumerate(self.layers):
+            h = layer(others) + h if index == 0 else layer(h)
+        return h
 
 
 def checkpoint_payload(

@@ -14,8 +14,13 @@ Per input column, by role:
   either ``x * scale + offset`` or through the training quantiles onto a normal.
 - datetime: an ISO 8601 date or datetime becomes year, month, day of week, day of year
   and days since 1970, each then handled as a numeric column (gaps included).
-- categorical: one 0/1 column per category kept in training, one for every other value
-  (rare in training, or never seen), one for a gap.
+- categorical, one-hot (``encoding`` absent or "one_hot"): one 0/1 column per category
+  kept in training, one for every other value (rare in training, or never seen), one for
+  a gap.
+- categorical, embedded (``encoding`` "embedding", a column with more categories than
+  one-hot keeps): one ``<name>:code`` column holding the category's code, 0 for a gap,
+  1 for every other value, 2 + its index for a kept category; the network looks the
+  code up in a table of learned vectors (``shared.model.CategoryEmbeddings``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ PLAN_FORMAT = 1
 DATE_PARTS = ("year", "month", "day_of_week", "day_of_year", "days")
 OTHER = "<other>"
 MISSING = "<missing>"
+# An embedded column's codes: a gap, every other value, then the kept categories.
+CODE_MISSING, CODE_OTHER, CODE_FIRST = 0, 1, 2
 _EPOCH = dt.datetime(1970, 1, 1)
 # Scaled values are capped here: a finite amount far outside the training range (1e308)
 # would overflow float32 to infinity, and the network's answer to NaN. The scaled
@@ -203,6 +210,9 @@ def output_names(plan: dict[str, Any]) -> list[str]:
     names: list[str] = []
     for column in plan["columns"]:
         name = column["name"]
+        if column["role"] == "categorical" and is_embedded(column):
+            names.append(f"{name}:code")
+            continue
         if column["role"] == "categorical":
             names += [f"{name}={c}" for c in column["categories"]] + [
                 f"{name}={OTHER}",
@@ -216,6 +226,22 @@ def output_names(plan: dict[str, Any]) -> list[str]:
         if column["indicator"]:
             names.append(f"{name}:missing")
     return names
+
+
+def is_embedded(column: dict[str, Any]) -> bool:
+    """Whether a categorical column of a plan is one code, looked up in learned vectors."""
+    return column.get("encoding") == "embedding"
+
+
+def code_columns(plan: dict[str, Any]) -> list[tuple[int, int]]:
+    """(position in output_names, number of codes) of each embedded column, in order."""
+    found, position = [], 0
+    for column in plan["columns"]:
+        width = len(output_names({"columns": [column]}))
+        if column["role"] == "categorical" and is_embedded(column):
+            found.append((position, CODE_FIRST + len(column["categories"])))
+        position += width
+    return found
 
 
 def input_columns(plan: dict[str, Any]) -> list[str]:
@@ -238,7 +264,7 @@ def transform(plan: dict[str, Any], columns: dict[str, Any], strict: bool = True
         name, role = column["name"], column["role"]
         values = columns[name]
         if role == "categorical":
-            blocks.append(_one_hot(column, values))
+            blocks.append(_categorical_block(column, values))
             continue
         raw = (
             date_parts(values, name, strict)
@@ -273,17 +299,26 @@ def _numeric_block(column: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def _one_hot(column: dict[str, Any], values: Sequence[Any]) -> np.ndarray:
+def _categorical_block(column: dict[str, Any], values: Sequence[Any]) -> np.ndarray:
+    """One-hot columns, or an embedded column's codes."""
     categories = column["categories"]
     index = {c: i for i, c in enumerate(categories)}
     other, missing = len(categories), len(categories) + 1
     name = column["name"]
     keys = (_category(value, row, name) for row, value in enumerate(values))
-    codes = np.fromiter(
+    # Each cell's one-hot column: its category's, "other"'s or "missing"'s.
+    positions = np.fromiter(
         (missing if key is None else index.get(key, other) for key in keys),
         dtype=np.int64,
         count=len(values),
     )
-    block = np.zeros((len(codes), len(categories) + 2))
-    block[np.arange(len(codes)), codes] = 1.0
+    if is_embedded(column):
+        codes = np.select(
+            [positions == missing, positions == other],
+            [CODE_MISSING, CODE_OTHER],
+            positions + CODE_FIRST,
+        )
+        return codes[:, None].astype(np.float64)
+    block = np.zeros((len(positions), len(categories) + 2))
+    block[np.arange(len(positions)), positions] = 1.0
     return block

@@ -15,9 +15,11 @@ from shared.preprocessing import PLAN_FORMAT, date_parts, numbers
 
 Scaler = Literal["minmax", "standard", "quantile", "none"]
 TargetTransform = Literal["none", "log", "auto"]
-# One-hot keeps at most this many categories of a column, the most frequent, each seen
-# in at least MIN_CATEGORY_ROWS training rows; the rest share the "other" column.
+# A category is kept when seen in at least MIN_CATEGORY_ROWS training rows; the rest
+# share "other". A column keeping at most MAX_ONE_HOT is one-hot encoded; one keeping
+# more is embedded (learned vectors, see shared.model), its MAX_EMBEDDED most frequent.
 MAX_ONE_HOT = 64
+MAX_EMBEDDED = 5_000
 MIN_CATEGORY_ROWS = 3
 # Points of a quantile transform (sklearn's QuantileTransformer takes 1,000). The plan
 # rides in every checkpoint as plain floats, 2 x this many per numeric column: 256 keeps
@@ -94,8 +96,15 @@ def _categorical(name: str, column: pd.Series) -> dict[str, Any]:
     counts = category_counts(column)
     counts = counts[counts >= MIN_CATEGORY_ROWS]
     # Most frequent first, ties by name: the same plan from the same rows.
-    ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:MAX_ONE_HOT]
-    return {"name": name, "role": "categorical", "categories": [c for c, _ in ordered]}
+    ordered = sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+    if len(ordered) <= MAX_ONE_HOT:
+        return {"name": name, "role": "categorical", "categories": [c for c, _ in ordered]}
+    return {
+        "name": name,
+        "role": "categorical",
+        "encoding": "embedding",
+        "categories": [c for c, _ in ordered[:MAX_EMBEDDED]],
+    }
 
 
 def fit_target(y_train: np.ndarray, transform: TargetTransform) -> dict[str, Any]:

@@ -146,6 +146,7 @@ if TYPE_CHECKING:  # mypy cannot read types built at run time
     WeightDecay: TypeAlias = Any
     Epochs: TypeAlias = Any
     ScalerDomain: TypeAlias = Any
+    EmbeddingDim: TypeAlias = Any
 else:
     LearningRate = _domain(Annotated[float, Field(gt=0, le=10)])
     # BatchNorm cannot train on a batch of one row, hence at least 2.
@@ -157,6 +158,7 @@ else:
     # At most TUNEFLEET_MAX_EPOCHS (Settings), checked on submit.
     Epochs = _domain(Annotated[int, Field(ge=1)])
     ScalerDomain = _domain(Literal["minmax", "standard", "quantile", "none"])
+    EmbeddingDim = _domain(Annotated[int, Field(ge=1, le=512)])
 
 
 class SearchSpace(_Strict):
@@ -176,6 +178,12 @@ class SearchSpace(_Strict):
         description="How numeric columns are scaled, tuned like any other parameter "
         '(a constant, {"grid": [...]} or {"choice": [...]}); unset, the '
         "dataset's scaler. Each value's preprocessing is fitted once per job.",
+    )
+    embedding_dim: EmbeddingDim | None = Field(
+        default=None,
+        description="The size of the learned vector of each category, in columns with more "
+        "categories than one-hot encoding keeps (64); at most the column's categories + 2. "
+        "Unset, 1.6 x categories^0.56, at most 32, per column.",
     )
 
     def domains(self) -> dict[str, Any]:

@@ -21,21 +21,23 @@ import numpy as np
 import torch
 
 from services.driver.packed import Member, PackedMLP, initial_state_dict
+from services.driver.prepared import PreparedData
 from services.driver.training import SEED_KEY, TrialPlan, _balanced_weights, _epoch_order
-from shared.model import checkpoint_payload
+from shared.model import checkpoint_payload, embedding_layout
 
 # What may differ inside a pack is in Member; the rest of a config must match.
 PACKED_PARAMETERS = ("lr", "weight_decay", "dropout", "hidden_units")
 
 
-# (batch size, epochs, hidden layers, seed, scaler): see pack_key.
-PackKey = tuple[int, int, int, int | None, str | None]
+# (batch size, epochs, hidden layers, seed, scaler, embedding size): see pack_key.
+PackKey = tuple[int, int, int, int | None, str | None, int | None]
 
 
 def pack_key(config: dict[str, Any]) -> PackKey:
     """What members of one pack share: (batch size, epochs, hidden layers, seed,
-    scaler); a seed of None is the job's, a scaler of None the dataset's. Members draw
-    one batch order and one stream of masks, from one prepared table."""
+    scaler, embedding size); a seed of None is the job's, a scaler of None the
+    dataset's, an embedding size of None each column's own. Members draw one batch order
+    and one stream of masks, from one prepared table, and have vectors of one size."""
     seed = config.get(SEED_KEY)
     return (
         int(config["batch_size"]),
@@ -43,6 +45,7 @@ def pack_key(config: dict[str, Any]) -> PackKey:
         int(config.get("hidden_layers", 1)),
         None if seed is None else int(seed),
         config.get("scaler"),
+        None if config.get("embedding_dim") is None else int(config["embedding_dim"]),
     )
 
 
@@ -75,6 +78,11 @@ class PackState:
     dropout_generator: dict[str, Any] | None = None
     seed: int | None = None  # the members' seed; None: the job's
     scaler: str | None = None  # the members' scaler; None: the dataset's
+    embedding_dim: int | None = None  # the members' vector size; None: each column's
+
+    def embeddings(self, data: PreparedData) -> list[list[int]]:
+        """The members' embedded columns, as MLP's ``embeddings`` takes them."""
+        return embedding_layout(data.plan, self.embedding_dim)
 
     def seed_in(self, plan: TrialPlan) -> int:
         """The seed the members' weights, batches and masks start from."""
@@ -86,9 +94,12 @@ class PackState:
         keys = {pack_key(config) for config in configs.values()}
         if len(keys) != 1:
             raise ValueError(f"configurations of one pack must share {keys}")
-        batch_size, epochs, hidden_layers, seed, scaler = keys.pop()
+        batch_size, epochs, hidden_layers, seed, scaler, embedding_dim = keys.pop()
         members = [member_of(trial_id, config) for trial_id, config in configs.items()]
-        return cls(members, batch_size, epochs, hidden_layers, seed=seed, scaler=scaler)
+        return cls(
+            members, batch_size, epochs, hidden_layers, seed=seed, scaler=scaler,
+            embedding_dim=embedding_dim,
+        )  # fmt: skip
 
     def without(self, trial_ids: set[str]) -> PackState:
         """The pack after ``trial_ids`` left it (stopped early or failed)."""
@@ -113,6 +124,7 @@ class PackState:
             self.dropout_generator,
             self.seed,
             self.scaler,
+            self.embedding_dim,
         )
 
 
@@ -134,7 +146,7 @@ def state_from_payload(payload: dict[str, Any]) -> PackState:
 _STATE_FIELDS = (
     "batch_size", "epochs", "hidden_layers", "epoch", "step", "num_batches_tracked",
     "weights", "exp_avg", "exp_avg_sq", "best_values", "order_generator", "dropout_generator",
-    "seed", "scaler",
+    "seed", "scaler", "embedding_dim",
 )  # fmt: skip
 
 
@@ -155,7 +167,10 @@ def train_pack_epoch(
     data = plan.data_for(state.scaler)
     regression = data.task == "regression"
     n_outputs = 1 if regression else len(data.classes)
-    pack = PackedMLP(state.members, len(data.feature_names), n_outputs, state.hidden_layers, device)
+    pack = PackedMLP(
+        state.members, len(data.feature_names), n_outputs, state.hidden_layers, device,
+        embeddings=state.embeddings(data),
+    )  # fmt: skip
     seed = state.seed_in(plan)
     order_generator = torch.Generator().manual_seed(seed)
     dropout_rng = np.random.default_rng(seed)
@@ -181,6 +196,7 @@ def train_pack_epoch(
         dropout_generator=dict(dropout_rng.bit_generator.state),
         seed=state.seed,
         scaler=state.scaler,
+        embedding_dim=state.embedding_dim,
     )  # fmt: skip
     results: dict[str, EpochResult] = {}
     for index, member in enumerate(pack.members):
@@ -207,8 +223,9 @@ def _start_or_resume(
     if state.epoch == 0:
         for index, member in enumerate(pack.members):
             weights = initial_state_dict(
-                pack.n_features, n_outputs, member.hidden_units, state.hidden_layers, seed
-            )
+                pack.n_features, n_outputs, member.hidden_units, state.hidden_layers, seed,
+                pack.embeddings,
+            )  # fmt: skip
             pack.load_member(index, weights)
         return
     for index, member in enumerate(pack.members):
@@ -257,6 +274,7 @@ def _payload(
         "hidden_units": member.hidden_units,
         "hidden_layers": pack.hidden_layers,
         "dropout": member.dropout,
+        **({"embeddings": pack.embeddings} if pack.embeddings else {}),
     }
     return checkpoint_payload(
         state.weights[member.trial_id],

@@ -11,6 +11,9 @@ batch size, epochs, depth and task in one step, so that the dispatch is paid onc
 - Every trainable tensor is a view into one flat parameter, so that Adam is a handful
   of element-wise operations over all members, with each element's own learning rate
   and weight decay (torch.optim.Adam's update, member by member).
+- Embedded columns (shared.model.CategoryEmbeddings) keep a table per column with the
+  members' vectors side by side (one lookup for all members); each member's vectors go
+  through its own map onto its first-layer columns, one batched matmul per width.
 - The loss is the sum of the members' mean losses, so each member's gradient is the
   one it would get alone. A member that diverges (NaN) spoils only its own columns.
 
@@ -59,10 +62,12 @@ class _Tensor:
     # "inputs": columns of dim 1 are hidden columns (the first layer's weight, kept as
     # (inputs, columns): its gradient is computed faster so than transposed);
     # "cols": rows of dim 0 are hidden columns; "group": dim 0 indexes the members of
-    # one width group; "member": dim 0 indexes all members.
+    # one width group; "member": dim 0 indexes all members; "slots": columns of dim 1
+    # are ``slot`` wide per member (an embedding table's vectors).
     kind: str
     mlp_name: str
     group: int = -1
+    slot: int = 0
 
 
 # A hidden layer's tensors: group weights, bias, BN scale, BN shift, BN mean, BN var.
@@ -93,6 +98,7 @@ class PackedMLP:
         n_outputs: int,
         hidden_layers: int,
         device: str = "cpu",
+        embeddings: list[list[int]] | None = None,
     ) -> None:
         if not members:
             raise ValueError("a pack needs at least one member")
@@ -100,6 +106,12 @@ class PackedMLP:
         self.n_features, self.n_outputs = n_features, n_outputs
         self.hidden_layers = hidden_layers
         self.device = torch.device(device)
+        # [input position, codes, vector size] per embedded column, as MLP takes it.
+        self.embeddings = [list(map(int, column)) for column in embeddings or []]
+        positions = [position for position, _, _ in self.embeddings]
+        others = [j for j in range(n_features) if j not in set(positions)]
+        self._code_index = torch.tensor(positions, dtype=torch.long, device=self.device)
+        self._other_index = torch.tensor(others, dtype=torch.long, device=self.device)
         widths = [m.hidden_units for m in self.members]
         self.col_offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int)
         self.total_width = int(self.col_offsets[-1])
@@ -112,6 +124,10 @@ class PackedMLP:
             for width, first, count in self.groups
         ]
         self._out_weights = [self._leaves[f"out.weight.{g}"] for g in range(len(self.groups))]
+        self._tables = [self._leaves[f"emb{c}"] for c in range(len(self.embeddings))]
+        self._maps = (
+            [self._leaves[f"proj.{g}"] for g in range(len(self.groups))] if self.embeddings else []
+        )
         # Adam's moments, and scratch space for its step.
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
@@ -174,7 +190,8 @@ class PackedMLP:
     # -- layout ----------------------------------------------------------------------
 
     def _param_layout(self) -> list[_Tensor]:
-        k, w_all, f, c = len(self.members), self.total_width, self.n_features, self.n_outputs
+        k, w_all, c = len(self.members), self.total_width, self.n_outputs
+        f = self.n_features - len(self.embeddings)
         layout = []
         for layer in range(self.hidden_layers):
             linear, norm = f"layers.{4 * layer}", f"layers.{4 * layer + 1}"
@@ -197,6 +214,15 @@ class PackedMLP:
                 _Tensor(f"out.weight.{g}", (count, width, c), "group", f"{out}.weight", g)
             )
         layout.append(_Tensor("out.bias", (k, c), "member", f"{out}.bias"))
+        for index, (_, codes, size) in enumerate(self.embeddings):
+            name = f"embedded.tables.{index}.weight"
+            layout.append(_Tensor(f"emb{index}", (codes, k * size), "slots", name, slot=size))
+        if self.embeddings:
+            sizes = sum(size for _, _, size in self.embeddings)
+            for g, (width, _, count) in enumerate(self.groups):
+                layout.append(
+                    _Tensor(f"proj.{g}", (count, sizes, width), "group", "embedded.proj.weight", g)
+                )
         return layout
 
     def _buffer_layout(self) -> list[_Tensor]:
@@ -218,6 +244,8 @@ class PackedMLP:
             return tensor[:, self.col_offsets[index] : self.col_offsets[index + 1]].T
         if spec.kind == "member":
             return tensor[index]
+        if spec.kind == "slots":
+            return tensor[:, index * spec.slot : (index + 1) * spec.slot]
         _, first, count = self.groups[spec.group]
         if first <= index < first + count:
             # Kept as (inputs, outputs) for the batched matmul: transposed to nn.Linear's.
@@ -293,7 +321,7 @@ class PackedMLP:
         """Member ``index``'s torch.optim.Adam ``state_dict``, as an unpacked trial saves it."""
         member = self.members[index]
         exp_avg, exp_avg_sq = self.member_moments(index)
-        names = [name for name, _ in _mlp_parameter_names(self.hidden_layers)]
+        names = [name for name, _ in _mlp_parameter_names(self.hidden_layers, len(self.embeddings))]
         return {
             "state": {
                 position: {
@@ -325,7 +353,12 @@ class PackedMLP:
     def forward(self, x: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Outputs (rows, members, outputs). ``rng`` draws dropout masks when training."""
         views = self._leaves
+        if self.embeddings:
+            codes = x.index_select(1, self._code_index).long()
+            x = x.index_select(1, self._other_index)
         h = torch.addmm(views["h0.bias"], x, views["h0.weight"])
+        if self.embeddings:
+            h = h + self._embedded(codes)
         for layer, (weights, bias, scale, shift, mean, var) in enumerate(self._layers):
             if layer > 0:
                 h = self._grouped(h, weights) + bias
@@ -350,6 +383,23 @@ class PackedMLP:
             # (count, rows, inputs) @ (count, inputs, outputs) -> (count, rows, outputs)
             out = torch.bmm(part.transpose(0, 1), weight).transpose(0, 1)
             parts.append(out.reshape(rows, -1) if flatten else out)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+
+    def _embedded(self, codes: torch.Tensor) -> torch.Tensor:
+        """The embedded columns' share of the first hidden layer, (rows, columns): every
+        member's vectors from one lookup per table, then each member's own map."""
+        rows, k = len(codes), len(self.members)
+        vectors = torch.cat(
+            [
+                table[codes[:, c]].view(rows, k, -1)  # (rows, members, vector size)
+                for c, table in enumerate(self._tables)
+            ],
+            dim=2,
+        )
+        parts = []
+        for (_, first, count), weight in zip(self.groups, self._maps, strict=True):
+            part = vectors[:, first : first + count].transpose(0, 1)  # (count, rows, sizes)
+            parts.append(torch.bmm(part, weight).transpose(0, 1).reshape(rows, -1))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _dropout_multiplier(
@@ -449,20 +499,31 @@ def _copy(part: torch.Tensor) -> torch.Tensor:
     return part.clone(memory_format=torch.contiguous_format).cpu()
 
 
-def _mlp_parameter_names(hidden_layers: int) -> list[tuple[str, str]]:
+def _mlp_parameter_names(hidden_layers: int, tables: int = 0) -> list[tuple[str, str]]:
     """(name, kind) of MLP's parameters in ``model.parameters()`` order."""
     names = []
     for layer in range(hidden_layers):
         for module in (4 * layer, 4 * layer + 1):
             names += [(f"layers.{module}.weight", "w"), (f"layers.{module}.bias", "b")]
     out = 4 * hidden_layers
-    return [*names, (f"layers.{out}.weight", "w"), (f"layers.{out}.bias", "b")]
+    names += [(f"layers.{out}.weight", "w"), (f"layers.{out}.bias", "b")]
+    if tables:
+        names += [(f"embedded.tables.{c}.weight", "w") for c in range(tables)]
+        names.append(("embedded.proj.weight", "w"))
+    return names
 
 
 def initial_state_dict(
-    n_features: int, n_outputs: int, hidden_units: int, hidden_layers: int, seed: int
+    n_features: int,
+    n_outputs: int,
+    hidden_units: int,
+    hidden_layers: int,
+    seed: int,
+    embeddings: list[list[int]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weights an unpacked trial starts from with the same seed."""
     torch.manual_seed(seed)
-    model = MLP(n_features, n_outputs, hidden_units, hidden_layers, seed=seed)
+    model = MLP(
+        n_features, n_outputs, hidden_units, hidden_layers, seed=seed, embeddings=embeddings
+    )
     return model.state_dict()

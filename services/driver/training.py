@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from services.driver.prepared import PreparedData
-from shared.model import MLP, ModelBundle
+from shared.model import MLP, ModelBundle, embedding_layout
 
 EVAL_BATCH_ROWS = 65_536
 # The config key of a trial's own seed.
@@ -137,7 +137,15 @@ def _architecture(config: dict[str, Any], data: PreparedData) -> dict[str, Any]:
         "hidden_units": int(config["hidden_units"]),
         "hidden_layers": int(config.get("hidden_layers", 1)),
         "dropout": float(config["dropout"]),
+        **_embeddings(config, data),
     }
+
+
+def _embeddings(config: dict[str, Any], data: PreparedData) -> dict[str, Any]:
+    """The architecture's ``embeddings`` where the plan embeds a column, else nothing
+    (the key absent, as in checkpoints from before embeddings)."""
+    layout = embedding_layout(data.plan, config.get("embedding_dim"))
+    return {"embeddings": layout} if layout else {}
 
 
 def _optimizer(model: MLP, config: dict[str, Any]) -> torch.optim.Adam:

@@ -18,6 +18,8 @@ from pydantic import ValidationError
 from services.predictor.plan_checks import check_plan
 from shared.errors import InvalidInputError
 from shared.model import CHECKPOINT_FILE, MLP, ModelBundle
+from shared.preprocessing import CODE_FIRST, code_columns
+from shared.preprocessing_fit import MAX_EMBEDDED
 from shared.search_space import SearchSpace
 
 NOT_OURS = f"only {CHECKPOINT_FILE} files written by tunefleet's trainable can be imported"
@@ -56,6 +58,8 @@ def check_claims(payload: Any) -> None:
     for name, width in (("n_features", n_features), ("n_outputs", n_outputs)):
         if not _is_count(width):
             raise InvalidInputError(f"architecture.{name} must be a whole number of at least 1")
+    assert isinstance(n_features, int)  # _is_count above
+    _check_embeddings(architecture.get("embeddings"), n_features)
     _check_weights(architecture, payload.get("state_dict"))
     feature_names = payload.get("feature_names")
     if payload.get("preprocessing") is not None:
@@ -63,8 +67,15 @@ def check_claims(payload: Any) -> None:
             isinstance(n, str) for n in feature_names
         ):
             raise InvalidInputError("feature_names must be a list of column names")
-        assert isinstance(n_features, int)  # _is_count above
         check_plan(payload["preprocessing"], feature_names, n_features)
+        embedded = [(p, c) for p, c, _ in architecture.get("embeddings") or []]
+        if embedded != code_columns(payload["preprocessing"]):
+            raise InvalidInputError(
+                "architecture.embeddings does not match the embedded columns of the "
+                "preprocessing plan (input position and number of codes of each)"
+            )
+    elif architecture.get("embeddings"):
+        raise InvalidInputError("architecture.embeddings needs a preprocessing plan")
     elif not isinstance(feature_names, list) or len(feature_names) != n_features:
         count = len(feature_names) if isinstance(feature_names, list) else "no"
         raise InvalidInputError(
@@ -137,6 +148,38 @@ def _check_within_spec_limits(architecture: dict[str, Any]) -> None:
         ) from exc
 
 
+def _check_embeddings(embeddings: Any, n_features: int) -> None:
+    """[input position, codes, vector size] per embedded column, within what a job
+    makes: sizes within search_space.embedding_dim's limit, codes within the plan's."""
+    if embeddings is None:
+        return
+    if not isinstance(embeddings, list) or not all(
+        isinstance(column, list) and len(column) == 3 and all(map(_is_count_or_zero, column))
+        for column in embeddings
+    ):
+        raise InvalidInputError(
+            "architecture.embeddings must be a list of [input position, codes, vector size]"
+        )
+    positions = [position for position, _, _ in embeddings]
+    if len(set(positions)) != len(positions) or max(positions, default=0) >= n_features:
+        raise InvalidInputError(
+            f"architecture.embeddings: input positions must be distinct and below {n_features}"
+        )
+    for _, codes, size in embeddings:
+        if not CODE_FIRST <= codes <= CODE_FIRST + MAX_EMBEDDED:
+            raise InvalidInputError(
+                f"architecture.embeddings: {codes} codes; a column has "
+                f"{CODE_FIRST}-{CODE_FIRST + MAX_EMBEDDED}"
+            )
+        try:
+            SearchSpace.model_validate({"embedding_dim": size})
+        except ValidationError as exc:
+            raise InvalidInputError(
+                f"architecture.embeddings: vector size {size}: "
+                f"{exc.errors()[0]['msg'].lower()}, the limit of search_space.embedding_dim"
+            ) from exc
+
+
 def _check_weights(architecture: dict[str, Any], state_dict: Any) -> None:
     """Every weight the architecture makes is in the file, with its shape, and no other."""
     if not isinstance(state_dict, dict):
@@ -167,3 +210,7 @@ def _check_weights(architecture: dict[str, Any], state_dict: Any) -> None:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_count_or_zero(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -72,13 +72,32 @@ class InferenceNet(nn.Module):
         # A user's output comes without autograd's graph, so .numpy() works on it as is.
         self.requires_grad_(False)
 
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        outputs = self.layers(features.float() * self.scale + self.offset)
+        outputs = self.network(features.float() * self.scale + self.offset)
         if self.regression:
             values = outputs[:, 0] * self.target_std + self.target_mean
             # exp - 1, not expm1: ONNX has no expm1 operator (opset 17).
             return torch.exp(values) - 1.0 if self.log_target else values
         return torch.softmax(outputs, dim=1)
+
+
+class EmbeddedInferenceNet(InferenceNet):
+    """InferenceNet of a network with embedded columns: their codes come in as columns
+    of the matrix (as the plan makes them) and are looked up in the graph."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        super().__init__(bundle)
+        assert bundle.model.embedded is not None
+        self.embedded = copy.deepcopy(bundle.model.embedded).eval().requires_grad_(False)
+
+    def network(self, x: torch.Tensor) -> torch.Tensor:
+        others, h = self.embedded(x)
+        for index, layer in enumerate(self.layers):
+            h = layer(others) + h if index == 0 else layer(h)
+        return h
 
 
 def output_name(bundle: ModelBundle) -> str:
@@ -103,7 +122,7 @@ def metadata(bundle: ModelBundle, model_id: str) -> dict[str, Any]:
 
 def export_model(bundle: ModelBundle, model_id: str, export_format: ExportFormat) -> bytes:
     """The model as the bytes of a TorchScript (.pt) or ONNX (.onnx) file."""
-    net = InferenceNet(bundle)
+    net = InferenceNet(bundle) if bundle.model.embedded is None else EmbeddedInferenceNet(bundle)
     about = metadata(bundle, model_id)
     with _EXPORT_LOCK, torch.no_grad():
         if export_format == "onnx":

@@ -54,6 +54,7 @@ class _Numeric(_Strict):
 class _Categorical(_Strict):
     name: Name
     role: Literal["categorical"]
+    encoding: Literal["one_hot", "embedding"] = "one_hot"
     categories: list[Annotated[str, Field(max_length=1000)]] = Field(max_length=100_000)
 
 

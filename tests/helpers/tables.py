@@ -52,3 +52,16 @@ def semicolon_csv(frame: pd.DataFrame) -> bytes:
     order mark, and '?' for a gap."""
     text = frame.to_csv(index=False, sep=";", na_rep="?")
     return ("\ufeff" + text).encode()
+
+
+def wide_frame(rows: int = 1200, seed: int = 0, stores: int = 120) -> pd.DataFrame:
+    """A sales-like table whose class follows the store: a column of 120 categories, more
+    than one-hot keeps, so that it is embedded; a number, and gaps among the stores."""
+    rng = np.random.default_rng(seed)
+    names = [f"S{i:03d}" for i in range(stores)]
+    effect = dict(zip(names, rng.normal(0, 2.0, stores), strict=True))
+    store = rng.choice(names, rows).astype(object)
+    size = rng.normal(0, 1, rows).round(3)
+    score = np.array([effect[s] for s in store]) + 0.5 * size + rng.normal(0, 0.5, rows)
+    store[rng.random(rows) < 0.05] = None
+    return pd.DataFrame({"store": store, "size": size, "level": np.where(score > 0, "high", "low")})

@@ -28,7 +28,7 @@ from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import DatasetSpec
-from tests.helpers.tables import messy_frame
+from tests.helpers.tables import messy_frame, wide_frame
 
 IRIS_LABELS = {0: "setosa", 1: "versicolor", 2: "virginica"}
 # Loads both files as someone without tunefleet would: any import of its packages fails.
@@ -106,6 +106,12 @@ def spend_checkpoint() -> bytes:
     frame = messy_frame().drop(columns=["churned"])
     spec = DatasetSpec(upload="0" * 32, target_transform="log", scaler="quantile")
     return trained_checkpoint(spec, None, frame, "spend")
+
+
+@pytest.fixture(scope="module")
+def stores_checkpoint() -> bytes:
+    """A classifier whose store column (120 categories) is embedded."""
+    return trained_checkpoint(DatasetSpec(upload="0" * 32), None, wide_frame(), "level")
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +218,16 @@ def test_an_exported_regression_model_answers_values_in_the_targets_units(
         )
 
 
+def assert_same_classes(answers: dict[str, Any], served: dict[str, Any]) -> None:
+    """Both files answer the labels and probabilities /predict does."""
+    for export_format in ("torchscript", "onnx"):
+        answer = answers[export_format]
+        assert answer["labels"] == served["predictions"], export_format
+        np.testing.assert_allclose(
+            answer["outputs"], served["probabilities"], atol=1e-5, err_msg=export_format
+        )
+
+
 def raw_rows() -> list[dict[str, Any]]:
     """Rows as a user sends them: gaps, an unseen region, a date with a time, a numeric
     string, and the id column the model ignores left out of some."""
@@ -235,12 +251,7 @@ def test_exports_of_a_table_with_text_gaps_and_dates_predict_what_the_service_do
     served = models.post(f"/{model_id}/predict", json={"instances": rows})
     assert served.status_code == 200, served.text
     answers = exported_answers(models, model_id, rows, tmp_path)
-    for export_format in ("torchscript", "onnx"):
-        answer = answers[export_format]
-        assert answer["labels"] == served.json()["predictions"], export_format
-        np.testing.assert_allclose(
-            answer["outputs"], served.json()["probabilities"], atol=1e-5, err_msg=export_format
-        )
+    assert_same_classes(answers, served.json())
 
 
 def test_exports_of_a_log_scale_regression_answer_in_the_targets_units(
@@ -292,3 +303,22 @@ def test_a_bad_format_is_422_naming_the_formats_and_a_deleted_model_is_404(
     assert models.delete(f"/{model_id}").status_code == 204
     gone = models.get(f"/{model_id}/export", params={"format": "onnx"})
     assert gone.status_code == 404 and model_id in gone.json()["detail"]
+
+
+def test_exports_of_a_model_with_embedded_columns_predict_what_the_service_does(
+    models: TestClient, stores_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, stores_checkpoint)
+    # Known stores, a gap, a store never seen, a store as a number-like string.
+    rows = [
+        {"store": "S001", "size": 0.3},
+        {"store": "S042", "size": -1.2},
+        {"store": None, "size": 0.0},
+        {"store": "S999", "size": 2.5},
+        {"store": "S017", "size": "1.5"},
+    ]
+    served = models.post(f"/{model_id}/predict", json={"instances": rows})
+    assert served.status_code == 200, served.text
+    assert len(set(served.json()["predictions"])) == 2  # the store moves the answer
+    answers = exported_answers(models, model_id, rows, tmp_path)
+    assert_same_classes(answers, served.json())

@@ -16,12 +16,15 @@ import torch
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
+from services.driver.splits import prepare
 from services.predictor.app import create_app
 from shared.auth import KeyStore
-from shared.model import ModelBundle
+from shared.model import MLP, ModelBundle, embedding_layout
 from shared.registry import ModelRegistry
 from shared.settings import Settings
+from shared.spec import DatasetSpec
 from tests.helpers.models import payload, saved
+from tests.helpers.tables import wide_frame
 
 META = json.dumps({"validation_value": 0.9})
 
@@ -147,3 +150,38 @@ def test_only_admins_see_where_a_checkpoint_is_kept(
     assert all(shown["id"] == model_id for shown in as_tenant)
     kept = models.get(f"/{model_id}", headers=admin).json()["checkpoint_uri"]
     assert kept is not None and kept.endswith(model_id)
+
+
+def test_embedded_columns_must_match_the_plan_and_the_limits(models: TestClient) -> None:
+    data = prepare(wide_frame(), DatasetSpec(upload="0" * 32), "level")
+    architecture = {
+        "n_features": 2, "n_outputs": 2, "hidden_units": 8,
+        "embeddings": embedding_layout(data.plan, 4),
+    }  # fmt: skip
+    bundle = ModelBundle(
+        model=MLP(**architecture), architecture=architecture, task="classification",
+        feature_names=list(data.columns), classes=data.classes, columns=data.columns,
+        preprocessing=data.plan,
+    )  # fmt: skip
+    answer = upload(models, saved(bundle.payload()))
+    assert answer.status_code == 201, answer.text
+
+    # Tables of 10 codes, weights to match: the plan's column has 119 codes, and a code
+    # past a table's end would fail every prediction.
+    fewer = bundle.payload()
+    fewer["architecture"]["embeddings"] = [[0, 10, 4]]
+    fewer["state_dict"]["embedded.tables.0.weight"] = torch.zeros(10, 4)
+    answer = upload(models, saved(fewer))
+    assert answer.status_code == 422
+    assert "does not match the embedded columns" in answer.json()["detail"]
+    wide = bundle.payload()
+    wide["architecture"]["embeddings"] = [[0, 119, 100_000]]
+    answer = upload(models, saved(wide))
+    assert answer.status_code == 422
+    assert "vector size 100000" in answer.json()["detail"]
+    assert "embedding_dim" in answer.json()["detail"]
+    garbled = bundle.payload()
+    garbled["architecture"]["embeddings"] = [["store", 119, 4]]
+    answer = upload(models, saved(garbled))
+    assert answer.status_code == 422
+    assert "[input position, codes, vector size]" in answer.json()["detail"]

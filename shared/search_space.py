@@ -37,15 +37,25 @@ class Uniform(_Strict, Generic[T]):
         return self
 
 
+# The most steps a quniform range may hold: (high - low) / q.
+MAX_QUNIFORM_STEPS = 1e9
+
+
 class QUniform(_Strict, Generic[T]):
     """Uniform, rounded to a multiple of ``q``: ``{"quniform": [lo, hi, q]}``."""
 
-    quniform: tuple[T, T, Annotated[float, Field(gt=0)]]
+    quniform: tuple[T, T, Annotated[float, Field(gt=0, allow_inf_nan=False)]]
 
     @model_validator(mode="after")
     def _ordered_on_the_grid(self) -> QUniform[T]:
         lo, hi, q = self.quniform
         _check_order(lo, hi)
+        # Rounding divides by q: a q of 1e-320 overflows it, and no search needs more steps.
+        if (float(hi) - float(lo)) / q > MAX_QUNIFORM_STEPS:  # type: ignore[arg-type]
+            raise ValueError(
+                f"quniform q {q:.12g} makes more than {MAX_QUNIFORM_STEPS:.0e} steps from "
+                f"{lo} to {hi}; use a q of at least {(float(hi) - float(lo)) / MAX_QUNIFORM_STEPS:.3g}"  # type: ignore[arg-type]
+            )
         wrong = [
             f"quniform {name} {bound} is not a multiple of q {q:.12g}; "
             f"use {_multiples_around(bound, q)}"

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     )
     max_dataset_rows: int = Field(default=1_000_000, gt=0)
     max_dataset_columns: int = Field(default=1_000, gt=1)
+    max_classes: int = Field(
+        default=1_000,
+        gt=1,
+        description="Classes of a classification target, and outputs of an imported model: "
+        "each row's answer holds a probability per class.",
+    )
+    max_model_inputs: int = Field(
+        default=100_000,
+        gt=0,
+        description="Inputs of an imported model's first layer (the plan's encoded columns).",
+    )
     max_active_jobs_per_tenant: int = Field(
         default=1_000,
         gt=0,

@@ -8,7 +8,9 @@ the feature names and classes to the widths of the first and last layers.
 
 from __future__ import annotations
 
+import math
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,31 @@ from shared.model import CHECKPOINT_FILE, MLP, ModelBundle
 from shared.preprocessing import CODE_FIRST, code_columns
 from shared.preprocessing_fit import MAX_EMBEDDED
 from shared.search_space import SearchSpace
+from shared.settings import Settings
 
 NOT_OURS = f"only {CHECKPOINT_FILE} files written by tunefleet's trainable can be imported"
 
 
-def load_checked(folder: Path) -> ModelBundle:
+@dataclass(frozen=True)
+class ImportLimits:
+    """What an imported model may claim besides a job spec's limits (see Settings)."""
+
+    max_inputs: int = 100_000
+    max_classes: int = 1_000
+    max_columns: int = 1_000
+
+    @classmethod
+    def of(cls, settings: Settings) -> ImportLimits:
+        return cls(settings.max_model_inputs, settings.max_classes, settings.max_dataset_columns)
+
+
+# What MLP takes (shared.model), and so all an architecture may name.
+ARCHITECTURE_KEYS = frozenset(
+    {"n_features", "n_outputs", "hidden_units", "hidden_layers", "dropout", "seed", "embeddings"}
+)
+
+
+def load_checked(folder: Path, limits: ImportLimits | None = None) -> ModelBundle:
     """The model of ``folder``/model.pt once its claims hold; InvalidInputError naming
     the first that does not. Weights only: nothing is unpickled."""
     path = folder / CHECKPOINT_FILE
@@ -36,7 +58,7 @@ def load_checked(folder: Path) -> ModelBundle:
         raise InvalidInputError(
             f"not a tunefleet checkpoint ({type(exc).__name__}); {NOT_OURS}"
         ) from exc
-    check_claims(payload)
+    check_claims(payload, limits or ImportLimits())
     try:
         return ModelBundle.from_payload(payload)
     except Exception as exc:
@@ -45,7 +67,7 @@ def load_checked(folder: Path) -> ModelBundle:
         ) from exc
 
 
-def check_claims(payload: Any) -> None:
+def check_claims(payload: Any, limits: ImportLimits) -> None:
     """Raise InvalidInputError unless the architecture is one a job could have made and
     the weights, feature names, classes and scaler fit it."""
     if not isinstance(payload, dict) or not isinstance(payload.get("architecture"), dict):
@@ -53,20 +75,36 @@ def check_claims(payload: Any) -> None:
     architecture = dict(payload["architecture"])
     if "n_classes" in architecture:  # as ModelBundle.from_payload reads old checkpoints
         architecture["n_outputs"] = architecture.pop("n_classes")
-    _check_within_spec_limits(architecture)
+    _check_architecture_values(architecture)
     n_features, n_outputs = architecture.get("n_features"), architecture.get("n_outputs")
-    for name, width in (("n_features", n_features), ("n_outputs", n_outputs)):
-        if not _is_count(width):
+    for name, width, limit, setting in (
+        ("n_features", n_features, limits.max_inputs, "TUNEFLEET_MAX_MODEL_INPUTS"),
+        ("n_outputs", n_outputs, limits.max_classes, "TUNEFLEET_MAX_CLASSES"),
+    ):
+        if not isinstance(width, int) or not _is_count(width):
             raise InvalidInputError(f"architecture.{name} must be a whole number of at least 1")
+        if width > limit:
+            raise InvalidInputError(
+                f"architecture.{name} is {width}; this service takes at most {limit} ({setting})"
+            )
     assert isinstance(n_features, int)  # _is_count above
     _check_embeddings(architecture.get("embeddings"), n_features)
     _check_weights(architecture, payload.get("state_dict"))
+    _check_tensors_own_their_storage(payload)
     feature_names = payload.get("feature_names")
+    if (
+        not isinstance(feature_names, list)
+        or not all(isinstance(n, str) for n in feature_names)
+        or len(set(feature_names)) != len(feature_names)
+    ):
+        raise InvalidInputError("feature_names must be a list of distinct column names (text)")
+    if len(feature_names) > limits.max_columns:
+        raise InvalidInputError(
+            f"feature_names has {len(feature_names)} columns; this service takes at most "
+            f"{limits.max_columns} (TUNEFLEET_MAX_DATASET_COLUMNS)"
+        )
+    _check_classes(payload.get("classes"))
     if payload.get("preprocessing") is not None:
-        if not isinstance(feature_names, list) or not all(
-            isinstance(n, str) for n in feature_names
-        ):
-            raise InvalidInputError("feature_names must be a list of column names")
         check_plan(payload["preprocessing"], feature_names, n_features)
         embedded = [(p, c) for p, c, _ in architecture.get("embeddings") or []]
         if embedded != code_columns(payload["preprocessing"]):
@@ -76,10 +114,10 @@ def check_claims(payload: Any) -> None:
             )
     elif architecture.get("embeddings"):
         raise InvalidInputError("architecture.embeddings needs a preprocessing plan")
-    elif not isinstance(feature_names, list) or len(feature_names) != n_features:
-        count = len(feature_names) if isinstance(feature_names, list) else "no"
+    elif len(feature_names) != n_features:
         raise InvalidInputError(
-            f"feature_names has {count} names, but the first layer takes {n_features} inputs"
+            f"feature_names has {len(feature_names)} names, but the first layer takes "
+            f"{n_features} inputs"
         )
     task = payload.get("task", "classification")
     classes = payload.get("classes")
@@ -125,6 +163,60 @@ def _check_stored_only(path: Path) -> None:
             f"the checkpoint's record {packed[0]} is compressed; {NOT_OURS}, as torch.save "
             "writes them (uncompressed)"
         )
+
+
+def _check_architecture_values(architecture: dict[str, Any]) -> None:
+    """Only what MLP takes, within the bounds a job spec has."""
+    unknown = sorted(str(key) for key in set(architecture) - ARCHITECTURE_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"architecture.{unknown[0]} is not part of tunefleet's network; {NOT_OURS}"
+        )
+    seed = architecture.get("seed", 0)
+    if not (_is_count_or_zero(seed) and seed < 2**63):
+        raise InvalidInputError(f"architecture.seed is {seed!r}: a whole number from 0 to 2^63 - 1")
+    dropout = architecture.get("dropout", 0.0)
+    if not (
+        isinstance(dropout, int | float) and not isinstance(dropout, bool) and 0 <= dropout < 1
+    ):
+        raise InvalidInputError(f"architecture.dropout is {dropout!r}: a number in [0, 1)")
+    _check_within_spec_limits(architecture)
+
+
+def _check_classes(classes: Any) -> None:
+    """Labels a model can answer with in JSON: text, whole numbers, finite numbers, booleans."""
+    if classes is None:
+        return
+    if not isinstance(classes, list) or not all(
+        isinstance(label, str | int | bool) or (isinstance(label, float) and math.isfinite(label))
+        for label in classes
+    ):
+        raise InvalidInputError(
+            "classes must be a list of labels: text, numbers (finite) or true/false"
+        )
+
+
+def _check_tensors_own_their_storage(payload: dict[str, Any]) -> None:
+    """Every tensor contiguous and the whole of its storage: torch.save keeps a view as
+    its storage and strides, so ``torch.zeros(1).expand(8192, 8192)`` is 4 bytes in the
+    file and 256 MB once the network copies it. So the file's size bounds the memory its
+    model takes."""
+    tensors = {f"state_dict.{k}": v for k, v in (payload.get("state_dict") or {}).items()}
+    tensors |= {name: payload.get(name) for name in ("scale", "offset")}
+    for name, tensor in tensors.items():
+        if not isinstance(tensor, torch.Tensor):
+            continue
+        whole = tensor.numel() * tensor.element_size()
+        if (
+            not tensor.is_contiguous()
+            or tensor.storage_offset() != 0
+            or tensor.untyped_storage().nbytes() != whole
+        ):
+            raise InvalidInputError(
+                f"{name} is a view of {tensor.untyped_storage().nbytes()} bytes of storage for "
+                f"{whole} bytes of values; save each tensor contiguous and on its own "
+                "(tensor.contiguous().clone()), as tunefleet's trainable does"
+            )
 
 
 def _check_within_spec_limits(architecture: dict[str, Any]) -> None:

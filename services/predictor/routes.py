@@ -5,6 +5,7 @@ Serve mounts the predictor at /models, so the paths here are relative to it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
@@ -16,9 +17,10 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
+from services.edge.finite_json import FiniteJSONRoute, loads_finite, nan_is_a_gap
 from services.edge.metrics import metrics_of
 from services.predictor.batches import batch_spec
-from services.predictor.checkpoints import load_checked
+from services.predictor.checkpoints import ImportLimits, load_checked
 from services.predictor.deps import ModelServicesDep
 from services.predictor.export import export_model
 from services.predictor.features import instances_to_columns
@@ -35,7 +37,7 @@ from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRecord
 from shared.vocabulary import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, JobStatus, Subject
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=FiniteJSONRoute)
 
 ModelId = Annotated[
     str, Path(pattern=MODEL_ID_PATTERN, description="The id of the job that made the model.")
@@ -142,7 +144,9 @@ async def import_model(
     """Register a checkpoint made by tunefleet's trainable elsewhere (an old experiment
     folder, another cluster) as a model that can be predicted with."""
     try:
-        info = ImportMeta.model_validate_json(meta)
+        info = ImportMeta.model_validate(loads_finite(meta, "meta"))
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"meta: not JSON ({exc})") from exc
     except ValidationError as exc:
         raise InvalidInputError(f"meta: {exc.errors()[0]['msg']}") from exc
     limit = services.settings.max_upload_bytes
@@ -160,30 +164,36 @@ async def import_model(
     with tempfile.TemporaryDirectory() as folder:
         (FilePath(folder) / CHECKPOINT_FILE).write_bytes(content)
         # Its claims checked before its network is built. Off the event loop: it takes a while.
-        bundle = await run_in_threadpool(load_checked, FilePath(folder))
+        limits = ImportLimits.of(services.settings)
+        bundle = await run_in_threadpool(load_checked, FilePath(folder), limits)
         home = await run_in_threadpool(
             services.model_files.save,
             principal.tenant,
             model_id,
             FilePath(folder) / CHECKPOINT_FILE,
         )
-    record = ModelRecord(
-        id=model_id,
-        job_id=model_id,
-        checkpoint_uri=str(home),
-        task=bundle.task,
-        config=info.config,
-        metric=info.metric,
-        mode=info.mode,
-        validation_value=info.validation_value,
-        test_metrics={},
-        feature_names=list(bundle.feature_names),
-        columns=dict(bundle.columns),
-        classes=list(bundle.classes),
-        created_at=time.time(),
-        tenant=principal.tenant,
-    )
-    await run_in_threadpool(services.registry.register, record)
+    try:
+        record = ModelRecord(
+            id=model_id,
+            job_id=model_id,
+            checkpoint_uri=str(home),
+            task=bundle.task,
+            config=info.config,
+            metric=info.metric,
+            mode=info.mode,
+            validation_value=info.validation_value,
+            test_metrics={},
+            feature_names=list(bundle.feature_names),
+            columns=dict(bundle.columns),
+            classes=list(bundle.classes),
+            created_at=time.time(),
+            tenant=principal.tenant,
+        )
+        await run_in_threadpool(services.registry.register, record)
+    except BaseException:
+        # Not registered: its file must not stay in storage, counted in the quota.
+        await run_in_threadpool(services.model_files.remove, principal.tenant, model_id, str(home))
+        raise
     return ModelView.of(record, principal)
 
 
@@ -211,6 +221,7 @@ def delete_model(
 
 
 @router.post("/{model_ref}/predict", response_model=PredictResponse)
+@nan_is_a_gap
 async def predict(
     model_ref: ModelRef,
     request: PredictRequest,

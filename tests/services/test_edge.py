@@ -181,3 +181,29 @@ def test_every_not_found_says_where_to_look(settings: Settings) -> None:
     assert trial.json()["detail"] == (
         f"job {queued} has no trial 't1'; GET /jobs/{queued}/trials lists them"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        # As Python's json.dumps writes a float that is not finite, and a number too large.
+        ('{"search_space": {"lr": NaN}}', "search_space.lr: NaN is not a finite number"),
+        (
+            '{"search_space": {"lr": {"grid": [0.1, Infinity]}}}',
+            "search_space.lr.grid[1]: Infinity",
+        ),
+        ('{"search_space": {"dropout": {"uniform": [-Infinity, 0.5]}}}', "uniform[0]: -Infinity"),
+        ('{"scheduler": {"type": "asha", "grace_period": 1e999}}', "grace_period: 1e999"),
+        ('{"search_space": {"lr": {"quniform": [0.001, 0.1, 1e-320]}}}', "use a q of at least"),
+        ('{"search_space": {"lr": {"quniform": [0.001, 0.1, 1e400]}}}', "quniform[2]: 1e400"),
+    ],
+)
+def test_a_number_that_is_not_finite_is_422_naming_the_field(
+    settings: Settings, redis_client: redis.Redis, body: str, detail: str
+) -> None:
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    spec = body[:-1] + ', "dataset": {"builtin": "iris"}}'
+    answer = client.post("/jobs", content=spec, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert detail in str(answer.json()["detail"])
+    assert JobStore(redis_client).recent() == []  # nothing queued

@@ -185,3 +185,67 @@ def test_embedded_columns_must_match_the_plan_and_the_limits(models: TestClient)
     answer = upload(models, saved(garbled))
     assert answer.status_code == 422
     assert "[input position, codes, vector size]" in answer.json()["detail"]
+
+
+def test_views_that_would_grow_at_load_are_refused_and_memory_stays_flat(
+    models: TestClient,
+) -> None:
+    # torch.save keeps a view as its storage and strides: 16 layers of 8,192 units on
+    # 1,000 features, every tensor one float expanded, is a small file that loads as GBs.
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    architecture = {"n_features": 1000, "n_outputs": 3, "hidden_units": 8192, "hidden_layers": 16}
+    with torch.device("meta"):
+        weights = MLP(**architecture).state_dict()
+    expanded = payload()
+    expanded["architecture"] = architecture
+    expanded["state_dict"] = {
+        k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in weights.items()
+    }
+    expanded["feature_names"] = [f"f{i}" for i in range(1000)]
+    expanded["scale"], expanded["offset"] = torch.ones(1000), torch.zeros(1000)
+    checkpoint = saved(expanded)
+    assert len(checkpoint) < 100_000
+    answer = upload(models, checkpoint)
+    assert answer.status_code == 422
+    assert "is a view of 4 bytes of storage" in answer.json()["detail"]
+    assert "contiguous" in answer.json()["detail"]
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kb
+    assert grown_kb < 200_000, f"the process grew by {grown_kb} KB"
+
+
+def bad_claims() -> dict[str, dict[str, Any]]:
+    """Checkpoints that load but claim what no job makes, by what is wrong."""
+    named_by_numbers = payload()
+    named_by_numbers["feature_names"] = [0, 1, 2, 3]
+    tensor_label = payload()
+    tensor_label["classes"] = [torch.tensor(1), 2, 3]
+    negative_seed = payload()
+    negative_seed["architecture"]["seed"] = -1
+    many_outputs = payload(n_outputs=1001)
+    return {
+        "feature_names must be a list of distinct column names": named_by_numbers,
+        "classes must be a list of labels": tensor_label,
+        "architecture.seed is -1": negative_seed,
+        "architecture.n_outputs is 1001; this service takes at most 1000": many_outputs,
+    }
+
+
+def test_malformed_claims_are_422_and_leave_nothing_behind(
+    models: TestClient, tmp_path: Path
+) -> None:
+    for message, content in bad_claims().items():
+        answer = upload(models, saved(content))
+        assert answer.status_code == 422, (message, answer.text)
+        assert message in answer.json()["detail"]
+    for meta, message in (
+        ('{"validation_value": NaN}', "meta.validation_value: NaN is not a finite number"),
+        ('{"validation_value": 0.5, "config": {"lr": Infinity}}', "meta.config.lr: Infinity"),
+        ('{"validation_value": 0.5', "meta: not JSON"),
+    ):
+        answer = models.post(
+            "/import", files={"checkpoint": ("model.pt", saved(payload()))}, data={"meta": meta}
+        )
+        assert answer.status_code == 422, answer.text
+        assert message in answer.json()["detail"]
+    assert models.get("/").json() == []
+    assert list(tmp_path.rglob("model.pt")) == []

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
+from services.edge.finite_json import FiniteJSONRoute
 from services.gateway.deps import ServicesDep
 from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
@@ -24,7 +25,7 @@ from shared.results import TrialRow, best_first, trials_table
 from shared.spec import JobSpec
 from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, Subject
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=FiniteJSONRoute)
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="A job id from POST /jobs.")]
 TrialId = Annotated[

@@ -70,9 +70,22 @@ class BatchSpec(BatchRequest):
     rows: int = Field(ge=0, description="Rows of the table.")
 
 
-def output_file(batches_dir: StoragePath, job_id: str, output_format: str) -> StoragePath:
-    """Where a batch job's output lies once the job has succeeded: one file."""
-    return batches_dir / job_id / f"{OUTPUT_STEM}.{output_format}"
+def attempt_folder(batches_dir: StoragePath, job_id: str, attempt: str) -> StoragePath:
+    """What one attempt (one claim of the job, by its token) writes: its parts and its
+    output. An attempt whose lease ended while it wrote touches only its own folder."""
+    return batches_dir / job_id / attempt
+
+
+def output_file(
+    batches_dir: StoragePath, job_id: str, output_format: str, attempt: str | None
+) -> StoragePath:
+    """Where a batch job's output lies once the job has succeeded: one file, in the
+    folder of the attempt that succeeded (jobs from before attempts had folders: in the
+    job's)."""
+    folder = (
+        batches_dir / job_id if attempt is None else attempt_folder(batches_dir, job_id, attempt)
+    )
+    return folder / f"{OUTPUT_STEM}.{output_format}"
 
 
 def output_columns(task: str, classes: Sequence[Any]) -> list[str]:

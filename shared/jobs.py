@@ -373,8 +373,14 @@ class JobStore(RedisStore):
         self._update_running(lease, {"rows_done": str(rows_done)})
 
     def succeed_batch(self, lease: Lease, rows_done: int) -> None:
-        """Mark a batch job succeeded once its output is whole, and acknowledge it."""
-        self._finish(lease, JobStatus.SUCCEEDED, {"rows_done": str(rows_done)})
+        """Mark a batch job succeeded once its output is whole, and acknowledge it: the
+        output this lease's attempt wrote is the job's (LeaseLostError if the lease has
+        ended: another attempt's output, or none, is)."""
+        self._finish(
+            lease,
+            JobStatus.SUCCEEDED,
+            {"rows_done": str(rows_done), "output_attempt": lease.token},
+        )
 
     def succeed(self, lease: Lease, best: BestTrial, test_metrics: dict[str, float]) -> None:
         """Mark the job succeeded with its best trial and test score, and acknowledge it."""

@@ -51,10 +51,11 @@ class QUniform(_Strict, Generic[T]):
         lo, hi, q = self.quniform
         _check_order(lo, hi)
         # Rounding divides by q: a q of 1e-320 overflows it, and no search needs more steps.
-        if (float(hi) - float(lo)) / q > MAX_QUNIFORM_STEPS:  # type: ignore[arg-type]
+        span = float(hi) - float(lo)  # type: ignore[arg-type]
+        if span / q > MAX_QUNIFORM_STEPS:
             raise ValueError(
                 f"quniform q {q:.12g} makes more than {MAX_QUNIFORM_STEPS:.0e} steps from "
-                f"{lo} to {hi}; use a q of at least {(float(hi) - float(lo)) / MAX_QUNIFORM_STEPS:.3g}"  # type: ignore[arg-type]
+                f"{lo} to {hi}; use a q of at least {span / MAX_QUNIFORM_STEPS:.3g}"
             )
         wrong = [
             f"quniform {name} {bound} is not a multiple of q {q:.12g}; "

@@ -4,7 +4,7 @@ Ray Data reads the upload from storage (its Parquet copy, else its CSV), scores 
 batches on a pool of Ray workers that each load the model once (a callable class), and
 writes the rows with the model's columns added as part files below the job's folder;
 the driver then
-joins the parts into one file, ``<storage>/batches/<job id>/predictions.<format>``,
+joins the parts into one file, ``<storage>/batches/<job id>/<claim token>/predictions.<format>``,
 which GET /jobs/{id}/output streams. Rows keep their order (preserve_order), so the
 output's rows line up with the input's.
 
@@ -30,7 +30,7 @@ import torch
 from ray.actor import ActorHandle
 
 from shared.auth import tenant_folder
-from shared.batch import BatchSpec, check_scorable, output_columns, output_file
+from shared.batch import BatchSpec, attempt_folder, check_scorable, output_columns, output_file
 from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
 from shared.jobs import JobStore, Lease
@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 SCORE_BATCH_ROWS = 4096
 PROGRESS_INTERVAL_S = 1.0
 PARTS_FOLDER = "parts"
+# How long an attempt that must end waits for its scorers to see the stop flag.
+STOP_WAIT_S = 60.0
 
 
 class BatchFailedError(TunefleetError):
@@ -125,8 +127,11 @@ def run_batch(
 ) -> None:
     """Score a batch job's table, write its output and mark it succeeded.
 
-    When ``should_stop`` turns true the scoring stops, its parts are removed and the
-    job is left for the caller. A job run again (its driver died) starts over.
+    Each attempt (a claim of the job) writes into a folder of its own, named by its
+    claim's token, and only the lease holder publishes its output (the job's record
+    names the attempt). However this ends short of that, the scorers are stopped and
+    the attempt's own folder removed: never another attempt's. When ``should_stop``
+    turns true the job is left for the caller. A job run again starts over.
     """
     job_id = lease.job_id
     record = registry.get(spec.model)  # NotFoundError once deleted: the job fails, saying so
@@ -134,10 +139,40 @@ def run_batch(
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)
     table, table_format = datasets.table(spec.dataset.upload)
-    parts = settings.batches_dir / job_id / PARTS_FOLDER
-    parts.rmtree()  # what an earlier attempt left
-    parts_fs, parts_path = parts.arrow
+    folder = attempt_folder(settings.batches_dir, job_id, lease.token)
+    parts = folder / PARTS_FOLDER
+    published = False
+    try:
+        if _score(
+            table, table_format, record, settings, parts, lease, spec.rows, jobs, should_stop
+        ):
+            _join_parts(
+                parts,
+                output_file(settings.batches_dir, job_id, spec.format, lease.token),
+                spec.format,
+            )
+            parts.rmtree()
+            jobs.succeed_batch(lease, spec.rows)  # fenced: only the lease holder's output
+            published = True
+    finally:
+        if not published:
+            folder.rmtree()
 
+
+def _score(
+    table: StoragePath,
+    table_format: str,
+    record: ModelRecord,
+    settings: Settings,
+    parts: StoragePath,
+    lease: Lease,
+    rows_total: int,
+    jobs: JobStore,
+    should_stop: Callable[[], bool],
+) -> bool:
+    """Write the scored rows as part files below ``parts``; False if told to stop.
+    However it ends (a lost lease, Redis gone), the scorers have stopped writing."""
+    parts_fs, parts_path = parts.arrow
     progress = _Progress.remote()  # type: ignore[attr-defined]
     scored = _scored(table, table_format, record, settings, progress)
     failure: list[BaseException] = []
@@ -150,23 +185,20 @@ def run_batch(
         except BaseException as exc:  # handed to the driver's thread, which decides
             failure.append(exc)
 
-    writer = threading.Thread(target=write_parts, name=f"batch-{job_id}", daemon=True)
+    writer = threading.Thread(target=write_parts, name=f"batch-{lease.job_id}", daemon=True)
     writer.start()
-    stopping = _follow(writer, progress, lease, spec.rows, jobs, should_stop)
-    ray.kill(progress)
-    if stopping or should_stop():
-        parts.parent.rmtree()
-        return
-    if failure:
-        parts.parent.rmtree()
-        raise BatchFailedError(f"the table could not be scored: {_root_cause(failure[0])}")
     try:
-        _join_parts(parts, output_file(settings.batches_dir, job_id, spec.format), spec.format)
-    except BaseException:
-        parts.parent.rmtree()  # no half-written output
-        raise
-    parts.rmtree()
-    jobs.succeed_batch(lease, spec.rows)
+        stopping = _follow(writer, progress, lease, rows_total, jobs, should_stop)
+    finally:
+        if writer.is_alive():  # _follow raised: the scorers must not write on
+            progress.stop.remote()
+            writer.join(STOP_WAIT_S)
+        ray.kill(progress)
+    if stopping or should_stop():
+        return False
+    if failure:
+        raise BatchFailedError(f"the table could not be scored: {_root_cause(failure[0])}")
+    return True
 
 
 def _scored(

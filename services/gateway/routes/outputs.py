@@ -64,7 +64,7 @@ def _located(job_id: str, services: Services, principal: Principal) -> tuple[Sto
             f"batch job {job_id} is {job.state.value} ({job.rows_done or 0} of "
             f"{job.rows_total} rows scored); its output is here once it has succeeded"
         )
-    output = output_file(services.settings.batches_dir, job_id, job.spec.format)
+    output = output_file(services.settings.batches_dir, job_id, job.spec.format, job.output_attempt)
     try:
         size = output.stat().st_size
     except FileNotFoundError:

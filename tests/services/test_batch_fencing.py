@@ -1,0 +1,121 @@
+"""Batch jobs run twice: an attempt whose lease ran out while its scorers wrote neither
+doubles the output's rows nor removes the output of the attempt that holds the job.
+In process, on a local Ray and a real redis-server."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import redis
+
+from cluster.redis_server import RedisServer
+from services.driver.batch import run_batch
+from services.predictor.batches import batch_spec
+from shared.auth import tenant_folder
+from shared.batch import BatchRequest, BatchSpec, attempt_folder, output_file
+from shared.data import DatasetStore
+from shared.jobs import JobStore
+from shared.registry import ModelRecord, ModelRegistry
+from shared.settings import Settings
+from shared.vocabulary import DEFAULT_TENANT, JobStatus
+from tests.helpers.models import payload, saved
+
+pytestmark = pytest.mark.ray
+
+ROWS = 20_000
+LEASE_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    # Room for both attempts at once: a scorer and a reading task each.
+    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def batch(
+    local_ray: None, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+) -> tuple[Settings, JobStore, ModelRegistry, BatchSpec, str]:
+    """A queued batch job scoring ROWS rows with a registered model."""
+    settings = Settings(
+        redis_url=redis_server.url, home=tmp_path, lease_s=LEASE_S, batch_max_workers=1
+    )
+    jobs = JobStore(redis_client, settings.queue_policy())
+    registry = ModelRegistry(redis_client)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(saved(payload()))
+    record = ModelRecord(
+        id="a" * 32, job_id="a" * 32, checkpoint_uri=str(folder), config={},
+        metric="val_accuracy", mode="max", validation_value=0.5, test_metrics={},
+        feature_names=["f0", "f1", "f2", "f3"], classes=[0, 1, 2], created_at=time.time(),
+    )  # fmt: skip
+    registry.register(record)
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(ROWS, 4)), columns=record.feature_names)
+    table.insert(0, "row", range(ROWS))
+    datasets = DatasetStore(tenant_folder(settings.datasets_dir, DEFAULT_TENANT))
+    upload = datasets.save(table.to_csv(index=False).encode(), purpose="scoring")
+    request = BatchRequest.model_validate({"dataset": upload.id})
+    spec = batch_spec(request, record, settings, DEFAULT_TENANT)
+    job_id, _ = jobs.enqueue(spec, None, DEFAULT_TENANT)
+    return settings, jobs, registry, spec, job_id
+
+
+def test_a_stale_attempt_neither_doubles_nor_removes_the_output(
+    batch: tuple[Settings, JobStore, ModelRegistry, BatchSpec, str],
+) -> None:
+    settings, jobs, registry, spec, job_id = batch
+    first = jobs.claim("driver-1")
+    assert first is not None
+    seconds: list[str] = []
+
+    def first_should_stop() -> bool:
+        # Asked about once a second while the first attempt's scorers write. The first
+        # time, its lease runs out, the job is claimed again, and the second attempt
+        # runs to the end; then the first learns that its claim has ended.
+        if not seconds:
+            time.sleep(LEASE_S + 0.5)
+            assert jobs.reap() == [job_id]
+            second = jobs.claim("driver-2")
+            assert second is not None
+            seconds.append(second.token)
+            run_batch(second, spec, settings, jobs, registry)
+        return not jobs.renew(first)
+
+    run_batch(first, spec, settings, jobs, registry, should_stop=first_should_stop)
+
+    job = jobs.get(job_id)
+    assert job.state is JobStatus.SUCCEEDED and job.output_attempt == seconds[0]
+    output = output_file(settings.batches_dir, job_id, "csv", seconds[0])
+    scored = pd.read_csv(io.BytesIO(output.read_bytes()))
+    # Every row once, in the input's order, after the first attempt has gone.
+    assert scored["row"].tolist() == list(range(ROWS))
+    assert not attempt_folder(settings.batches_dir, job_id, first.token).exists()
+
+
+def test_an_attempt_that_ends_abruptly_stops_its_scorers_and_leaves_nothing(
+    batch: tuple[Settings, JobStore, ModelRegistry, BatchSpec, str],
+) -> None:
+    settings, jobs, registry, spec, job_id = batch
+    lease = jobs.claim("driver-1")
+    assert lease is not None
+
+    def redis_gone() -> bool:
+        raise redis.ConnectionError("Redis went away")
+
+    with pytest.raises(redis.ConnectionError):
+        run_batch(lease, spec, settings, jobs, registry, should_stop=redis_gone)
+    folder = attempt_folder(settings.batches_dir, job_id, lease.token)
+    assert not folder.exists()
+    time.sleep(2.0)  # scorers still running would write parts again by now
+    assert not folder.exists()

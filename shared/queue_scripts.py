@@ -12,8 +12,10 @@ from shared.vocabulary import DEFAULT_TENANT, PRIORITIES
 _PRIORITIES = ", ".join(f'"{p}"' for p in PRIORITIES)
 
 # Every queued job waits in its tenant's line of its priority. line_up puts a job at the
-# back of its line (a new job) or the front (one handed back or reclaimed); a tenant
-# joins its priority's round with "never served" (0), so a newcomer is next.
+# back of its line (a new job) or the front (one handed back or reclaimed). A tenant
+# joins its priority's round (or comes back to it, its line having emptied) just after
+# the tenant next in turn: next but one, not first. Joining at the front let a tenant
+# that submits each job just as its last is claimed win every claim.
 QUEUE_LIB = f"""
 local PRIORITIES = {{{_PRIORITIES}}}
 local JOB = "{redis_keys.job("")}"
@@ -27,10 +29,18 @@ end
 local function line_up(id, priority, tenant, front)
   local line = QUEUE .. priority .. ":" .. tenant
   if front then redis.call("RPUSH", line, id) else redis.call("LPUSH", line, id) end
-  redis.call("ZADD", TENANTS .. priority, "NX", 0, tenant)
+  local round = TENANTS .. priority
+  if not redis.call("ZSCORE", round, tenant) then
+    local next_in_turn = redis.call("ZRANGE", round, 0, 0, "WITHSCORES")
+    local turn = 0
+    if next_in_turn[2] then turn = tonumber(next_in_turn[2]) + 0.5 end
+    redis.call("ZADD", round, turn, tenant)
+  end
 end
 
-local function requeue(id)
+-- A job back in the queue (reclaimed, handed back) waits afresh before it ages up.
+local function requeue(id, now)
+  redis.call("HSET", JOB .. id, "queued_since", now)
   line_up(id, redis.call("HGET", JOB .. id, "priority"), tenant_of(id), true)
 end
 
@@ -284,7 +294,7 @@ for _, id in ipairs(expired) do
     redis.call("EXPIRE", job, ARGV[2])
   elseif state == "running" then
     redis.call("HSET", job, "state", "queued")
-    requeue(id)  -- the front of its tenant's line: next when the tenant's turn comes
+    requeue(id, now_s)  -- the front of its tenant's line: next when the tenant's turn comes
   end
   moved[#moved + 1] = id
 end
@@ -358,7 +368,7 @@ if redis.call("HGET", KEYS[1], "state") == "cancelling" then
 end
 redis.call("HSET", KEYS[1], "state", "queued")
 redis.call("HINCRBY", KEYS[1], "attempts", -1)
-requeue(ARGV[2])
+requeue(ARGV[2], now_s)
 return "queued"
 """
 )

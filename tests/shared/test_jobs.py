@@ -414,3 +414,34 @@ def test_jobs_queued_before_per_tenant_lines_are_still_claimed_in_order(
     assert store.queue_depths()["normal"] == 3
     assert [claimed_id(store, "d1") for _ in range(3)] == ids
     assert redis_client.exists("tunefleet:queue:normal") == 0
+
+
+def test_a_tenant_that_submits_as_its_last_job_is_claimed_only_takes_its_turn(
+    store: JobStore,
+) -> None:
+    # Alpha has a backlog. Beta submits its next job only once its last one has been
+    # claimed, so that its line is empty at every submit: coming back must not put beta
+    # ahead of alpha each time.
+    names = {store.enqueue(spec("a"), tenant="alpha")[0]: f"a{i}" for i in range(5)}
+    order: list[str] = []
+    beta_waiting = False
+    for _ in range(4):
+        if not beta_waiting:
+            names[store.enqueue(spec("b"), tenant="beta")[0]] = f"b{len(names) - 5}"
+        claimed = names[str(claimed_id(store, "d1"))]
+        beta_waiting = claimed.startswith("a")
+        order.append(claimed)
+    assert order == ["a0", "b0", "a1", "b1"]
+
+
+def test_a_job_handed_back_waits_afresh_before_it_moves_up(redis_client: redis.Redis) -> None:
+    store = policy_store(redis_client, aging_s=0.5)
+    low = store.enqueue(JobSpec.model_validate({**spec("low").model_dump(), "priority": "low"}))[0]
+    lease = claim(store, "d1")
+    time.sleep(0.7)  # it ran longer than aging_s, then its driver stopped
+    assert store.release(lease) == "queued"
+    normal = enqueue(store, spec("fresh"))
+    # Queued again just now: still low, behind the normal job.
+    assert claimed_id(store, "d2") == normal
+    assert store.get(low).priority == "low"
+    assert claimed_id(store, "d2") == low

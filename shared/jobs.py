@@ -168,10 +168,7 @@ class JobStore(RedisStore):
                 "nothing to cancel"
             )
         self.results.job_changed(job_id)
-        job = self.get(job_id)
-        if job.state.is_terminal():  # a queued job: ended at once
-            self.results.expire(job_id, self.policy.retention_s)
-        return job
+        return self.get(job_id)
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""
@@ -323,8 +320,6 @@ class JobStore(RedisStore):
             lease.lost.set()
         else:
             self.results.job_changed(lease.job_id)
-        if outcome == "cancelled":
-            self.results.expire(lease.job_id, self.policy.retention_s)
         return outcome
 
     def reap(self) -> list[str]:
@@ -334,9 +329,6 @@ class JobStore(RedisStore):
         )
         for job_id in moved:
             self.results.job_changed(str(job_id))
-            state = self.state(str(job_id))
-            if state is not None and state.is_terminal():  # failed after max_attempts
-                self.results.expire(str(job_id), self.policy.retention_s)
         return [str(job_id) for job_id in moved]
 
     def record_objective(self, lease: Lease, task: str, metric: str, mode: str) -> None:
@@ -416,7 +408,6 @@ class JobStore(RedisStore):
         )
         if not finished:
             self._lost(lease)
-        self.results.expire(lease.job_id, retention_s)
         self.results.job_changed(lease.job_id)
 
     def _lost(self, lease: Lease) -> None:

@@ -74,6 +74,33 @@ local function migrate()
 end
 """
 
+
+def _lua_key(key: str) -> str:
+    """A Lua expression for a key made with "\0" for the Lua variable ``id`` (a job id)
+    and "\1" for ``trial`` (a trial id)."""
+    quoted = '"' + key.replace("\0", '" .. id .. "').replace("\1", '" .. trial .. "') + '"'
+    return quoted.removeprefix('"" .. ').removesuffix(' .. ""')
+
+
+# A job that ended lets its record, trials, their histories and its events go after the
+# retention, in the same script that ends it: set in a step after, a lost reply would
+# leave them forever.
+_JOB_KEY = _lua_key(redis_keys.job("\0"))
+_TRIALS_KEY = _lua_key(redis_keys.job_trials("\0"))
+_EVENTS_KEY = _lua_key(redis_keys.job_events("\0"))
+_HISTORY_KEY = _lua_key(redis_keys.trial_history("\0", "\1"))
+EXPIRE_LIB = f"""
+local function expire_job(id, retention)
+  local trials = {_TRIALS_KEY}
+  redis.call("EXPIRE", {_JOB_KEY}, retention)
+  redis.call("EXPIRE", {_EVENTS_KEY}, retention)
+  for _, trial in ipairs(redis.call("HKEYS", trials)) do
+    redis.call("EXPIRE", {_HISTORY_KEY}, retention)
+  end
+  redis.call("EXPIRE", trials, retention)
+end
+"""
+
 # Upper bounds of the histograms' buckets, in seconds (Prometheus's "le").
 DURATION_BUCKETS_S = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 _BUCKETS = ", ".join(str(b) for b in DURATION_BUCKETS_S)
@@ -270,6 +297,7 @@ return 0
 # ARGV: max attempts, retention (s)
 REAP = (
     STATS_LIB
+    + EXPIRE_LIB
     + QUEUE_LIB
     + NOW
     + """
@@ -284,14 +312,14 @@ for _, id in ipairs(expired) do
   if state == "cancelling" then
     redis.call("HSET", job, "state", "cancelled", "finished_at", now_s)
     ended(job, "cancelled", now_s)
-    redis.call("EXPIRE", job, ARGV[2])
+    expire_job(id, ARGV[2])
   elseif state == "running" and attempts >= tonumber(ARGV[1]) then
     redis.call("HSET", job, "state", "failed", "finished_at", now_s, "error",
       "the driver running this job stopped (crashed, killed or lost) in each of its "
       .. attempts .. " attempts; see the driver logs, or resubmit with fewer or "
       .. "smaller trials if it ran out of memory")
     ended(job, "failed", now_s)
-    redis.call("EXPIRE", job, ARGV[2])
+    expire_job(id, ARGV[2])
   elseif state == "running" then
     redis.call("HSET", job, "state", "queued")
     requeue(id, now_s)  -- the front of its tenant's line: next when the tenant's turn comes
@@ -333,6 +361,7 @@ return 1
 # KEYS: job, processing. ARGV: token, job id, end state, retention (s), fields...
 FINISH = (
     STATS_LIB
+    + EXPIRE_LIB
     + NOW
     + """
 if redis.call("HGET", KEYS[1], "lease") ~= ARGV[1] then return 0 end
@@ -343,7 +372,7 @@ redis.call("HSET", KEYS[1], "state", ARGV[3], "finished_at", now_s, "trials_runn
 ended(KEYS[1], ARGV[3], now_s)
 redis.call("HDEL", KEYS[1], "lease")
 redis.call("ZREM", KEYS[2], ARGV[2])
-redis.call("EXPIRE", KEYS[1], ARGV[4])
+expire_job(ARGV[2], ARGV[4])
 return 1
 """
 )
@@ -354,6 +383,7 @@ return 1
 # KEYS: job, processing. ARGV: token, job id, retention (s)
 RELEASE = (
     STATS_LIB
+    + EXPIRE_LIB
     + QUEUE_LIB
     + NOW
     + """
@@ -363,7 +393,7 @@ redis.call("ZREM", KEYS[2], ARGV[2])
 if redis.call("HGET", KEYS[1], "state") == "cancelling" then
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
   ended(KEYS[1], "cancelled", now_s)
-  redis.call("EXPIRE", KEYS[1], ARGV[3])
+  expire_job(ARGV[2], ARGV[3])
   return "cancelled"
 end
 redis.call("HSET", KEYS[1], "state", "queued")
@@ -385,6 +415,7 @@ return 1
 # KEYS: job. ARGV: job id, retention (s)
 CANCEL = (
     STATS_LIB
+    + EXPIRE_LIB
     + QUEUE_LIB
     + NOW
     + """
@@ -395,7 +426,7 @@ if state == "queued" then
   unqueue(ARGV[1])
   redis.call("HSET", KEYS[1], "state", "cancelled", "finished_at", now_s)
   ended(KEYS[1], "cancelled", now_s)
-  redis.call("EXPIRE", KEYS[1], ARGV[2])
+  expire_job(ARGV[1], ARGV[2])
   return "cancelled"
 end
 if state == "running" then

@@ -112,16 +112,6 @@ class ResultStore:
             )
         return [json.loads(raw[i]) for i in sorted(raw, key=int)]
 
-    def expire(self, job_id: str, retention_s: int) -> None:
-        """Let a finished job's trials, histories and events go after ``retention_s``."""
-        trial_ids: list[str] = self._redis.hkeys(redis_keys.job_trials(job_id))  # type: ignore[assignment]
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.expire(redis_keys.job_trials(job_id), retention_s)
-            pipe.expire(redis_keys.job_events(job_id), retention_s)
-            for trial_id in trial_ids:
-                pipe.expire(redis_keys.trial_history(job_id, trial_id), retention_s)
-            pipe.execute()
-
 
 class EventFeed:
     """Reads a job's event stream without blocking the event loop (redis.asyncio)."""

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from cluster.redis_server import RedisServer
+from shared import queue_scripts, redis_keys
 from shared.errors import ConflictError, LeaseLostError, NotFoundError, QueueFullError
 from shared.job_views import BestTrial
 from shared.jobs import JobStore, Lease
@@ -445,3 +446,22 @@ def test_a_job_handed_back_waits_afresh_before_it_moves_up(redis_client: redis.R
     assert claimed_id(store, "d2") == normal
     assert store.get(low).priority == "low"
     assert claimed_id(store, "d2") == low
+
+
+def test_the_script_that_ends_a_job_sets_every_ttl_itself(redis_client: redis.Redis) -> None:
+    # Run as JobStore runs it, alone: if its reply is lost, nothing after it happens.
+    store = policy_store(redis_client, retention_s=60)
+    job_id = enqueue(store, spec())
+    lease = claim(store, "d1")
+    row = TrialRow(trial_id="a_00000", state="RUNNING", config={"lr": 0.1}, iterations=1)
+    store.record_trial(lease, row, {"training_iteration": 1, "val_accuracy": 0.5})
+    finish = redis_client.register_script(queue_scripts.FINISH)
+    keys = [redis_keys.job(job_id), redis_keys.PROCESSING]
+    assert finish(keys=keys, args=[lease.token, job_id, "succeeded", 60]) == 1
+    for key in (
+        redis_keys.job(job_id),
+        redis_keys.job_trials(job_id),
+        redis_keys.trial_history(job_id, "a_00000"),
+        redis_keys.job_events(job_id),
+    ):
+        assert 0 < redis_client.ttl(key) <= 60, key

@@ -23,6 +23,7 @@ from cluster.cli_options import (
     run_or_exit,
 )
 from cluster.client import GatewayClient
+from cluster.files import written_whole
 from cluster.rows import json_rows
 from cluster.scoring import score_csv
 from shared.csv_files import read_table_bytes
@@ -142,7 +143,8 @@ def export(
     client = client_of(url, api_key)
     ref = run_or_exit(lambda: client.resolve_model(model))
     content = run_or_exit(lambda: client.export_model(ref, chosen))
-    output.write_bytes(content)
+    with written_whole(output) as partial:
+        partial.write_bytes(content)
     render.out.print(f"wrote {output} ({chosen}, {len(content)} bytes)")
 
 

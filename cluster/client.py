@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from cluster.files import written_whole
 from shared.vocabulary import (
     ALIAS_PATTERN,
     JOB_ID_PATTERN,
@@ -207,7 +208,7 @@ class GatewayClient:
                 if not response.is_success:
                     response.read()
                     raise error_of(response)
-                with path.open("wb") as out:
+                with written_whole(path) as partial, partial.open("wb") as out:
                     for chunk in response.iter_bytes():
                         written += out.write(chunk)
         except httpx.HTTPError as exc:

@@ -15,9 +15,11 @@ from typing import Any
 import pandas as pd
 
 from cluster.client import ClientError, GatewayClient, TooLarge
+from cluster.files import written_whole
 from cluster.rows import json_rows
 from shared.batch import output_columns
 from shared.csv_files import read_table_bytes
+from shared.errors import DatasetError
 from shared.vocabulary import MODEL_ID_PATTERN, JobStatus
 
 
@@ -32,8 +34,11 @@ def score_csv(
     when it went as one (``on_progress`` sees each view as it runs), None when one
     /predict request did it. ClientError when the model, file or job fails."""
     content = source.read_bytes()
-    frame = read_table_bytes(content)
-    if len(frame) <= int(client.health()["max_instances"]):
+    try:  # as an upload reads it: separators sniffed, gap markers read as gaps
+        frame = read_table_bytes(content)
+    except DatasetError as exc:
+        raise ClientError(f"{source}: {exc}") from exc
+    if len(frame) <= int(client.health().get("max_instances") or 0):
         try:
             _predict_into(client, model_ref, frame, output)
             return None
@@ -72,11 +77,15 @@ def _predict_into(client: GatewayClient, model_ref: str, frame: pd.DataFrame, ou
     if answer.get("probabilities") is not None:
         for index, name in enumerate(added[1:]):
             scored[name] = [row[index] for row in answer["probabilities"]]
-    scored.to_csv(output, index=False)
+    with written_whole(output) as partial:
+        scored.to_csv(partial, index=False)
 
 
 def _model_id(client: GatewayClient, model_ref: str) -> str:
     """The model id of an id or alias (GET /models/{id} takes ids only)."""
     if re.fullmatch(MODEL_ID_PATTERN, model_ref):
         return model_ref
-    return client.aliases()[model_ref]
+    model_id = client.aliases().get(model_ref)
+    if model_id is None:
+        raise ClientError(f"no model or alias {model_ref!r}; `tunefleet models` lists them")
+    return str(model_id)

@@ -166,8 +166,13 @@ def _start_ray_and_serve(settings: Settings, parts: ExitStack) -> None:
 def _check_http_port(settings: Settings) -> None:
     """Refuse to start on a port something listens on. HAProxy binds with SO_REUSEPORT,
     so a second stack on the same port would start without a word and the two would
-    share its connections, each request going to one or the other."""
+    share its connections, each request going to one or the other.
+
+    The probe binds as servers do, with SO_REUSEADDR: without it, the connections a
+    stack just stopped had closed (TIME_WAIT, up to a minute) refused the port though
+    nothing listened. A listening socket still refuses it."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((settings.http_host, settings.http_port))
         except OSError as exc:

@@ -47,22 +47,26 @@ def read_table_bytes(
     is not one or is too large. Every parser failure becomes a DatasetError: the bytes
     come from users."""
     if is_parquet(content):
-        frame = _read_parquet(content)
+        frame = _read_parquet(content, max_rows)
         _check_limit(frame.shape[1], max_columns, "columns", "TUNEFLEET_MAX_DATASET_COLUMNS")
     else:
-        frame = _read_csv(content, max_columns)
+        frame = _read_csv(content, max_columns, max_rows)
     if frame.empty:
         raise DatasetError("the CSV file has a header but no rows; add data rows below it")
-    _check_limit(len(frame), max_rows, "rows", "TUNEFLEET_MAX_DATASET_ROWS")
     return frame
 
 
-def _read_parquet(content: bytes) -> pd.DataFrame:
+def _read_parquet(content: bytes, max_rows: int | None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(io.BytesIO(content))
+        # The row count is in the file's footer: a file past the limit is not read.
+        parquet = pq.ParquetFile(io.BytesIO(content))
+        _check_limit(parquet.metadata.num_rows, max_rows, "rows", "TUNEFLEET_MAX_DATASET_ROWS")
+        table = parquet.read()
+    except DatasetError:
+        raise
     except Exception as exc:  # pyarrow raises several kinds for a damaged file
         raise DatasetError(
             f"the file starts as a Parquet file but cannot be read ({str(exc).strip()[:200]}); "
@@ -93,7 +97,7 @@ def _read_parquet(content: bytes) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _read_csv(content: bytes, max_columns: int | None) -> pd.DataFrame:
+def _read_csv(content: bytes, max_columns: int | None, max_rows: int | None) -> pd.DataFrame:
     text = _csv_text(content)
     separator = sniff_separator(text)
     buffer = io.StringIO(text)
@@ -102,7 +106,14 @@ def _read_csv(content: bytes, max_columns: int | None) -> pd.DataFrame:
     buffer.seek(0)
     try:
         # pandas' own gap markers (empty, NA, N/A, null, NaN, ...) and the rest of ours.
-        return pd.read_csv(buffer, sep=separator, na_values=sorted(GAP_MARKERS))
+        # Reading stops one row past the limit: a file of millions of rows more is
+        # refused for its size, not parsed first.
+        frame = pd.read_csv(
+            buffer,
+            sep=separator,
+            na_values=sorted(GAP_MARKERS),
+            nrows=None if max_rows is None else max_rows + 1,
+        )
     except (ValueError, OverflowError, csv.Error) as exc:  # pandas' parser errors are ValueErrors
         named = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}[separator]
         raise DatasetError(
@@ -110,6 +121,12 @@ def _read_csv(content: bytes, max_columns: int | None) -> pd.DataFrame:
             f"has one {named}-separated value per header column, and quote values holding "
             f"{named}s"
         ) from exc
+    if max_rows is not None and len(frame) > max_rows:
+        raise DatasetError(
+            f"the dataset has more than {max_rows:,} rows; at most {max_rows:,} are allowed "
+            "(TUNEFLEET_MAX_DATASET_ROWS); upload fewer rows"
+        )
+    return frame
 
 
 def sniff_separator(text: str) -> str:

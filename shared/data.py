@@ -29,6 +29,7 @@ from shared.csv_files import is_parquet, read_table_bytes
 from shared.dataset_checks import check_split, plain, usable
 from shared.errors import DatasetError, NotFoundError
 from shared.quotas import ensure_room
+from shared.settings import DEFAULT_MAX_CLASSES
 from shared.spec import DatasetSpec
 from shared.storage import StoragePath, storage_path
 from shared.vocabulary import DATASET_ID_PATTERN, Role, Subject, Task
@@ -116,6 +117,7 @@ class DatasetStore:
         max_columns: int | None = None,
         quota_bytes: int = 0,
         purpose: Purpose = "training",
+        max_classes: int = DEFAULT_MAX_CLASSES,
     ) -> DatasetSummary:
         """Check an uploaded CSV, keep it, and summarise it. DatasetError if unusable or
         larger than ``max_rows`` rows or ``max_columns`` columns (target included);
@@ -141,7 +143,7 @@ class DatasetStore:
         if purpose == "scoring":
             summary = summarize_for_scoring(frame, dataset_id)
         else:
-            summary = summarize(frame, target, dataset_id)
+            summary = summarize(frame, target, dataset_id, max_classes=max_classes)
         self._root.mkdir(parents=True, exist_ok=True)
         # The tables before the summary: a dataset is found by its summary.
         source.write_bytes(content)
@@ -308,11 +310,15 @@ def _check_overrides(spec: DatasetSpec, summary: DatasetSummary, target: str) ->
 
 
 def summarize(
-    frame: pd.DataFrame, target: str, dataset_id: str, task: Task | None = None
+    frame: pd.DataFrame,
+    target: str,
+    dataset_id: str,
+    task: Task | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
 ) -> DatasetSummary:
     """Check that a table can be trained on and describe it: rows, roles, gaps,
     categories, classes, and what would fail a job with the default splits."""
-    table = usable(frame, target, task)
+    table = usable(frame, target, task, max_classes)
     labels = table.labels
     roles = infer_roles(table.features)
     missing = frame.isna().sum()

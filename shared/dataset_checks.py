@@ -14,6 +14,7 @@ import pandas as pd
 
 from shared.csv_files import is_number
 from shared.errors import DatasetError
+from shared.settings import DEFAULT_MAX_CLASSES
 from shared.spec import DatasetSpec
 from shared.vocabulary import Task
 from shared.wording import listed, rows_phrase
@@ -49,7 +50,12 @@ class Usable:
     rows_without_target: int
 
 
-def usable(frame: pd.DataFrame, target: str, task: Task | None) -> Usable:
+def usable(
+    frame: pd.DataFrame,
+    target: str,
+    task: Task | None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
+) -> Usable:
     """A table checked for training; DatasetError naming the column or value that makes
     it unusable. Rows whose target is a gap are left out (and counted)."""
     if target not in frame.columns:
@@ -71,6 +77,12 @@ def usable(frame: pd.DataFrame, target: str, task: Task | None) -> Usable:
     _check_finite(features)
     task = task or infer_task(labels)
     _check_target(labels, target, task)
+    if task == "classification" and labels.nunique() > max_classes:
+        raise DatasetError(
+            f"target column {target!r} has {labels.nunique()} classes; a classifier here "
+            f"takes at most {max_classes} (TUNEFLEET_MAX_CLASSES). Is the target an id or "
+            'a measurement? For a number to predict, use "task": "regression"'
+        )
     return Usable(features, labels, task, int((~has_target).sum()))
 
 

@@ -64,6 +64,11 @@ class JobView(BaseModel):
     # The claim whose attempt wrote a succeeded batch job's output (see output_file).
     output_attempt: str | None = Field(default=None, exclude=True)
 
+    def seen_by(self, admin: bool) -> JobView:
+        """The view a caller gets: the driver's id names its host and process, which
+        only admins see (as on /healthz)."""
+        return self if admin else self.model_copy(update={"driver": None})
+
 
 def job_view(raw: dict[str, Any]) -> JobView:
     """A job's Redis hash as the API answers it."""

@@ -14,6 +14,12 @@ if TYPE_CHECKING:
     from shared.storage import StoragePath
 
 
+# The most classes a classification target may have (TUNEFLEET_MAX_CLASSES): a model
+# answers a probability per class for every row, so an id column taken for a target
+# would make every prediction rows x ids.
+DEFAULT_MAX_CLASSES = 1_000
+
+
 class QueuePolicy(BaseModel):
     """The queue's limits and timings, for JobStore (Settings.queue_policy)."""
 
@@ -91,7 +97,7 @@ class Settings(BaseSettings):
     max_dataset_rows: int = Field(default=1_000_000, gt=0)
     max_dataset_columns: int = Field(default=1_000, gt=1)
     max_classes: int = Field(
-        default=1_000,
+        default=DEFAULT_MAX_CLASSES,
         gt=1,
         description="Classes of a classification target, and outputs of an imported model: "
         "each row's answer holds a probability per class.",

@@ -16,16 +16,21 @@ from shared.dataset_checks import check_split, plain, usable, validation_share
 from shared.errors import DatasetError
 from shared.preprocessing import input_columns, output_names, transform
 from shared.preprocessing_fit import fit_plan, fit_target
+from shared.settings import DEFAULT_MAX_CLASSES
 from shared.spec import DatasetSpec
 from shared.vocabulary import Task
 from shared.wording import listed
 
 
 def prepare(
-    frame: pd.DataFrame, spec: DatasetSpec, target: str, task: Task | None = None
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    target: str,
+    task: Task | None = None,
+    max_classes: int = DEFAULT_MAX_CLASSES,
 ) -> PreparedData:
     """Split (stratified for classes), encode the target, fit the plan on training rows."""
-    table = usable(frame, target, task)
+    table = usable(frame, target, task, max_classes)
     task, labels, features = table.task, table.labels, table.features
     stratify = spec.stratify and task == "classification"
     check_split(labels, spec, stratify)

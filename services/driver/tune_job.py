@@ -140,11 +140,16 @@ def _load_data(
     )
     by_scaler = {
         scaler: prepare(
-            frame, spec.dataset.model_copy(update={"scaler": scaler}), target, spec.task
+            frame,
+            spec.dataset.model_copy(update={"scaler": scaler}),
+            target,
+            spec.task,
+            settings.max_classes,
         )
         for scaler in spec.search_space.scalers()
     }
-    return prepare(frame, spec.dataset, target, spec.task), by_scaler, target
+    data = prepare(frame, spec.dataset, target, spec.task, settings.max_classes)
+    return data, by_scaler, target
 
 
 def _trial_plan(

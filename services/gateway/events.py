@@ -82,14 +82,14 @@ class EventStreamResponse(StreamingResponse):
 
 
 async def job_event_stream(
-    services: Services, job_id: str, last_event_id: str | None
+    services: Services, job_id: str, last_event_id: str | None, admin: bool
 ) -> AsyncIterator[str]:
     """``job`` first (the job as it is now), then ``trial`` and ``job`` events as they
     happen; ends once a ``job`` event shows a final state, after
     ``event_stream_idle_s`` of keep-alives only, or when Redis goes away (a client
     reconnects with Last-Event-ID)."""
     try:
-        async with aclosing(_job_events(services, job_id, last_event_id)) as chunks:
+        async with aclosing(_job_events(services, job_id, last_event_id, admin)) as chunks:
             async for chunk in chunks:
                 yield chunk
     except UNREACHABLE as exc:
@@ -100,13 +100,13 @@ async def job_event_stream(
 
 
 async def _job_events(
-    services: Services, job_id: str, last_event_id: str | None
+    services: Services, job_id: str, last_event_id: str | None, admin: bool
 ) -> AsyncGenerator[str, None]:
     idle_s = services.settings.event_stream_idle_s
     after_id = last_event_id or await services.events.last_id(job_id)
     # Read after taking the position: nothing that happens in between is missed.
     job = await run_in_threadpool(services.jobs.get, job_id)
-    yield _event("job", job.model_dump_json(), after_id)
+    yield _event("job", job.seen_by(admin).model_dump_json(), after_id)
     if job.state.is_terminal():
         return
     sent_at = time.monotonic()
@@ -133,7 +133,7 @@ async def _job_events(
                 changed = True
         if changed:  # one read of the job for a burst of changes
             job = await run_in_threadpool(services.jobs.get, job_id)
-            batch.append(_event("job", job.model_dump_json(), after_id))
+            batch.append(_event("job", job.seen_by(admin).model_dump_json(), after_id))
         if batch:
             yield "".join(batch)
         if changed and job.state.is_terminal():

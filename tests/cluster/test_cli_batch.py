@@ -50,3 +50,22 @@ def test_output_needs_a_csv_to_read(
 ) -> None:
     done = tunefleet(stack, "predict", quick_job["id"], "-o", str(tmp_path / "out.csv"), stdin="[]")
     assert done.returncode == 1 and "--csv" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_file_or_alias_that_does_not_work_is_an_error_not_a_traceback(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    output = tmp_path / "out.csv"
+    output.write_text("kept\n")  # a file from before: a failed run leaves it as it was
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b\n1,2\n3,4,5\n")
+    done = tunefleet(stack, "predict", quick_job["id"], "--csv", str(ragged), "-o", str(output))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Expected 2 fields in line 3, saw 3" in done.stderr
+    source = tmp_path / "in.csv"
+    source.write_text("a,b\n1,2\n")
+    done = tunefleet(stack, "predict", "no-such-alias", "--csv", str(source), "-o", str(output))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no-such-alias" in done.stderr
+    assert output.read_text() == "kept\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -137,6 +137,27 @@ def test_healthz_shows_driver_ids_to_admins_only(
     assert unknown.status_code == 401
 
 
+def test_a_job_shows_its_driver_to_admins_only(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    keys = KeyStore(redis_client)
+    tenant, admin = keys.create("team-a"), keys.create("ops", admin=True)
+    client = TestClient(create_app(settings), base_url=LOCAL)
+    as_tenant = {"Authorization": f"Bearer {tenant}"}
+    spec = {"dataset": {"builtin": "iris"}}
+    job_id = client.post("/jobs", json=spec, headers=as_tenant).json()["id"]
+    assert JobStore(redis_client).claim("node-a-1234-abcd") is not None
+    for view in (
+        client.get(f"/jobs/{job_id}", headers=as_tenant),
+        client.get("/jobs", headers=as_tenant),
+        client.delete(f"/jobs/{job_id}", headers=as_tenant),
+    ):
+        assert view.status_code in (200, 202)
+        assert "node-a" not in view.text and "1234" not in view.text
+    as_admin = client.get(f"/jobs/{job_id}", headers={"Authorization": f"Bearer {admin}"})
+    assert as_admin.json()["driver"] == "node-a-1234-abcd"
+
+
 def test_trial_and_epoch_limits_are_the_settings_alone(settings: Settings) -> None:
     big = {
         "dataset": {"builtin": "iris"},

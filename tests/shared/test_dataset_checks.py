@@ -1,6 +1,7 @@
 """Uploads that cannot be trained on are refused with a message saying what to fix, and
 the same checks run again when a job loads the dataset."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -100,12 +101,26 @@ def test_any_bytes_give_a_dataset_error_or_a_table(seed: int) -> None:
     assert frame.columns.is_unique and all(isinstance(name, str) for name in frame.columns)
 
 
-def test_row_limit_names_the_limit_and_the_count(tmp_path: Path) -> None:
-    with pytest.raises(
-        DatasetError,
-        match=r"has 1,200 rows; at most 1,000 are allowed \(TUNEFLEET_MAX_DATASET_ROWS\)",
-    ):
+def test_row_limit_names_the_limit_and_reading_stops_there(tmp_path: Path) -> None:
+    limit = r"more than 1,000 rows; at most 1,000 are allowed \(TUNEFLEET_MAX_DATASET_ROWS\)"
+    with pytest.raises(DatasetError, match=limit):
         DatasetStore(tmp_path).save(table("a,b,target", 1200), max_rows=1000)
+    # A row past the limit is never parsed: a ragged one there does not change the answer.
+    ragged = table("a,b,target", 1200) + b"1,2,3,4,5\n"
+    with pytest.raises(DatasetError, match=limit):
+        DatasetStore(tmp_path).save(ragged, max_rows=1000)
+    # Parquet: the row count is read from the file's footer.
+    frame = pd.read_csv(io.BytesIO(table("a,b,target", 1200)))
+    with pytest.raises(DatasetError, match=r"has 1,200 rows; at most 1,000"):
+        DatasetStore(tmp_path).save(frame.to_parquet(index=False), max_rows=1000)
+
+
+def test_a_target_with_more_classes_than_the_cap_is_refused_at_upload(tmp_path: Path) -> None:
+    ids = b"x,target\n" + b"".join(b"%d,id-%d\n" % (i % 7, i) for i in range(40))
+    with pytest.raises(
+        DatasetError, match=r"has 40 classes; .* at most 30 \(TUNEFLEET_MAX_CLASSES\)"
+    ):
+        DatasetStore(tmp_path).save(ids, max_classes=30)
 
 
 def test_column_limit_names_the_limit_and_the_count(tmp_path: Path) -> None:
@@ -121,7 +136,7 @@ def test_limits_apply_again_when_a_job_loads_the_upload(tmp_path: Path) -> None:
     summary = store.save(GOOD, max_rows=30, max_columns=3)
     spec = DatasetSpec(upload=summary.id)
     assert len(load_frame(spec, store, max_rows=30, max_columns=3)) == 30
-    with pytest.raises(DatasetError, match="has 30 rows; at most 20"):
+    with pytest.raises(DatasetError, match="more than 20 rows; at most 20"):
         load_frame(spec, store, max_rows=20)
 
 

@@ -102,6 +102,7 @@ async def upload_dataset(
         max_columns=services.settings.max_dataset_columns,
         quota_bytes=services.settings.max_dataset_bytes_per_tenant,
         purpose=purpose,
+        max_classes=services.settings.max_classes,
     )
 
 

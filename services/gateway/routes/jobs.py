@@ -71,14 +71,16 @@ def list_jobs(
     """The newest jobs first (an admin sees every tenant's)."""
     tenant = None if principal.admin else principal.tenant
     if id_prefix is not None:
-        return services.jobs.with_id_prefix(id_prefix, limit, tenant)
-    return services.jobs.recent(limit, tenant)
+        found = services.jobs.with_id_prefix(id_prefix, limit, tenant)
+    else:
+        found = services.jobs.recent(limit, tenant)
+    return [job.seen_by(principal.admin) for job in found]
 
 
 @router.get("/{job_id}")
 def get_job(job_id: JobId, services: ServicesDep, principal: PrincipalDep) -> JobView:
     """A job's state, progress, best trial so far, test score and error."""
-    return own_job(job_id, services, principal)
+    return own_job(job_id, services, principal).seen_by(principal.admin)
 
 
 @router.delete("/{job_id}", status_code=202)
@@ -86,7 +88,7 @@ def cancel_job(job_id: JobId, services: ServicesDep, principal: PrincipalDep) ->
     """Cancel a job: a queued one at once (cancelled), a running one once its trials
     have stopped (cancelling, then cancelled). 409 if it has already ended."""
     own_job(job_id, services, principal)
-    return services.jobs.cancel(job_id)
+    return services.jobs.cancel(job_id).seen_by(principal.admin)
 
 
 @router.get(
@@ -157,7 +159,7 @@ async def follow_job(
     # 404 before the stream starts; off the event loop, which every stream shares.
     await run_in_threadpool(own_job, job_id, services, principal)
     services.streams.take(principal.tenant)
-    stream = job_event_stream(services, job_id, last_event_id)
+    stream = job_event_stream(services, job_id, last_event_id, principal.admin)
     return EventStreamResponse(stream, services.streams, principal.tenant)
 
 

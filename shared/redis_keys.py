@@ -107,3 +107,6 @@ STATS = f"{PREFIX}:stats"
 # a second (see services/edge/metrics.py): "responses:<app>:<status>" -> answers, and per
 # model "predict:<model id>:count|rows|sum|le:<bucket>" -> requests, rows, seconds.
 HTTP_STATS = f"{PREFIX}:stats:http"
+# Set of the model ids that have series of their own in HTTP_STATS (at most
+# services.edge.metrics.MAX_MODEL_SERIES; the rest add to "predict:other:...").
+HTTP_STATS_MODELS = f"{PREFIX}:stats:http:models"

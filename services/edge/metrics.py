@@ -26,6 +26,29 @@ from shared import redis_keys
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0
+# Models with series of their own on /metrics; predictions with any further model add to
+# the series of model "other". A deleted model's series go with it, and what a replica
+# still had to write for it is dropped (its record is gone).
+MAX_MODEL_SERIES = 1_000
+OTHER_MODELS = "other"
+# KEYS: the sums, the models with series. ARGV: most models, field, amount, field, ...
+_FLUSH = f"""
+local most = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local field = ARGV[i]
+  local model, rest = string.match(field, "^predict:([^:]+):(.*)$")
+  if model and model ~= "{OTHER_MODELS}" and redis.call("SISMEMBER", KEYS[2], model) == 0 then
+    if redis.call("EXISTS", "{redis_keys.model("")}" .. model) == 0 then
+      field = nil
+    elseif redis.call("SCARD", KEYS[2]) < most then
+      redis.call("SADD", KEYS[2], model)
+    else
+      field = "predict:{OTHER_MODELS}:" .. rest
+    end
+  end
+  if field then redis.call("HINCRBYFLOAT", KEYS[1], field, ARGV[i + 1]) end
+end
+"""
 # Seconds from a predict request's arrival at the predictor to its answer.
 PREDICT_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -39,6 +62,8 @@ class HttpMetrics:
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._flusher: threading.Thread | None = None
+        self._flush_script = client.register_script(_FLUSH)
+        self.max_model_series = MAX_MODEL_SERIES
 
     def count_response(self, status: int) -> None:
         self._add({f"responses:{self._app}:{status}": 1})
@@ -63,16 +88,30 @@ class HttpMetrics:
             pending, self._pending = self._pending, Counter()
         if not pending:
             return True
-        pipe = self._redis.pipeline(transaction=False)
-        for field, value in pending.items():
-            pipe.hincrbyfloat(redis_keys.HTTP_STATS, field, value)
+        amounts = [item for pair in pending.items() for item in pair]
         try:
-            pipe.execute()
+            self._flush_script(
+                keys=[redis_keys.HTTP_STATS, redis_keys.HTTP_STATS_MODELS],
+                args=[self.max_model_series, *amounts],
+            )
         except redis.RedisError:
             with self._lock:
                 self._pending.update(pending)
             return False
         return True
+
+    def forget_model(self, model_id: str) -> None:
+        """Drop a deleted model's series, here and in Redis."""
+        prefix = f"predict:{model_id}:"
+        with self._lock:
+            for field in [f for f in self._pending if f.startswith(prefix)]:
+                del self._pending[field]
+        fields = [f"{prefix}{name}" for name in ("count", "rows", "sum")]
+        fields += [f"{prefix}le:{le}" for le in PREDICT_LATENCY_BUCKETS_S]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(redis_keys.HTTP_STATS, *fields)
+        pipe.srem(redis_keys.HTTP_STATS_MODELS, model_id)
+        pipe.execute()
 
     def totals(self) -> dict[str, float]:
         """Every process's sums so far (this one's flushed first): field -> value."""

@@ -208,7 +208,7 @@ def get_model(model_id: ModelId, services: ModelServicesDep, principal: Principa
     responses={409: {"description": "An alias points at the model: move or delete it first."}},
 )
 def delete_model(
-    model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep
+    model_id: ModelId, services: ModelServicesDep, principal: PrincipalDep, request: Request
 ) -> Response:
     """Remove a model: its record, and an imported model's checkpoint (a job's model
     leaves its checkpoint to the job's experiment folder, which is removed once old).
@@ -217,6 +217,7 @@ def delete_model(
     record = _model(model_id, services, principal)
     services.registry.delete(model_id, principal.tenant)
     services.model_files.remove(record.tenant, record.id, record.checkpoint_uri)
+    metrics_of(request.app).forget_model(model_id)
     return Response(status_code=204)
 
 

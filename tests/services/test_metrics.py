@@ -15,10 +15,12 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.redis_server import RedisServer
+from services.edge.metrics import HttpMetrics
 from services.gateway.app import create_app
 from shared.auth import KeyStore
 from shared.job_views import BestTrial
 from shared.jobs import JobStore
+from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
 from shared.settings import Settings
 from tests.helpers.stack import REPO, Stack, digits_rows
@@ -190,3 +192,41 @@ def test_the_stack_counts_predictions_per_model_and_errors(
     assert after[("tunefleet_prediction_seconds_sum", of_model)] > 0
     assert grew("tunefleet_http_responses_total", missing) >= 1
     assert grew("tunefleet_http_responses_total", (("app", "predictor"), ("status", "200"))) >= 3
+
+
+def test_per_model_series_are_bounded_and_go_with_their_model(tmp_path: Path) -> None:
+    # A tenant looping import, predict, delete must not grow /metrics without end.
+    with RedisServer(tmp_path / "redis") as server:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        registry = ModelRegistry(client)
+
+        def model(letter: str) -> str:
+            registry.register(
+                ModelRecord(
+                    id=letter * 32, job_id=letter * 32, checkpoint_uri="/nowhere", config={},
+                    metric="val_accuracy", mode="max", validation_value=0.5, test_metrics={},
+                    feature_names=["a"], classes=[0, 1], created_at=time.time(),
+                )
+            )  # fmt: skip
+            return letter * 32
+
+        def series(metrics: HttpMetrics) -> set[str]:
+            return {
+                field.split(":")[1] for field in metrics.totals() if field.startswith("predict:")
+            }
+
+        replica, other_replica = HttpMetrics(client, "predictor"), HttpMetrics(client, "predictor")
+        replica.max_model_series = other_replica.max_model_series = 2
+        a, b, c = model("a"), model("b"), model("c")
+        for model_id in (a, b, c):
+            replica.observe_prediction(model_id, rows=3, seconds=0.01)
+        assert series(replica) == {a, b, "other"}  # c's requests count, as "other"
+        # a is deleted while another replica still holds a request of it to write.
+        other_replica.observe_prediction(a, rows=1, seconds=0.01)
+        registry.delete(a)
+        replica.forget_model(a)
+        other_replica.flush()
+        assert series(replica) == {b, "other"}
+        d = model("d")
+        replica.observe_prediction(d, rows=1, seconds=0.01)
+        assert series(replica) == {b, d, "other"}  # a's place is free again

@@ -7,6 +7,7 @@ BatchSpec as its spec, told apart by ``kind``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -14,7 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.errors import InvalidInputError
 from shared.storage import StoragePath
-from shared.vocabulary import DATASET_ID_PATTERN, DEFAULT_PRIORITY, MODEL_ID_PATTERN, Priority
+from shared.vocabulary import (
+    DATASET_ID_PATTERN,
+    DEFAULT_PRIORITY,
+    JOB_ID_PATTERN,
+    MODEL_ID_PATTERN,
+    Priority,
+)
 from shared.wording import listed
 
 if TYPE_CHECKING:  # shared.data imports scikit-learn: not for the queue's every user
@@ -72,7 +79,8 @@ class BatchSpec(BatchRequest):
 
 def attempt_folder(batches_dir: StoragePath, job_id: str, attempt: str) -> StoragePath:
     """What one attempt (one claim of the job, by its token) writes: its parts and its
-    output. An attempt whose lease ended while it wrote touches only its own folder."""
+    output. An attempt whose lease ended while it wrote touches only its own folder.
+    ``batches_dir`` is the tenant's: ``tenant_folder(settings.batches_dir, tenant)``."""
     return batches_dir / job_id / attempt
 
 
@@ -86,6 +94,17 @@ def output_file(
         batches_dir / job_id if attempt is None else attempt_folder(batches_dir, job_id, attempt)
     )
     return folder / f"{OUTPUT_STEM}.{output_format}"
+
+
+def batch_bytes(tenant_root: StoragePath) -> int:
+    """Bytes of one tenant's batch outputs: its folder below the batches folder
+    (``tenant_folder(settings.batches_dir, tenant)``), job folders only."""
+    return sum(
+        file.size
+        for entry in tenant_root.entries()
+        if entry.is_dir and re.fullmatch(JOB_ID_PATTERN, entry.name)
+        for file in entry.path.walk_files()
+    )
 
 
 def output_columns(task: str, classes: Sequence[Any]) -> list[str]:

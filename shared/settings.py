@@ -192,6 +192,13 @@ class Settings(BaseSettings):
         description="Bytes of imported model checkpoints one tenant may keep; an import "
         "past it is 413. 0: no limit.",
     )
+    max_batch_bytes_per_tenant: int = Field(
+        default=5 * 1024**3,
+        ge=0,
+        description="Bytes of batch outputs one tenant may keep; a batch job submitted past "
+        "it is 413. Outputs go TUNEFLEET_EXPERIMENT_RETENTION_S after their jobs end. 0: "
+        "no limit.",
+    )
     experiment_retention_s: int = Field(
         default=7 * 24 * 3600,
         gt=0,

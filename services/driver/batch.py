@@ -139,7 +139,8 @@ def run_batch(
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)
     table, table_format = datasets.table(spec.dataset.upload)
-    folder = attempt_folder(settings.batches_dir, job_id, lease.token)
+    batches = tenant_folder(settings.batches_dir, tenant)  # counted in the tenant's quota
+    folder = attempt_folder(batches, job_id, lease.token)
     parts = folder / PARTS_FOLDER
     published = False
     try:
@@ -148,7 +149,7 @@ def run_batch(
         ):
             _join_parts(
                 parts,
-                output_file(settings.batches_dir, job_id, spec.format, lease.token),
+                output_file(batches, job_id, spec.format, lease.token),
                 spec.format,
             )
             parts.rmtree()

@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import nodes, pack_task
 from services.driver.batch import run_batch
-from services.driver.retention import sweep_experiments
+from services.driver.retention import sweep_batches, sweep_experiments
 from services.driver.tune_job import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
@@ -256,6 +256,11 @@ class Driver:
                     self._settings.experiments_dir,
                     self._jobs,
                     self._registry,
+                    keep_s=self._settings.experiment_retention_s,
+                )
+                sweep_batches(
+                    self._settings.batches_dir,
+                    self._jobs,
                     keep_s=self._settings.experiment_retention_s,
                 )
                 pruned = self._jobs.prune_indexes()

@@ -1,4 +1,4 @@
-"""Retention of experiment folders: a finished job's folder is trimmed once it is old.
+"""Retention of experiment folders and batch outputs, once their jobs are old.
 
 Every job writes ``<experiments>/<job id>/``: Tune's trial folders and checkpoints, or a
 packed job's pack states and one best checkpoint per trial. Once a job has ended, only
@@ -10,6 +10,11 @@ same way, as soon as nothing in it has changed for ``keep_s``: the records expir
 their own retention, and a folder copied in by hand gets that long too.
 
 The folders of queued, running and cancelling jobs are never touched.
+
+Batch jobs write ``<batches>/[tenants/<tenant>/]<job id>/<claim token>/``: the output
+of the attempt that succeeded, and whatever an attempt whose lease ran out left. Once
+the job has ended the other attempts' folders go; ``keep_s`` after it ended (or after
+its record expired and nothing changed), the whole job folder goes.
 """
 
 from __future__ import annotations
@@ -40,6 +45,18 @@ class Swept:
     job_ids: list[str] = field(default_factory=list)
     removed_files: int = 0
     removed_bytes: int = 0
+
+    def add(self, job_id: str, files: int, size: int) -> None:
+        self.job_ids.append(job_id)
+        self.removed_files += files
+        self.removed_bytes += size
+
+    def log(self, what: str) -> None:
+        if self.job_ids:
+            log.info(
+                "%s of %d jobs (%d files, %d bytes)",
+                what, len(self.job_ids), self.removed_files, self.removed_bytes,
+            )  # fmt: skip
 
 
 def sweep_experiments(
@@ -76,15 +93,51 @@ def sweep_experiments(
             log.warning("experiments: could not trim the folder of job %s: %s", job_id, exc)
             continue
         if files or not keep:
-            swept.job_ids.append(job_id)
-            swept.removed_files += files
-            swept.removed_bytes += size
-    if swept.job_ids:
-        log.info(
-            "experiments: trimmed or removed the folders of %d jobs (%d files, %d bytes)",
-            len(swept.job_ids), swept.removed_files, swept.removed_bytes,
-        )  # fmt: skip
+            swept.add(job_id, files, size)
+    swept.log("experiments: trimmed or removed the folders")
     return swept
+
+
+def sweep_batches(
+    batches_dir: PurePath | StoragePath, jobs: JobStore, keep_s: float, now: float | None = None
+) -> Swept:
+    """Remove batch jobs' outputs ``keep_s`` after their jobs ended, and ended jobs'
+    folders of attempts other than the one whose output the job names."""
+    root = storage_path(batches_dir)
+    now = time.time() if now is None else now
+    swept = Swept()
+    tenants = [entry.path for entry in (root / "tenants").entries() if entry.is_dir]
+    for tenant_root in (root, *tenants):
+        for job_id in _job_folders(tenant_root):
+            folder = tenant_root / job_id
+            try:
+                if _due(tenant_root, job_id, jobs, keep_s, now):
+                    files, size = _remove_folder(folder)
+                else:
+                    files, size = _remove_stale_attempts(folder, jobs, job_id)
+            except OSError as exc:
+                log.warning("batches: could not sweep the folder of job %s: %s", job_id, exc)
+                continue
+            if files:
+                swept.add(job_id, files, size)
+    swept.log("batches: removed outputs")
+    return swept
+
+
+def _remove_stale_attempts(folder: StoragePath, jobs: JobStore, job_id: str) -> tuple[int, int]:
+    """Of an ended job, the attempt folders but the one holding its output."""
+    try:
+        job = jobs.get(job_id)
+    except NotFoundError:
+        return 0, 0
+    if not job.state.is_terminal():
+        return 0, 0
+    files = size = 0
+    for entry in folder.entries():
+        if entry.is_dir and entry.name != job.output_attempt:
+            more_files, more_size = _remove_folder(entry.path)
+            files, size = files + more_files, size + more_size
+    return files, size
 
 
 def _job_folders(experiments: StoragePath) -> list[str]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from shared.auth import tenant_folder
-from shared.batch import BatchRequest, BatchSpec, check_scorable
+from shared.batch import BatchRequest, BatchSpec, batch_bytes, check_scorable
 from shared.data import DatasetStore
 from shared.errors import InvalidInputError
+from shared.quotas import ensure_room
 from shared.registry import ModelRecord
 from shared.settings import Settings
+from shared.vocabulary import Subject
 
 
 def batch_spec(
@@ -25,4 +27,17 @@ def batch_spec(
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     summary = datasets.summary(request.dataset.upload)
     check_scorable(summary, record)
+    table, _ = datasets.table(request.dataset.upload)
+    ensure_room(
+        used_bytes=batch_bytes(tenant_folder(settings.batches_dir, tenant)),
+        # The output holds the table's rows with the model's columns added: at least
+        # the table's size.
+        adding_bytes=table.stat().st_size,
+        quota_bytes=settings.max_batch_bytes_per_tenant,
+        what="batch outputs",
+        setting="TUNEFLEET_MAX_BATCH_BYTES_PER_TENANT",
+        fix="wait for old outputs to go (TUNEFLEET_EXPERIMENT_RETENTION_S after their jobs "
+        "end), or score a smaller table,",
+        subject=Subject.JOB,
+    )
     return BatchSpec(**request.model_dump(), model=record.id, rows=summary.rows)

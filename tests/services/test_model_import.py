@@ -19,11 +19,12 @@ from cluster.redis_server import RedisServer
 from services.driver.splits import prepare
 from services.predictor.app import create_app
 from shared.auth import KeyStore
+from shared.data import DatasetStore
 from shared.model import MLP, ModelBundle, embedding_layout
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import DatasetSpec
-from tests.helpers.models import payload, saved
+from tests.helpers.models import LOCAL, payload, saved
 from tests.helpers.tables import wide_frame
 
 META = json.dumps({"validation_value": 0.9})
@@ -249,3 +250,24 @@ def test_malformed_claims_are_422_and_leave_nothing_behind(
         assert message in answer.json()["detail"]
     assert models.get("/").json() == []
     assert list(tmp_path.rglob("model.pt")) == []
+
+
+def test_a_tenant_past_its_batch_output_quota_gets_413(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path, max_batch_bytes_per_tenant=5000)
+    client = TestClient(
+        create_app(settings, ModelRegistry(redis_client), no_predictions), base_url=LOCAL
+    )
+    model_id = upload(client, saved(payload())).json()["id"]
+    table = b"f0,f1,f2,f3\n" + b"".join(b"%d,1,2,3\n" % i for i in range(100))
+    dataset = DatasetStore(settings.datasets_dir).save(table, purpose="scoring").id
+    body = {"dataset": dataset}
+    assert client.post(f"/{model_id}/batch", json=body).status_code == 202
+    # Outputs of earlier batch jobs take the quota's bytes.
+    earlier = settings.batches_dir.local / ("e" * 32) / "d1#1" / "predictions.csv"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"x" * 5000)
+    answer = client.post(f"/{model_id}/batch", json=body)
+    assert answer.status_code == 413
+    assert "TUNEFLEET_MAX_BATCH_BYTES_PER_TENANT" in answer.json()["detail"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.driver.retention import sweep_experiments
+from services.driver.retention import sweep_batches, sweep_experiments
 from shared.jobs import JobStore
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRegistry
@@ -147,3 +147,30 @@ def test_no_experiments_folder_is_nothing_to_sweep(
 ) -> None:
     swept = sweep_experiments(tmp_path / "missing", jobs, registry, keep_s=0)
     assert swept.job_ids == [] and swept.removed_files == 0
+
+
+def test_batch_outputs_go_after_the_retention_and_stale_attempts_at_once(
+    tmp_path: Path, jobs: JobStore
+) -> None:
+    batches = tmp_path / "batches"
+    # A succeeded batch job of another tenant: its output's attempt, and the folder of
+    # an attempt whose lease ran out.
+    done = started(jobs)
+    stale = write(batches / "tenants" / "team-a" / done.job_id / "d0#1" / "parts" / "p0.parquet")
+    output = write(batches / "tenants" / "team-a" / done.job_id / done.token / "predictions.csv")
+    jobs.succeed_batch(done, 10)
+    running = started(jobs)
+    write(batches / running.job_id / running.token / "parts" / "p0.parquet")
+    expired = write(batches / ("c" * 32) / "d9#1" / "predictions.csv")  # its record is gone
+
+    swept = sweep_batches(batches, jobs, keep_s=3600)
+    assert swept.job_ids == [done.job_id]  # only the stale attempt, for now
+    assert output.is_file() and not stale.parent.parent.exists()
+    assert files_below(batches / running.job_id) == {f"{running.token}/parts/p0.parquet"}
+    assert expired.is_file()  # changed less than keep_s ago
+
+    later = time.time() + 3601
+    swept = sweep_batches(batches, jobs, keep_s=3600, now=later)
+    assert set(swept.job_ids) == {done.job_id, "c" * 32}
+    assert not output.exists() and not expired.exists()
+    assert (batches / running.job_id).is_dir()

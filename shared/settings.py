@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         le=1,
         description="The least GPU fraction a job that asks for GPUs may ask for one trial.",
     )
+    pack_memory_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Bytes one pack of the packed engine may take; packs of large networks "
+        "hold fewer members. 0: half the memory Ray gives tasks on a node, per slot.",
+    )
     max_concurrent_trials_per_job: int = Field(
         default=256,
         gt=0,

@@ -16,12 +16,25 @@ from typing import Any
 import ray
 import torch
 
-from services.driver.pack_training import PackState, train_pack_epoch
+from services.driver.pack_training import PackState, state_to_payload, train_pack_epoch
 from services.driver.training import TrialPlan
 from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
 
 BEST_CHECKPOINT = "checkpoint_best"
+PACKS_FOLDER = "packs"
+
+
+def state_file(experiment_dir: StoragePath, index: int, epoch: int) -> StoragePath:
+    """Where pack ``index``'s state after ``epoch`` is saved: one of two files, in turn,
+    so that writing the next epoch's never touches the last committed one."""
+    return experiment_dir / PACKS_FOLDER / f"{index:04d}" / f"state-{epoch % 2}.pt"
+
+
+def committed_file(experiment_dir: StoragePath, index: int) -> StoragePath:
+    """The epoch of pack ``index`` whose results the driver has recorded: the state a
+    resumed job goes on from (state_file of that epoch)."""
+    return experiment_dir / PACKS_FOLDER / f"{index:04d}" / "committed"
 
 
 def checkpoint_folder(experiment_dir: StoragePath, trial_id: str) -> StoragePath:
@@ -41,16 +54,28 @@ def torch_for_this_worker() -> str:
 
 @ray.remote(num_returns=2)
 def train_epoch(
-    state: PackState, plan: TrialPlan, experiment_dir: StoragePath
+    state: PackState,
+    plan: TrialPlan,
+    experiment_dir: StoragePath,
+    index: int,
+    ended: set[str],
 ) -> tuple[PackState, dict[str, dict[str, Any]]]:
-    """Train the pack one epoch; write improved members' checkpoints; return the new
-    state and each member's result (metrics, device, node, seconds)."""
+    """Train the pack one epoch, without the members that ``ended`` after the last;
+    write improved members' checkpoints and the pack's new state (where it was
+    trained: the driver reads only the results, and commits the epoch once it has
+    recorded them); return the new state and each member's result (metrics, device,
+    node, seconds)."""
     device = torch_for_this_worker()
     started = time.perf_counter()
-    new_state, results = train_pack_epoch(state, plan, device)
+    new_state, results = train_pack_epoch(state.without(ended), plan, device)
     for trial_id, result in results.items():
         if result.payload is not None:
             _save(result.payload, checkpoint_folder(experiment_dir, trial_id))
+    saved = io.BytesIO()
+    torch.save(state_to_payload(new_state), saved)
+    path = state_file(experiment_dir, index, new_state.epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(saved.getvalue())
     seconds = time.perf_counter() - started
     node_id = ray.get_runtime_context().get_node_id()
     return new_state, {

@@ -494,6 +494,32 @@ class PackedMLP:
             yield slice(start, start + rows), self.forward(x[start : start + rows])
 
 
+def member_bytes(
+    n_features: int,
+    n_outputs: int,
+    hidden_units: int,
+    hidden_layers: int,
+    batch_size: int,
+    embeddings: list[list[int]] | None = None,
+) -> int:
+    """About the most bytes one member of a pack takes in its epoch's task (float32).
+
+    Its parameters 9 times over: the weights, their gradient, Adam's two moments and
+    the step's two scratch buffers (6), and the weights and moments of the state it came
+    in with and leaves with (3). Its BatchNorm statistics. Its activations for a batch,
+    about 8 tensors per hidden layer kept for the backward pass and the dropout masks,
+    and for evaluation (EVAL_CELLS bounds those)."""
+    layout = embeddings or []
+    h, layers = hidden_units, hidden_layers
+    dense = n_features - len(layout)
+    parameters = (dense + 3) * h + (layers - 1) * (h + 3) * h + (h + 1) * n_outputs
+    if layout:
+        sizes = sum(size for _, _, size in layout)
+        parameters += sum(codes * size for _, codes, size in layout) + sizes * h
+    activations = 8 * batch_size * h * layers
+    return 4 * (9 * parameters + 2 * h * layers + activations)
+
+
 def _copy(part: torch.Tensor) -> torch.Tensor:
     """A member's part on its own: contiguous, on the CPU (as a state_dict holds it)."""
     return part.clone(memory_format=torch.contiguous_format).cpu()

@@ -24,22 +24,30 @@ from typing import Any
 
 import ray
 import torch
+from ray._private.state import available_resources_per_node  # a DeveloperAPI
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import search
-from services.driver.pack_task import checkpoint_folder, train_epoch
+from services.driver.pack_task import (
+    PACKS_FOLDER,
+    checkpoint_folder,
+    committed_file,
+    state_file,
+    train_epoch,
+)
 from services.driver.pack_training import (
     PackKey,
     PackState,
     pack_key,
     state_from_payload,
-    state_to_payload,
 )
+from services.driver.packed import member_bytes
 from services.driver.progress import TrialProgress
 from services.driver.training import TrialPlan
 from shared.job_views import BestTrial
+from shared.model import embedding_layout
 from shared.spec import JobSpec
 from shared.storage import StoragePath
 
@@ -47,6 +55,9 @@ log = logging.getLogger(__name__)
 STOP_CHECK_INTERVAL_S = 0.5
 PACK_LIMIT_CPU = 64
 PACK_LIMIT_GPU = 512
+# Unless TUNEFLEET_PACK_MEMORY_BYTES says, a pack may take this share of the memory
+# Ray gives tasks on a node (its "memory" resource), split among the node's slots.
+PACK_MEMORY_SHARE = 0.5
 PLAN_FILE = "packs.json"
 
 
@@ -56,6 +67,7 @@ class _Pack:
     configs: dict[str, dict[str, Any]]  # trial id -> config, of the members still in it
     state: PackState | Any  # a PackState, or Ray's reference to the one an epoch made
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result each
+    ended: set[str] = field(default_factory=set)  # members the next epoch leaves out
     node_id: str | None = None  # the node its epochs are asked to run on
 
 
@@ -79,8 +91,11 @@ class PackedRun:
         progress: TrialProgress,
         should_stop: Callable[[], bool],
         autoscaler_slots: int = 0,
+        memory_bytes: int = 0,
     ) -> None:
         self._job_id = job_id
+        # The bytes one pack may take; 0: from the nodes' memory (see _memory_budget).
+        self._memory_bytes = memory_bytes
         # Slots the autoscaler can add: packs beyond the alive nodes' slots wait for
         # nodes, and waiting tasks are what makes the autoscaler start them.
         self._autoscaler_slots = autoscaler_slots
@@ -99,6 +114,8 @@ class PackedRun:
         self._packs: list[list[str]] = []
         self._node_slots: dict[str, int] = {}
         self._placed: Counter[str] = Counter()
+        # Trial id -> its result.json lines not written yet (a bucket's, see _write_result).
+        self._lines: dict[str, list[str]] = {}
 
     def plan(self) -> str:
         """Draw the configurations and form the packs (or read them back on resume);
@@ -143,6 +160,8 @@ class PackedRun:
             for ref in running:
                 ray.cancel(ref)
             del plan_ref
+            for trial_id in list(self._lines):
+                self._flush_lines(trial_id)
         return True
 
     def best(self) -> tuple[BestTrial, StoragePath] | None:
@@ -168,9 +187,12 @@ class PackedRun:
         for trial_id, config in configs.items():
             groups.setdefault(pack_key(config), []).append(trial_id)
         size = self._pack_size(len(configs))
+        budget = self._memory_budget()
         packs = []
         for members in groups.values():
-            count = math.ceil(len(members) / size)
+            # As many members as the budget holds of the largest one's bytes.
+            largest = max(self._member_bytes(configs[m]) for m in members)
+            count = math.ceil(len(members) / max(1, min(size, budget // largest)))
             even = math.ceil(len(members) / count)
             packs += [members[start : start + even] for start in range(0, len(members), even)]
         # Longest first (most steps per epoch), so that the last pack to finish is short.
@@ -184,6 +206,30 @@ class PackedRun:
         self._dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"trials": configs, "packs": packs}))
         return configs, packs
+
+    def _member_bytes(self, config: dict[str, Any]) -> int:
+        data = self._plan.data_for(config.get("scaler"))
+        return member_bytes(
+            len(data.feature_names),
+            1 if data.task == "regression" else len(data.classes),
+            int(config["hidden_units"]),
+            int(config.get("hidden_layers", 1)),
+            int(config["batch_size"]),
+            embedding_layout(data.plan, config.get("embedding_dim")),
+        )
+
+    def _memory_budget(self) -> int:
+        """The bytes one pack may take: TUNEFLEET_PACK_MEMORY_BYTES, else
+        PACK_MEMORY_SHARE of the least memory a slot of an alive node has."""
+        if self._memory_bytes > 0:
+            return self._memory_bytes
+        slots = self._slots_per_node()
+        per_slot = [
+            node["Resources"].get("memory", 0) / slots[node["NodeID"]]
+            for node in ray.nodes()
+            if node.get("Alive") and node["NodeID"] in slots
+        ]
+        return int(PACK_MEMORY_SHARE * min(per_slot)) if per_slot else 2**62
 
     def _pack_size(self, trials: int) -> int:
         """Large enough to amortise a step's dispatch over many members, small enough
@@ -225,8 +271,8 @@ class PackedRun:
         left = [m for m in members if m not in self._progress.ended]
         if not left:
             return None
-        path = self._state_path(index)
-        if path.is_file():
+        path = self._committed_state(index)
+        if path is not None:
             payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
             saved = state_from_payload(payload)
             state = saved.without({m.trial_id for m in saved.members} - set(left))
@@ -235,8 +281,15 @@ class PackedRun:
             state = PackState.new({m: configs[m] for m in left})
         return _Pack(index, {m: configs[m] for m in left}, state)
 
-    def _state_path(self, index: int) -> StoragePath:
-        return self._dir / "packs" / f"{index:04d}.pt"
+    def _committed_state(self, index: int) -> StoragePath | None:
+        """The state file of the pack's last committed epoch, if it has one."""
+        try:
+            epoch = int(committed_file(self._dir, index).read_text())
+        except FileNotFoundError:
+            # A job an earlier version started kept one file per pack, the driver's.
+            old = self._dir / PACKS_FOLDER / f"{index:04d}.pt"
+            return old if old.is_file() else None
+        return state_file(self._dir, index, epoch)
 
     def _submit(self, pack: _Pack, plan_ref: Any) -> Any:
         for trial_id, config in pack.configs.items():
@@ -244,32 +297,54 @@ class PackedRun:
                 self._progress.start(trial_id, config, {})
                 self._time_total_s[trial_id] = 0.0
         resources = self._spec.resources
-        if pack.node_id is None:
-            pack.node_id = self._place()
-        # Every epoch of a pack asks for the same node (soft: elsewhere if that node is
-        # gone or full), next to the pack's state in that node's object store.
+        self._place(pack)
+        # Every epoch of a pack asks for the same node while it has room, next to the
+        # pack's state in that node's object store.
         strategy: Any = "DEFAULT"
         if pack.node_id is not None:
             strategy = NodeAffinitySchedulingStrategy(pack.node_id, soft=True)
         task: Any = train_epoch.options(
             num_cpus=resources.cpu, num_gpus=resources.gpu, scheduling_strategy=strategy
         )
-        refs: list[Any] = task.remote(pack.state, plan_ref, self._dir)
-        pack.state = refs[0]
+        refs: list[Any] = task.remote(pack.state, plan_ref, self._dir, pack.index, pack.ended)
+        pack.state, pack.ended = refs[0], set()
         return refs[1]
 
-    def _place(self) -> str | None:
-        """The node for a new pack: the one with the most slots that no pack holds.
-        Left to Ray, tiny epochs of several packs follow one node's reused worker."""
-        if not self._node_slots:
-            return None
-        node = max(self._node_slots, key=lambda n: self._node_slots[n] - self._placed[n])
-        self._placed[node] += 1
-        return node
+    def _place(self, pack: _Pack) -> None:
+        """Set the node for a pack's next epoch: its own while that node has room now,
+        else, of the nodes with room now, the one with the most slots that no pack of
+        the job holds; else none (Ray's choice). Left to Ray, tiny epochs of several
+        packs follow one node's reused worker; asked for a node that is full (another
+        job's trials hold its CPUs), a soft affinity waits for it rather than spill
+        (Ray 2.60), however free the other nodes are. With one node there is nothing
+        to choose."""
+        if len(self._node_slots) <= 1:
+            return
+        free = self._free_slots()
+        if pack.node_id is not None and free.get(pack.node_id, 0) > 0:
+            return
+        self._unplace(pack)
+        roomy = [node for node in self._node_slots if free.get(node, 0) > 0]
+        if roomy:
+            node = max(roomy, key=lambda n: self._node_slots[n] - self._placed[n])
+            self._placed[node] += 1
+            pack.node_id = node
+
+    def _free_slots(self) -> dict[str, int]:
+        """Node id -> how many packs of the spec's resources it has room for now."""
+        wanted = self._spec.resources
+        free = {}
+        for node, available in available_resources_per_node().items():
+            if wanted.gpu > 0:
+                free[node] = int(available.get("GPU", 0) // wanted.gpu)
+            else:
+                free[node] = int(available.get("CPU", 0) // wanted.cpu)
+        return free
 
     def _unplace(self, pack: _Pack) -> None:
         if pack.node_id is not None:
             self._placed[pack.node_id] -= 1
+            pack.node_id = None
 
     def _epoch_done(self, pack: _Pack, results_ref: Any) -> bool:
         """Record a pack's epoch, let the scheduler judge each member, and save the pack;
@@ -284,7 +359,9 @@ class PackedRun:
                 self._progress.end(trial_id, config, pack.last.get(trial_id, {}), reason)
             return False
         ended = set()
+        epoch = 0
         for trial_id, config in pack.configs.items():
+            epoch = int(results[trial_id]["epoch"])
             result = self._result(trial_id, results[trial_id])
             pack.last[trial_id] = result
             self._progress.result(trial_id, config, result)
@@ -295,11 +372,10 @@ class PackedRun:
                 self._progress.end(trial_id, config, result)
                 ended.add(trial_id)
             self._write_result(trial_id, config, result, done=trial_id in ended)
-        state_ref: Any = pack.state
-        state: PackState = ray.get(state_ref).without(ended)
-        pack.state = state
+        # Recorded: a resumed job goes on from this epoch's state, which its task saved.
+        committed_file(self._dir, pack.index).write_text(str(epoch))
+        pack.ended = ended
         pack.configs = {k: v for k, v in pack.configs.items() if k not in ended}
-        self._save(pack.index, state)
         return bool(pack.configs)
 
     def _result(self, trial_id: str, reported: dict[str, Any]) -> dict[str, Any]:
@@ -315,21 +391,38 @@ class PackedRun:
         self, trial_id: str, config: dict[str, Any], result: dict[str, Any], done: bool
     ) -> None:
         """The epoch in the trial's folder as Tune writes it (params.json, a result.json
-        line per epoch), so that the job's folder can be read back without Redis."""
-        folder = self._dir / trial_id
-        folder.mkdir(parents=True, exist_ok=True)
-        if result["training_iteration"] == 1:
-            (folder / "params.json").write_text(json.dumps(config))
-            (folder / "result.json").write_text("")
-        line = {**result, "trial_id": trial_id, "config": config, "done": done}
-        (folder / "result.json").append_text(json.dumps(line) + "\n")
+        line per epoch), so that the job's folder can be read back without Redis.
 
-    def _save(self, index: int, state: PackState) -> None:
-        path = self._state_path(index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(state_to_payload(state), buffer)
-        path.write_bytes(buffer.getvalue())
+        A local file grows by a line. An object cannot be appended to (an append reads
+        and writes it whole: every epoch, every member's, quadratic in epochs), so in a
+        bucket the lines wait here and the file is written once, when the trial ends
+        or the run does."""
+        folder = self._dir / trial_id
+        first = result["training_iteration"] == 1
+        if first:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "params.json").write_text(json.dumps(config))
+        line = json.dumps({**result, "trial_id": trial_id, "config": config, "done": done})
+        if folder.local is not None:
+            path = folder / "result.json"
+            if first:
+                path.write_text(line + "\n")
+            else:
+                path.append_text(line + "\n")
+            return
+        if trial_id not in self._lines:  # a resumed trial: what earlier attempts recorded
+            self._lines[trial_id] = [
+                json.dumps({**epoch, "trial_id": trial_id, "config": config, "done": False})
+                for epoch in self._progress.history(trial_id)
+                if epoch["training_iteration"] < result["training_iteration"]
+            ]
+        self._lines[trial_id].append(line)
+        if done:
+            self._flush_lines(trial_id)
+
+    def _flush_lines(self, trial_id: str) -> None:
+        lines = self._lines.pop(trial_id)
+        (self._dir / trial_id / "result.json").write_text("".join(f"{x}\n" for x in lines))
 
     def _end_all(self, packs: list[_Pack]) -> None:
         """The time budget ran out: every member that started ends where it is; those

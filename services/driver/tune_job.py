@@ -224,6 +224,7 @@ def _run_packed(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
         autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
+        memory_bytes=settings.pack_memory_bytes,
     )  # fmt: skip
     jobs.record_engine(lease, run.plan())
     started = time.monotonic()

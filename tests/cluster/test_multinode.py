@@ -4,6 +4,7 @@ with `ray start --address`, tunefleet joined to it with RAY_ADDRESS, jobs over H
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,6 +93,42 @@ def test_more_than_any_node_has_is_refused_at_submit(cluster_stack: Stack) -> No
         assert answer.status_code == 422, answer.text
         detail = answer.json()["detail"]
         assert named in detail and "most on one node: 1 CPU, 1 GPU" in detail
+
+
+# Another Ray job that holds one node's CPU until its stdin closes.
+HOLDER = """
+import sys, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address=sys.argv[1], logging_level="ERROR")
+
+@ray.remote(num_cpus=1)
+class Holder:
+    def ready(self):
+        return True
+
+on_node = NodeAffinitySchedulingStrategy(sys.argv[2], soft=False)
+holder = Holder.options(scheduling_strategy=on_node).remote()
+ray.get(holder.ready.remote())
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_packs_run_on_the_node_with_room_when_another_job_holds_one(
+    ray_cluster: RayCluster, cluster_stack: Stack
+) -> None:
+    held, free = sorted(n["id"] for n in ray_cluster.nodes() if n["resources"].get("CPU", 0) >= 1)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, ray_cluster.address, held],
+        env=ray_cluster.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        # Two packs: before, one was asked for the held node and waited there for good.
+        rows = trials_of(cluster_stack, JOB)
+        assert {row["node_id"] for row in rows} == {free}
+    finally:
+        holder.communicate(timeout=60)
 
 
 def test_a_node_that_cannot_see_the_storage_fails_the_job_with_what_to_set(

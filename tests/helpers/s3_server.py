@@ -62,6 +62,12 @@ class S3Server:
                 self.process.kill()
                 self.process.wait()
 
+    def requests(self, method: str, key_part: str) -> list[str]:
+        """The request lines of the server's log with ``method`` for a key holding
+        ``key_part``."""
+        lines = self._log.read_text(errors="replace").splitlines()
+        return [line for line in lines if f'"{method} ' in line and key_part in line]
+
     def client(self) -> object:
         """A boto3 S3 client of this server: how the tests look into the bucket."""
         return boto3.client("s3", endpoint_url=self.url, **_boto_credentials())

@@ -14,6 +14,7 @@ import redis
 from ray._private.internal_api import memory_summary
 
 from services.driver.driver import Driver
+from services.driver.packed import member_bytes
 from shared.job_views import JobView
 from shared.jobs import JobStore
 from shared.model import ModelBundle
@@ -223,6 +224,23 @@ def test_pack_size_follows_the_spec(engine: Any) -> None:
     assert job.state == "succeeded", job.error
     assert job.engine == "packed: 3 packs of up to 2 configurations"
     assert len(trials) == 6 and all(t.iterations == 3 for t in trials)
+
+
+def test_packs_hold_as_many_members_as_their_memory_budget(engine: Any) -> None:
+    # Iris: 4 inputs, 3 classes. A budget of two such members' bytes: packs of two, where
+    # the cluster's two slots alone would make two packs of three.
+    space = {"lr": {"grid": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}, "hidden_units": 64}
+    two = 2 * member_bytes(4, 3, hidden_units=64, hidden_layers=1, batch_size=16)
+    spec = {
+        "dataset": {"builtin": "iris"},
+        "search_space": {**space, "batch_size": 16, "epochs": 2},
+    }
+    job, trials = engine(spec, pack_memory_bytes=two)
+    assert job.state == "succeeded", job.error
+    assert job.engine == "packed: 3 packs of up to 2 configurations"
+    assert len(trials) == 6 and all(t.iterations == 2 for t in trials)
+    job, _ = engine(spec)  # the nodes' memory holds them all
+    assert job.engine == "packed: 2 packs of up to 3 configurations"
 
 
 def test_an_operator_caps_the_trials_one_job_trains_at_once(engine: Any) -> None:

@@ -77,6 +77,14 @@ def test_a_job_keeps_its_experiment_in_the_bucket_and_serves_from_it(
     assert checkpoint_key in keys
     # Both trials' folders, with Tune's files or the packed engine's own.
     assert len({key.split("/")[3] for key in keys if key.endswith("result.json")}) == 2
+    if packing:
+        # Written once each, whole, never read back (an append reads an object again).
+        read = s3_server.requests("GET", f"{job_id}/")
+        assert read and not [line for line in read if "result.json" in line]
+        client: Any = s3_server.client()
+        for key in (key for key in keys if key.endswith("result.json")):
+            lines = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            assert len(lines.splitlines()) == SMALL["epochs"]
     # Nothing of it on the local disk.
     assert not (stack.home / "storage" / "experiments").exists()
 

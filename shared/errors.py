@@ -81,6 +81,11 @@ class LeaseLostError(TunefleetError):
     paused or cut off past its lease, and the job was handed on); nothing was written."""
 
 
+class StorageFullError(TunefleetError, OSError):
+    """Raised when a write fails for want of room: the disk or quota is full, or a file
+    would pass a size limit. Nothing half-written is left where it was going."""
+
+
 class StorageUnavailableError(TunefleetError, OSError):
     """Raised when the storage root (a bucket, a shared folder) cannot be reached or is
     not the same for every node; says what to set. An OSError too, so that code which

@@ -19,6 +19,7 @@ nothing there, and a "folder" exists while some object lies below it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import functools
 import os
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 
-from shared.errors import StorageUnavailableError
+from shared.errors import StorageFullError, StorageUnavailableError
 
 # What to check when object storage cannot be reached, for every error that says so.
 STORAGE_SETTINGS_HINT = (
@@ -244,11 +245,14 @@ class StoragePath:
             with self._translated(), self._remote.open_output_stream(self.path) as stream:
                 stream.write(content)
             return
-        with tempfile.NamedTemporaryFile(
-            dir=self.local.parent, prefix=f".{self.local.name}.", delete=False
-        ) as handle:
-            handle.write(content)
-        os.replace(handle.name, self.local)
+        descriptor, partial = tempfile.mkstemp(dir=self.local.parent, prefix=f".{self.local.name}.")
+        try:
+            with _room_for(self.uri), os.fdopen(descriptor, "wb") as handle:
+                handle.write(content)
+            os.replace(partial, self.local)
+        except BaseException:
+            os.unlink(partial)  # a write that failed leaves nothing behind
+            raise
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode())
@@ -257,7 +261,7 @@ class StoragePath:
         """Add to the end of the file (made if missing). Objects cannot be appended to:
         there the file is read and written again whole."""
         if self.local is not None:
-            with open(self.local, "a") as out:
+            with _room_for(self.uri), open(self.local, "a") as out:
                 out.write(text)
             return
         try:
@@ -350,3 +354,22 @@ def _unless_gone(
     raised."""
     if not isinstance(error[1], FileNotFoundError):
         raise error[1]
+
+
+# A write that failed for want of room: the disk or the user's quota is full, or the file
+# would pass the process's file-size limit (RLIMIT_FSIZE; Python ignores SIGXFSZ).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def _room_for(uri: str) -> Iterator[None]:
+    """StorageFullError, naming the file, for a local write that had no room."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _NO_ROOM or isinstance(exc, StorageFullError):
+            raise
+        raise StorageFullError(
+            f"writing {uri} failed: {exc.strerror}; the storage has no room for it (free "
+            "space on it, or raise the limit), then try again"
+        ) from exc

@@ -18,6 +18,7 @@ from shared.errors import (
     NotFoundError,
     PayloadTooLargeError,
     QueueFullError,
+    StorageFullError,
     StorageUnavailableError,
     TooManyJobsError,
     TooManyStreamsError,
@@ -39,6 +40,7 @@ STATUS_OF_ERROR: dict[type[TunefleetError], int] = {
     TooManyStreamsError: 429,
     UnauthorizedError: 401,
     StorageUnavailableError: 503,
+    StorageFullError: 507,
 }
 REDIS_RETRY_AFTER_S = 5
 # What to do next, by the kind of error and what it is about; {ref} is the error's ref,

@@ -3,17 +3,30 @@
 usage: python -m bench.chaos [jobs] [seconds_between_faults]
 Starts a redis-server and a local Ray in a temp folder, two drivers
 (`python -m services.driver`, lease 3 s), and queues small packed jobs of two tenants.
-Until every job has ended, it injects a fault every few seconds, in turn: SIGKILL of a
-driver (a new one starts), SIGSTOP of a driver past its lease (SIGCONT 2 leases later),
-SIGTERM of a driver (a new one starts), kill -9 of the redis-server (started again on
-its files a second later). Prints one JSON line: faults by kind, jobs accepted,
-succeeded, failed and lost, models registered, attempts spent, drivers that stopped
-because their claim had ended under them, jobs handed back, and seconds taken.
+Until every job has ended, it injects a fault every few seconds, in turn:
+
+- sigkill: SIGKILL of a driver (a new one starts);
+- sigstop: SIGSTOP of a driver past its lease (SIGCONT 2 leases later);
+- sigterm: SIGTERM of a driver (a new one starts);
+- redis_kill: kill -9 of the redis-server (started again on its files a second later);
+- worker_kill: kill -9 of the Ray worker running a pack's epoch, mid-epoch;
+- redis_stop: SIGSTOP of the redis-server for 20 s (a network partition), then SIGCONT;
+- state_write_full: a file-size limit (RLIMIT_FSIZE, with prlimit) on the Ray workers
+  running packs' epochs for 2 s, so that saving a pack's state fails (EFBIG);
+- upload_full: a dataset upload to a gateway whose process has a file-size limit (it
+  must answer 507), then the same upload without it (it must answer 201).
+
+Prints one JSON line: faults by kind, jobs accepted, succeeded, failed, lost and run
+twice (a trial whose result.json holds an epoch twice), models registered, attempts
+spent, drivers that stopped because their claim had ended under them, jobs handed back,
+the slowest recovery (seconds from a fault to the next epoch any job recorded), the
+uploads' answers, and seconds taken.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -79,6 +92,56 @@ class Drivers:
         return sum(path.read_text().count(text) for path in self.logs.glob("driver-*.log"))
 
 
+# A gateway's upload in a process of its own, under a file-size limit if one is given;
+# prints the answer's status.
+UPLOAD = """
+import resource, sys, warnings
+from pathlib import Path
+warnings.simplefilter("ignore")
+from fastapi.testclient import TestClient
+from services.gateway.app import create_app
+from shared.settings import Settings
+
+home, redis_url, limit = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+client = TestClient(create_app(Settings(redis_url=redis_url, home=home)), base_url="http://127.0.0.1")
+if limit:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+table = b"a,b,target\\n" + b"".join(b"%d,%d,%d\\n" % (i, i % 7, i % 2) for i in range(20000))
+print(client.post("/datasets", files={"file": ("t.csv", table, "text/csv")}).status_code)
+"""
+
+
+def epoch_workers() -> list[int]:
+    """Ray workers running a pack's epoch now (their process title names the task)."""
+    found = subprocess.run(["pgrep", "-f", "^ray::train_epoch"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def upload(home: Path, redis_url: str, limit: int, env: dict[str, str]) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", UPLOAD, str(home), redis_url, str(limit)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    return int(done.stdout.split()[-1]) if done.returncode == 0 else -1
+
+
+def epochs_recorded(store: JobStore, jobs: list[str]) -> int:
+    return sum(t.iterations for job in jobs for t in store.results.trials(job))
+
+
+def run_twice(experiments: Path, jobs: list[str]) -> list[str]:
+    """Jobs with a trial whose result.json holds one epoch more than once."""
+    twice = []
+    for job in jobs:
+        for result in (experiments / job).glob("*/result.json"):
+            lines = [json.loads(line) for line in result.read_text().splitlines() if line]
+            iterations = [line["training_iteration"] for line in lines]
+            if len(iterations) != len(set(iterations)):
+                twice.append(job)
+                break
+    return twice
+
+
 def spec(index: int) -> JobSpec:
     return JobSpec.model_validate(
         {
@@ -91,6 +154,58 @@ def spec(index: int) -> JobSpec:
             },
         }
     )
+
+
+FAULTS = (
+    "sigkill", "worker_kill", "sigstop", "state_write_full", "sigterm", "redis_stop",
+    "redis_kill", "upload_full",
+)  # fmt: skip
+
+
+def inject(
+    kind: str,
+    drivers: Drivers,
+    server: RedisServer,
+    home: Path,
+    env: dict[str, str],
+    uploads: dict[str, int],
+) -> bool:
+    """Inject one fault; False when there was nothing to inject it into."""
+    if kind == "sigkill":
+        drivers.replace(0, signal.SIGKILL)
+    elif kind == "sigterm":
+        drivers.replace(1, signal.SIGTERM)
+    elif kind == "sigstop":
+        paused = drivers.running[0]
+        paused.send_signal(signal.SIGSTOP)
+        time.sleep(2 * LEASE_S)
+        paused.send_signal(signal.SIGCONT)
+    elif kind == "redis_kill":
+        server.kill()
+        time.sleep(1)
+        server.start()
+    elif kind == "redis_stop":
+        server.send_signal(signal.SIGSTOP)
+        time.sleep(20)
+        server.send_signal(signal.SIGCONT)
+    elif kind == "worker_kill":
+        workers = epoch_workers()
+        if not workers:
+            return False
+        os.kill(workers[0], signal.SIGKILL)
+    elif kind == "state_write_full":
+        workers = epoch_workers()
+        if not workers:
+            return False
+        for pid in workers:
+            subprocess.run(["prlimit", f"--pid={pid}", "--fsize=1000"], check=False)
+        time.sleep(2)
+        for pid in workers:
+            subprocess.run(["prlimit", f"--pid={pid}", "--fsize=unlimited"], check=False)
+    else:  # upload_full
+        uploads["with_a_file_size_limit"] = upload(home / "gateway", server.url, 20_000, env)
+        uploads["without_it"] = upload(home / "gateway", server.url, 0, env)
+    return True
 
 
 def main(job_count: int = 12, fault_every_s: float = 6.0) -> None:
@@ -118,26 +233,25 @@ def main(job_count: int = 12, fault_every_s: float = 6.0) -> None:
                 drivers.start()
             started = time.monotonic()
             faults = Counter[str]()
-            kinds = itertools.cycle(("sigkill", "sigstop", "sigterm", "redis_kill"))
+            recoveries: list[float] = []
+            uploads: dict[str, int] = {}
+            kinds = itertools.cycle(FAULTS)
             while not all(store.get(j).state.is_terminal() for j in accepted):
                 if time.monotonic() - started > 1800:
                     break
                 time.sleep(fault_every_s)
                 kind = next(kinds)
+                before = epochs_recorded(store, accepted)
+                faulted_at = time.monotonic()
+                if not inject(kind, drivers, server, home, env, uploads):
+                    continue
                 faults[kind] += 1
-                if kind == "sigkill":
-                    drivers.replace(0, signal.SIGKILL)
-                elif kind == "sigterm":
-                    drivers.replace(1, signal.SIGTERM)
-                elif kind == "sigstop":
-                    paused = drivers.running[0]
-                    paused.send_signal(signal.SIGSTOP)
-                    time.sleep(2 * LEASE_S)
-                    paused.send_signal(signal.SIGCONT)
-                else:
-                    server.kill()
-                    time.sleep(1)
-                    server.start()
+                # Recovered once any job records an epoch again (or all have ended).
+                while epochs_recorded(store, accepted) <= before:
+                    if all(store.get(j).state.is_terminal() for j in accepted):
+                        break
+                    time.sleep(0.2)
+                recoveries.append(time.monotonic() - faulted_at)
             took_s = time.monotonic() - started
             jobs = [store.get(j) for j in accepted]
             models = {m.job_id for m in ModelRegistry(client).recent(limit=10_000)}
@@ -152,6 +266,9 @@ def main(job_count: int = 12, fault_every_s: float = 6.0) -> None:
                     "jobs_lost": len(accepted)
                     - sum(states.values())
                     + sum(n for s, n in states.items() if s in ("queued", "running")),
+                    "jobs_run_twice": len(run_twice(home / "storage" / "experiments", accepted)),
+                    "slowest_recovery_s": round(max(recoveries, default=0.0), 1),
+                    "uploads": uploads,
                     "models_registered": len(models & set(accepted)),
                     "attempts": sum(job.attempts for job in jobs),
                     # A driver whose claim ended under it (paused, cut off) stopped there.

@@ -103,6 +103,11 @@ class RedisServer:
                 self._process.wait()
         self._process = None
 
+    def send_signal(self, how: int) -> None:
+        """Signal the running server (SIGSTOP and SIGCONT: a network partition)."""
+        if self._process is not None:
+            self._process.send_signal(how)
+
     def kill(self) -> None:
         """SIGKILL the server, as a crash would; start() brings it back on its data."""
         if self._process is not None:

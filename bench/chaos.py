@@ -12,7 +12,7 @@ Until every job has ended, it injects a fault every few seconds, in turn:
 - worker_kill: kill -9 of the Ray worker running a pack's epoch, mid-epoch;
 - redis_stop: SIGSTOP of the redis-server for 20 s (a network partition), then SIGCONT;
 - state_write_full: a file-size limit (RLIMIT_FSIZE, with prlimit) on the Ray workers
-  running packs' epochs for 2 s, so that saving a pack's state fails (EFBIG);
+  running packs' epochs for 3 s, so that saving a pack's state fails (EFBIG);
 - upload_full: a dataset upload to a gateway whose process has a file-size limit (it
   must answer 507), then the same upload without it (it must answer 201).
 
@@ -111,10 +111,15 @@ print(client.post("/datasets", files={"file": ("t.csv", table, "text/csv")}).sta
 """
 
 
-def epoch_workers() -> list[int]:
-    """Ray workers running a pack's epoch now (their process title names the task)."""
-    found = subprocess.run(["pgrep", "-f", "^ray::train_epoch"], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
+def epoch_workers(wait_s: float = 5.0) -> list[int]:
+    """Ray workers running a pack's epoch (their process title names the task), the
+    first seen within ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = subprocess.run(["pgrep", "-f", "^ray::train_epoch"], capture_output=True, text=True)
+        if found.stdout.split() or time.monotonic() > deadline:
+            return [int(pid) for pid in found.stdout.split()]
+        time.sleep(0.05)
 
 
 def upload(home: Path, redis_url: str, limit: int, env: dict[str, str]) -> int:
@@ -199,7 +204,7 @@ def inject(
             return False
         for pid in workers:
             subprocess.run(["prlimit", f"--pid={pid}", "--fsize=1000"], check=False)
-        time.sleep(2)
+        time.sleep(3)
         for pid in workers:
             subprocess.run(["prlimit", f"--pid={pid}", "--fsize=unlimited"], check=False)
     else:  # upload_full

@@ -108,9 +108,14 @@ def _principal(raw: object) -> Principal | None:
     return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
 
 
+# Below a shared root (datasets, models, batch outputs), the folders of the tenants other
+# than the default one, whose folder is the root itself.
+TENANTS_FOLDER = "tenants"
+
+
 def tenant_folder(root: FolderT, tenant: str) -> FolderT:
     """A tenant's own folder below ``root`` (the default tenant's is ``root``)."""
-    return root if tenant == DEFAULT_TENANT else root / "tenants" / tenant
+    return root if tenant == DEFAULT_TENANT else root / TENANTS_FOLDER / tenant
 
 
 def _digest(key: str) -> str:

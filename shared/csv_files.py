@@ -121,11 +121,8 @@ def _read_csv(content: bytes, max_columns: int | None, max_rows: int | None) -> 
             f"has one {named}-separated value per header column, and quote values holding "
             f"{named}s"
         ) from exc
-    if max_rows is not None and len(frame) > max_rows:
-        raise DatasetError(
-            f"the dataset has more than {max_rows:,} rows; at most {max_rows:,} are allowed "
-            "(TUNEFLEET_MAX_DATASET_ROWS); upload fewer rows"
-        )
+    # Read up to one row past the limit.
+    _check_limit(len(frame), max_rows, "rows", "TUNEFLEET_MAX_DATASET_ROWS", stopped=True)
     return frame
 
 
@@ -224,10 +221,15 @@ def _header(buffer: io.StringIO, separator: str) -> list[str]:
     return header
 
 
-def _check_limit(count: int, limit: int | None, what: str, setting: str) -> None:
+def _check_limit(
+    count: int, limit: int | None, what: str, setting: str, stopped: bool = False
+) -> None:
+    """DatasetError past the limit; ``stopped``: reading stopped just past it, so the
+    count says only that there are more."""
     if limit is not None and count > limit:
+        shown = f"more than {limit:,}" if stopped else f"{count:,}"
         raise DatasetError(
-            f"the dataset has {count:,} {what}; at most {limit:,} are allowed ({setting}); "
+            f"the dataset has {shown} {what}; at most {limit:,} are allowed ({setting}); "
             f"upload fewer {what}"
         )
 

@@ -61,6 +61,12 @@ class FastDropout(nn.Module):
         return x * mask * (1.0 / keep)
 
 
+def embedded_split(n_features: int, embeddings: list[list[int]]) -> tuple[list[int], list[int]]:
+    """(the input positions of the embedded columns' codes, those of every other input)."""
+    codes = [position for position, _, _ in embeddings]
+    return codes, [j for j in range(n_features) if j not in set(codes)]
+
+
 class CategoryEmbeddings(nn.Module):
     """Embedded columns (see shared.preprocessing): each input column of codes looks up
     a learned vector in its own table; the vectors, side by side, go through a linear
@@ -70,16 +76,15 @@ class CategoryEmbeddings(nn.Module):
 
     def __init__(self, n_features: int, embeddings: list[list[int]], hidden_units: int) -> None:
         super().__init__()
-        positions = [int(position) for position, _, _ in embeddings]
-        others = [j for j in range(n_features) if j not in set(positions)]
-        self.register_buffer("code_index", torch.tensor(positions), persistent=False)
+        positions, others = embedded_split(n_features, embeddings)
+        self.register_buffer(
+            "code_index", torch.tensor(positions, dtype=torch.long), persistent=False
+        )
         self.register_buffer(
             "other_index", torch.tensor(others, dtype=torch.long), persistent=False
         )
-        self.tables = nn.ModuleList(
-            nn.Embedding(int(codes), int(size)) for _, codes, size in embeddings
-        )
-        self.proj = nn.Linear(sum(int(size) for _, _, size in embeddings), hidden_units, bias=False)
+        self.tables = nn.ModuleList(nn.Embedding(codes, size) for _, codes, size in embeddings)
+        self.proj = nn.Linear(sum(size for _, _, size in embeddings), hidden_units, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(the input's other columns, the vectors' share of the first hidden layer)."""

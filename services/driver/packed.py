@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from shared.model import MLP
+from shared.model import MLP, embedded_split
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -108,8 +108,7 @@ class PackedMLP:
         self.device = torch.device(device)
         # [input position, codes, vector size] per embedded column, as MLP takes it.
         self.embeddings = [list(map(int, column)) for column in embeddings or []]
-        positions = [position for position, _, _ in self.embeddings]
-        others = [j for j in range(n_features) if j not in set(positions)]
+        positions, others = embedded_split(n_features, self.embeddings)
         self._code_index = torch.tensor(positions, dtype=torch.long, device=self.device)
         self._other_index = torch.tensor(others, dtype=torch.long, device=self.device)
         widths = [m.hidden_units for m in self.members]

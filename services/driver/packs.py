@@ -190,9 +190,11 @@ class PackedRun:
         budget = self._memory_budget()
         packs = []
         for members in groups.values():
-            # As many members as the budget holds of the largest one's bytes.
-            largest = max(self._member_bytes(configs[m]) for m in members)
-            count = math.ceil(len(members) / max(1, min(size, budget // largest)))
+            # As many members as the budget holds of the widest one's bytes (the rest of
+            # what sizes a member is the pack key's, the same for all of them).
+            widest = max((configs[m] for m in members), key=lambda c: int(c["hidden_units"]))
+            fits = budget // self._member_bytes(widest)
+            count = math.ceil(len(members) / max(1, min(size, fits)))
             even = math.ceil(len(members) / count)
             packs += [members[start : start + even] for start in range(0, len(members), even)]
         # Longest first (most steps per epoch), so that the last pack to finish is short.
@@ -359,9 +361,8 @@ class PackedRun:
                 self._progress.end(trial_id, config, pack.last.get(trial_id, {}), reason)
             return False
         ended = set()
-        epoch = 0
+        epoch = int(next(iter(results.values()))["epoch"])  # the pack's: every member's
         for trial_id, config in pack.configs.items():
-            epoch = int(results[trial_id]["epoch"])
             result = self._result(trial_id, results[trial_id])
             pack.last[trial_id] = result
             self._progress.result(trial_id, config, result)
@@ -402,7 +403,7 @@ class PackedRun:
         if first:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "params.json").write_text(json.dumps(config))
-        line = json.dumps({**result, "trial_id": trial_id, "config": config, "done": done})
+        line = _result_line(trial_id, config, result, done)
         if folder.local is not None:
             path = folder / "result.json"
             if first:
@@ -410,12 +411,12 @@ class PackedRun:
             else:
                 path.append_text(line + "\n")
             return
-        if trial_id not in self._lines:  # a resumed trial: what earlier attempts recorded
-            self._lines[trial_id] = [
-                json.dumps({**epoch, "trial_id": trial_id, "config": config, "done": False})
+        if trial_id not in self._lines:  # resumed: first what earlier attempts recorded
+            self._lines[trial_id] = [] if first else [
+                _result_line(trial_id, config, epoch, done=False)
                 for epoch in self._progress.history(trial_id)
                 if epoch["training_iteration"] < result["training_iteration"]
-            ]
+            ]  # fmt: skip
         self._lines[trial_id].append(line)
         if done:
             self._flush_lines(trial_id)
@@ -451,3 +452,8 @@ class PackedRun:
                     result,
                 )
             self._time_total_s[row.trial_id] = row.time_total_s or 0.0
+
+
+def _result_line(trial_id: str, config: dict[str, Any], result: dict[str, Any], done: bool) -> str:
+    """One line of a trial's result.json, as Tune writes it."""
+    return json.dumps({**result, "trial_id": trial_id, "config": config, "done": done})

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
+from shared.auth import TENANTS_FOLDER
 from shared.errors import NotFoundError
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
@@ -106,7 +107,7 @@ def sweep_batches(
     root = storage_path(batches_dir)
     now = time.time() if now is None else now
     swept = Swept()
-    tenants = [entry.path for entry in (root / "tenants").entries() if entry.is_dir]
+    tenants = [entry.path for entry in (root / TENANTS_FOLDER).entries() if entry.is_dir]
     for tenant_root in (root, *tenants):
         for job_id in _job_folders(tenant_root):
             folder = tenant_root / job_id

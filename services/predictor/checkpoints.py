@@ -32,9 +32,9 @@ NOT_OURS = f"only {CHECKPOINT_FILE} files written by tunefleet's trainable can b
 class ImportLimits:
     """What an imported model may claim besides a job spec's limits (see Settings)."""
 
-    max_inputs: int = 100_000
-    max_classes: int = 1_000
-    max_columns: int = 1_000
+    max_inputs: int
+    max_classes: int
+    max_columns: int
 
     @classmethod
     def of(cls, settings: Settings) -> ImportLimits:
@@ -47,7 +47,7 @@ ARCHITECTURE_KEYS = frozenset(
 )
 
 
-def load_checked(folder: Path, limits: ImportLimits | None = None) -> ModelBundle:
+def load_checked(folder: Path, limits: ImportLimits) -> ModelBundle:
     """The model of ``folder``/model.pt once its claims hold; InvalidInputError naming
     the first that does not. Weights only: nothing is unpickled."""
     path = folder / CHECKPOINT_FILE
@@ -58,7 +58,7 @@ def load_checked(folder: Path, limits: ImportLimits | None = None) -> ModelBundl
         raise InvalidInputError(
             f"not a tunefleet checkpoint ({type(exc).__name__}); {NOT_OURS}"
         ) from exc
-    check_claims(payload, limits or ImportLimits())
+    check_claims(payload, limits)
     try:
         return ModelBundle.from_payload(payload)
     except Exception as exc:

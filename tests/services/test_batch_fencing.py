@@ -8,6 +8,7 @@ import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from services.predictor.batches import batch_spec
 from shared.auth import tenant_folder
 from shared.batch import BatchRequest, BatchSpec, attempt_folder, output_file
 from shared.data import DatasetStore
-from shared.jobs import JobStore
+from shared.jobs import JobStore, Lease
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.vocabulary import DEFAULT_TENANT, JobStatus
@@ -41,11 +42,19 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
+class Batch(NamedTuple):
+    settings: Settings
+    jobs: JobStore
+    registry: ModelRegistry
+    spec: BatchSpec
+    first: Lease  # the job's first claim, by "driver-1"
+
+
 @pytest.fixture
 def batch(
     local_ray: None, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
-) -> tuple[Settings, JobStore, ModelRegistry, BatchSpec, str]:
-    """A queued batch job scoring ROWS rows with a registered model."""
+) -> Batch:
+    """A batch job scoring ROWS rows with a registered model, claimed once."""
     settings = Settings(
         redis_url=redis_server.url, home=tmp_path, lease_s=LEASE_S, batch_max_workers=1
     )
@@ -67,16 +76,15 @@ def batch(
     upload = datasets.save(table.to_csv(index=False).encode(), purpose="scoring")
     request = BatchRequest.model_validate({"dataset": upload.id})
     spec = batch_spec(request, record, settings, DEFAULT_TENANT)
-    job_id, _ = jobs.enqueue(spec, None, DEFAULT_TENANT)
-    return settings, jobs, registry, spec, job_id
-
-
-def test_a_stale_attempt_neither_doubles_nor_removes_the_output(
-    batch: tuple[Settings, JobStore, ModelRegistry, BatchSpec, str],
-) -> None:
-    settings, jobs, registry, spec, job_id = batch
+    jobs.enqueue(spec, None, DEFAULT_TENANT)
     first = jobs.claim("driver-1")
     assert first is not None
+    return Batch(settings, jobs, registry, spec, first)
+
+
+def test_a_stale_attempt_neither_doubles_nor_removes_the_output(batch: Batch) -> None:
+    settings, jobs, registry, spec, first = batch
+    job_id = first.job_id
     seconds: list[str] = []
 
     def first_should_stop() -> bool:
@@ -104,18 +112,16 @@ def test_a_stale_attempt_neither_doubles_nor_removes_the_output(
 
 
 def test_an_attempt_that_ends_abruptly_stops_its_scorers_and_leaves_nothing(
-    batch: tuple[Settings, JobStore, ModelRegistry, BatchSpec, str],
+    batch: Batch,
 ) -> None:
-    settings, jobs, registry, spec, job_id = batch
-    lease = jobs.claim("driver-1")
-    assert lease is not None
+    settings, jobs, registry, spec, lease = batch
 
     def redis_gone() -> bool:
         raise redis.ConnectionError("Redis went away")
 
     with pytest.raises(redis.ConnectionError):
         run_batch(lease, spec, settings, jobs, registry, should_stop=redis_gone)
-    folder = attempt_folder(settings.batches_dir, job_id, lease.token)
+    folder = attempt_folder(settings.batches_dir, lease.job_id, lease.token)
     assert not folder.exists()
     time.sleep(2.0)  # scorers still running would write parts again by now
     assert not folder.exists()

@@ -116,6 +116,7 @@ class PackedRun:
         self._placed: Counter[str] = Counter()
         # Trial id -> its result.json lines not written yet (a bucket's, see _write_result).
         self._lines: dict[str, list[str]] = {}
+        self._pack_epochs, self._recording_s = 0, 0.0
 
     def plan(self) -> str:
         """Draw the configurations and form the packs (or read them back on resume);
@@ -151,12 +152,20 @@ class PackedRun:
                     running[self._submit(pack, plan_ref)] = pack
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=STOP_CHECK_INTERVAL_S)
                 for ref in ready:
+                    recording = time.perf_counter()
                     pack = running.pop(ref)
                     if self._epoch_done(pack, ref):
                         running[self._submit(pack, plan_ref)] = pack
                     else:
                         self._unplace(pack)
+                    self._recording_s += time.perf_counter() - recording
+                    self._pack_epochs += 1
         finally:
+            # The driver's share of every pack epoch: results in, the next epoch out.
+            log.info(
+                "job %s: %d pack epochs, %.1f s recording their results",
+                self._job_id, self._pack_epochs, self._recording_s,
+            )  # fmt: skip
             for ref in running:
                 ray.cancel(ref)
             del plan_ref
@@ -313,24 +322,37 @@ class PackedRun:
         return refs[1]
 
     def _place(self, pack: _Pack) -> None:
-        """Set the node for a pack's next epoch: its own while that node has room now,
-        else, of the nodes with room now, the one with the most slots that no pack of
-        the job holds; else none (Ray's choice). Left to Ray, tiny epochs of several
-        packs follow one node's reused worker; asked for a node that is full (another
-        job's trials hold its CPUs), a soft affinity waits for it rather than spill
-        (Ray 2.60), however free the other nodes are. With one node there is nothing
-        to choose."""
+        """Set the node for a pack's next epoch: its own while that node has room
+        (_has_room), else, of the nodes with room now, the one with the most slots that
+        no pack of the job holds; else none (Ray's choice, which waits for any node).
+        Left to Ray, tiny epochs of several packs follow one node's reused worker; asked
+        for a node that is full (another job's trials hold its CPUs), a soft affinity
+        waits for it rather than spill (Ray 2.60), however free the other nodes are.
+        With one node there is nothing to choose."""
         if len(self._node_slots) <= 1:
             return
         free = self._free_slots()
-        if pack.node_id is not None and free.get(pack.node_id, 0) > 0:
+        if pack.node_id is not None and self._has_room(pack.node_id, free):
             return
         self._unplace(pack)
-        roomy = [node for node in self._node_slots if free.get(node, 0) > 0]
+        # Free in Ray's view and not yet taken by this job's packs, which the view may
+        # not show yet.
+        roomy = [
+            node
+            for node, slots in self._node_slots.items()
+            if free.get(node, 0) > 0 and self._placed[node] < slots
+        ]
         if roomy:
             node = max(roomy, key=lambda n: self._node_slots[n] - self._placed[n])
             self._placed[node] += 1
             pack.node_id = node
+
+    def _has_room(self, node: str, free: dict[str, int]) -> bool:
+        """Whether a pack placed on ``node`` may train its next epoch there. Ray's view
+        of free resources lags a moment behind: the epoch that just ended may still hold
+        its slot in it. A node that looks full when this job's own packs, this one
+        included, are what fill it has this pack's slot free."""
+        return free.get(node, 0) > 0 or self._placed[node] == self._node_slots.get(node)
 
     def _free_slots(self) -> dict[str, int]:
         """Node id -> how many packs of the spec's resources it has room for now."""

@@ -16,7 +16,12 @@ from typing import Any
 import ray
 import torch
 
-from services.driver.pack_training import PackState, state_to_payload, train_pack_epoch
+from services.driver.pack_training import (
+    PackState,
+    Phases,
+    state_to_payload,
+    train_pack_epoch,
+)
 from services.driver.training import TrialPlan
 from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
@@ -66,18 +71,35 @@ def train_epoch(
     recorded them); return the new state and each member's result (metrics, device,
     node, seconds)."""
     device = torch_for_this_worker()
-    started = time.perf_counter()
-    new_state, results = train_pack_epoch(state.without(ended), plan, device)
-    for trial_id, result in results.items():
-        if result.payload is not None:
-            _save(result.payload, checkpoint_folder(experiment_dir, trial_id))
-    saved = io.BytesIO()
-    torch.save(state_to_payload(new_state), saved)
-    path = state_file(experiment_dir, index, new_state.epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(saved.getvalue())
-    seconds = time.perf_counter() - started
     node_id = ray.get_runtime_context().get_node_id()
+    return run_epoch(state, plan, experiment_dir, index, ended, device, node_id)
+
+
+def run_epoch(
+    state: PackState,
+    plan: TrialPlan,
+    experiment_dir: StoragePath,
+    index: int,
+    ended: set[str],
+    device: str = "cpu",
+    node_id: str | None = None,
+    phases: Phases | None = None,
+) -> tuple[PackState, dict[str, dict[str, Any]]]:
+    """train_epoch's work, in this process; ``phases`` adds up where its time went."""
+    phase = phases or Phases()
+    started = time.perf_counter()
+    new_state, results = train_pack_epoch(state.without(ended), plan, device, phase)
+    with phase("checkpoints"):
+        for trial_id, result in results.items():
+            if result.payload is not None:
+                _save(result.payload, checkpoint_folder(experiment_dir, trial_id))
+    with phase("state"):
+        saved = io.BytesIO()
+        torch.save(state_to_payload(new_state), saved)
+        path = state_file(experiment_dir, index, new_state.epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(saved.getvalue())
+    seconds = time.perf_counter() - started
     return new_state, {
         trial_id: {
             **result.metrics,

@@ -14,6 +14,9 @@ from, and report the same metrics under the same names.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,12 +161,53 @@ class EpochResult:
     payload: dict[str, Any] | None
 
 
+class Phases:
+    """Seconds spent in each phase of a pack's epochs, summed over epochs: what the
+    per-epoch profile (bench/pack_profile.py) reports."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+
+
 def train_pack_epoch(
-    state: PackState, plan: TrialPlan, device: str = "cpu"
+    state: PackState, plan: TrialPlan, device: str = "cpu", phases: Phases | None = None
 ) -> tuple[PackState, dict[str, EpochResult]]:
     """Train every member of the pack for one epoch; the new state and each member's
     result. A member's checkpoint goes with an epoch that improves its best metric: the
     one checkpoint an unpacked trial keeps. The pack's state resumes the rest."""
+    phase = phases or Phases()
+    with phase("steps"):
+        pack, new_state, training = _train(state, plan, device)
+    with phase("validation"):
+        data = plan.data_for(state.scaler)
+        validation = evaluate_pack(pack, data.x_val, data.y_val, plan)
+    with phase("results"):
+        results: dict[str, EpochResult] = {}
+        for index, member in enumerate(pack.members):
+            metrics = {
+                **{f"training_{k}": v[index] for k, v in training.items()},
+                **{f"val_{k}": v[index] for k, v in validation.items()},
+            }
+            results[member.trial_id] = _member_result(
+                pack, index, metrics, state.best_values.get(member.trial_id), new_state, plan
+            )
+    return new_state, results
+
+
+def _train(
+    state: PackState, plan: TrialPlan, device: str
+) -> tuple[PackedMLP, PackState, dict[str, list[float]]]:
+    """The pack's network after one more epoch, its state but the members' (which
+    _member_result adds), and each member's training metrics."""
     data = plan.data_for(state.scaler)
     regression = data.task == "regression"
     n_outputs = 1 if regression else len(data.classes)
@@ -187,8 +231,6 @@ def train_pack_epoch(
     )
     n_trained = max(1, len(order) // state.batch_size) * state.batch_size
     training = _metrics(train_loss, train_correct, min(n_trained, len(order)), data, regression)
-    validation = evaluate_pack(pack, data.x_val, data.y_val, plan)
-
     new_state = PackState(
         pack.members, state.batch_size, state.epochs, state.hidden_layers, state.epoch + 1,
         pack.step, pack.num_batches_tracked,
@@ -198,16 +240,7 @@ def train_pack_epoch(
         scaler=state.scaler,
         embedding_dim=state.embedding_dim,
     )  # fmt: skip
-    results: dict[str, EpochResult] = {}
-    for index, member in enumerate(pack.members):
-        metrics = {
-            **{f"training_{k}": v[index] for k, v in training.items()},
-            **{f"val_{k}": v[index] for k, v in validation.items()},
-        }
-        results[member.trial_id] = _member_result(
-            pack, index, metrics, state.best_values.get(member.trial_id), new_state, plan
-        )
-    return new_state, results
+    return pack, new_state, training
 
 
 def _start_or_resume(

@@ -15,6 +15,7 @@ both best validation accuracies.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,10 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
         done = run_job(client, spec)
         if done["job"]["state"] != "succeeded":
             print(stack.log_tail(), file=sys.stderr)
+        # The driver's share of the packed engine's epochs (services.driver.packs).
+        recorded = re.findall(
+            r"(\d+) pack epochs, ([\d.]+) s recording", stack.log_path.read_text(errors="replace")
+        )
     job = done["job"]
     emit(
         {
@@ -90,6 +95,8 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
             "trials": len(done["trials"]),
             "epochs_run": sum(t["iterations"] for t in done["trials"]),
             "wall_s": round(done["wall_s"], 1),
+            "pack_epochs": sum(int(epochs) for epochs, _ in recorded),
+            "driver_recording_s": round(sum(float(s) for _, s in recorded), 1),
             "best_val_accuracy": job["best"]["value"] if job["best"] else None,
             "test_accuracy": (job["test_metrics"] or {}).get("test_accuracy"),
         }

@@ -42,6 +42,13 @@ def committed_file(experiment_dir: StoragePath, index: int) -> StoragePath:
     return experiment_dir / PACKS_FOLDER / f"{index:04d}" / "committed"
 
 
+def merged_file(experiment_dir: StoragePath, index: int) -> StoragePath:
+    """Names the pack that pack ``index`` merged into, once it has: its members train
+    there from then on (a resumed job finds them in that pack's state, or in this one's
+    last committed state if that pack has not committed an epoch since)."""
+    return experiment_dir / PACKS_FOLDER / f"{index:04d}" / "merged_into"
+
+
 def checkpoint_folder(experiment_dir: StoragePath, trial_id: str) -> StoragePath:
     """Where a packed trial keeps its best checkpoint."""
     return experiment_dir / trial_id / BEST_CHECKPOINT
@@ -64,14 +71,17 @@ def train_epoch(
     experiment_dir: StoragePath,
     index: int,
     ended: set[str],
+    *absorbed: PackState,
 ) -> tuple[PackState, dict[str, dict[str, Any]]]:
-    """Train the pack one epoch, without the members that ``ended`` after the last;
+    """Train the pack one epoch, with the members of the packs it ``absorbed`` (of its
+    kind, after the same epoch) and without the members that ``ended`` after the last;
     write improved members' checkpoints and the pack's new state (where it was
     trained: the driver reads only the results, and commits the epoch once it has
     recorded them); return the new state and each member's result (metrics, device,
     node, seconds)."""
     device = torch_for_this_worker()
     node_id = ray.get_runtime_context().get_node_id()
+    state = state.merged(*absorbed) if absorbed else state
     return run_epoch(state, plan, experiment_dir, index, ended, device, node_id)
 
 

@@ -130,6 +130,31 @@ class PackState:
             self.embedding_dim,
         )
 
+    def merged(self, *others: PackState) -> PackState:
+        """One pack of this one's members and others' of the same pack_key, after the
+        same epoch: their batch order is one (one seed, one draw per epoch) and so is
+        Adam's step count. The dropout masks' stream goes on from this pack's."""
+        members = list(self.members)
+        weights, exp_avg = dict(self.weights), dict(self.exp_avg)
+        exp_avg_sq, best_values = dict(self.exp_avg_sq), dict(self.best_values)
+        for other in others:
+            same = (other.batch_size, other.epochs, other.hidden_layers, other.seed,
+                    other.scaler, other.embedding_dim, other.epoch, other.step)  # fmt: skip
+            if same != (self.batch_size, self.epochs, self.hidden_layers, self.seed,
+                        self.scaler, self.embedding_dim, self.epoch, self.step):  # fmt: skip
+                raise ValueError("only packs of one pack_key, after one epoch, merge")
+            members += other.members
+            weights.update(other.weights)
+            exp_avg.update(other.exp_avg)
+            exp_avg_sq.update(other.exp_avg_sq)
+            best_values.update(other.best_values)
+        return PackState(
+            members, self.batch_size, self.epochs, self.hidden_layers, self.epoch,
+            self.step, self.num_batches_tracked, weights, exp_avg, exp_avg_sq, best_values,
+            self.order_generator, self.dropout_generator, self.seed, self.scaler,
+            self.embedding_dim,
+        )  # fmt: skip
+
 
 def state_to_payload(state: PackState) -> dict[str, Any]:
     """The state as tensors and plain values, to save with torch.save and load with

@@ -122,6 +122,7 @@ class PackedMLP:
             (int(self.col_offsets[first]), int(self.col_offsets[first + count]), count, width)
             for width, first, count in self.groups
         ]
+        self._group_widths = [end - start for start, end, _, _ in self._group_columns]
         self._out_weights = [self._leaves[f"out.weight.{g}"] for g in range(len(self.groups))]
         self._tables = [self._leaves[f"emb{c}"] for c in range(len(self.embeddings))]
         self._maps = (
@@ -377,8 +378,13 @@ class PackedMLP:
         width. (rows, columns) out for hidden layers, (rows, members, outputs) for the
         output layer."""
         rows, parts = len(h), []
-        for (start, end, count, width), weight in zip(self._group_columns, weights, strict=True):
-            part = h[:, start:end].reshape(rows, count, width)
+        # Split, not sliced: a slice's backward fills a zero tensor of all of h's columns
+        # per group; a split's is one concatenation.
+        columns = h.split(self._group_widths, dim=1) if len(self._group_widths) > 1 else (h,)
+        for (_, _, count, width), weight, part in zip(
+            self._group_columns, weights, columns, strict=True
+        ):
+            part = part.reshape(rows, count, width)
             # (count, rows, inputs) @ (count, inputs, outputs) -> (count, rows, outputs)
             out = torch.bmm(part.transpose(0, 1), weight).transpose(0, 1)
             parts.append(out.reshape(rows, -1) if flatten else out)

@@ -2,29 +2,30 @@
 depth train together in one Ray task per epoch, each still a trial of its own.
 
 The driver draws the configurations with Tune's variant generator, groups them into
-packs, and hands each pack's epochs to Ray as tasks on warm workers. After every epoch
-each member's result goes to Tune's own scheduler (ASHA, the median rule, FIFO) as a
-trial's would; a member it stops leaves the pack at that epoch boundary, and the pack's
-work shrinks with it. Every member's rows, history and best checkpoint are kept as an
-unpacked trial's are. A pack's state is saved after every epoch, so that a job whose
-driver died resumes each pack where it was, and runs no finished member again.
+packs, and hands each pack's epochs to Ray as tasks on warm workers, the packs taking
+turns an epoch at a time. After every epoch each member's result goes to Tune's own
+scheduler (ASHA, the median rule, FIFO) as a trial's would; a member it stops leaves the
+pack at that epoch boundary, and the pack's work shrinks with it. Packs of one kind
+thinned out so meet at an epoch's end and merge: their survivors pay for one pack's
+steps. Every member's rows, history and best checkpoint are kept as an unpacked trial's
+are. A pack's state is saved after every epoch, so that a job whose driver died resumes
+each pack where it was (merges included), and runs no finished member again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import math
 import time
-from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
 import torch
-from ray._private.state import available_resources_per_node  # a DeveloperAPI
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -34,6 +35,7 @@ from services.driver.pack_task import (
     PACKS_FOLDER,
     checkpoint_folder,
     committed_file,
+    merged_file,
     state_file,
     train_epoch,
 )
@@ -68,7 +70,16 @@ class _Pack:
     state: PackState | Any  # a PackState, or Ray's reference to the one an epoch made
     last: dict[str, dict[str, Any]] = field(default_factory=dict)  # last result each
     ended: set[str] = field(default_factory=set)  # members the next epoch leaves out
-    node_id: str | None = None  # the node its epochs are asked to run on
+    node_id: str | None = None  # the node its last epoch ran on
+    epoch: int = 0  # epochs done
+    # Packs of its kind, after the same epoch, that its next epoch takes in (their
+    # states: PackStates or Ray's references).
+    absorbed: list[Any] = field(default_factory=list)
+    steps: int = 0  # steps an epoch of it takes
+
+    @property
+    def key(self) -> PackKey:
+        return pack_key(next(iter(self.configs.values())))
 
 
 class _NoController:
@@ -113,10 +124,10 @@ class PackedRun:
         self._configs: dict[str, dict[str, Any]] = {}
         self._packs: list[list[str]] = []
         self._node_slots: dict[str, int] = {}
-        self._placed: Counter[str] = Counter()
         # Trial id -> its result.json lines not written yet (a bucket's, see _write_result).
         self._lines: dict[str, list[str]] = {}
         self._pack_epochs, self._recording_s = 0, 0.0
+        self._limits: tuple[int, int] | None = None  # pack size, memory budget
 
     def plan(self) -> str:
         """Draw the configurations and form the packs (or read them back on resume);
@@ -130,14 +141,19 @@ class PackedRun:
         configs, packs = self._configs, self._packs
         self._replay_history(configs)
         plan_ref = ray.put(self._plan)
-        resumed = [self._resumable(index, members, configs) for index, members in enumerate(packs)]
-        waiting = deque(pack for pack in resumed if pack is not None and pack.configs)
+        absorbed = self._absorbed(len(packs))
+        resumed = [
+            self._resumable(index, packs, absorbed[index], configs)
+            for index in range(len(packs))
+            if index in absorbed
+        ]
+        ready = [pack for pack in resumed if pack is not None and pack.configs]
         self._node_slots = self._slots_per_node()
-        slots = self._slots(max((len(p.configs) for p in waiting), default=1))
+        slots = self._slots(max((len(p.configs) for p in ready), default=1))
         started = time.monotonic()
         running: dict[Any, _Pack] = {}
         try:
-            while waiting or running:
+            while ready or running:
                 if self._should_stop():
                     return False
                 out_of_time = (
@@ -145,19 +161,17 @@ class PackedRun:
                     and time.monotonic() - started > self._spec.time_budget_s
                 )
                 if out_of_time:
-                    self._end_all([*waiting, *running.values()])
+                    self._end_all([*ready, *running.values()])
                     return True
-                while waiting and len(running) < slots:
-                    pack = waiting.popleft()
+                while ready and len(running) < slots:
+                    pack = self._next(ready, running.values())
                     running[self._submit(pack, plan_ref)] = pack
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=STOP_CHECK_INTERVAL_S)
-                for ref in ready:
+                done, _ = ray.wait(list(running), num_returns=1, timeout=STOP_CHECK_INTERVAL_S)
+                for ref in done:
                     recording = time.perf_counter()
                     pack = running.pop(ref)
                     if self._epoch_done(pack, ref):
-                        running[self._submit(pack, plan_ref)] = pack
-                    else:
-                        self._unplace(pack)
+                        ready.append(pack)
                     self._recording_s += time.perf_counter() - recording
                     self._pack_epochs += 1
         finally:
@@ -275,22 +289,93 @@ class PackedRun:
         return slots
 
     def _resumable(
-        self, index: int, members: list[str], configs: dict[str, dict[str, Any]]
+        self,
+        index: int,
+        packs: list[list[str]],
+        absorbed: list[int],
+        configs: dict[str, dict[str, Any]],
     ) -> _Pack | None:
-        """Pack ``index`` as far as an earlier attempt took it: members that ended are
-        not run again; the rest continue from the pack's saved state."""
+        """Pack ``index`` as far as an earlier attempt took it, with the members of the
+        packs it ``absorbed``: members that ended are not run again; the rest continue
+        from the pack's saved state, or an absorbed pack's if the merge was not
+        committed yet."""
+        members = [m for i in (index, *absorbed) for m in packs[i]]
         left = [m for m in members if m not in self._progress.ended]
         if not left:
             return None
         path = self._committed_state(index)
         if path is not None:
-            payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
-            saved = state_from_payload(payload)
+            saved = _load_state(path)
+            for other in absorbed:
+                missing = set(packs[other]) - {m.trial_id for m in saved.members}
+                other_path = self._committed_state(other)
+                if missing and other_path is not None:
+                    theirs = _load_state(other_path)
+                    saved = saved.merged(
+                        theirs.without({m.trial_id for m in theirs.members} - missing)
+                    )
             state = saved.without({m.trial_id for m in saved.members} - set(left))
             left = [m.trial_id for m in state.members]
         else:
             state = PackState.new({m: configs[m] for m in left})
-        return _Pack(index, {m: configs[m] for m in left}, state)
+        steps = math.ceil(len(self._plan.data.y_train) / state.batch_size)
+        return _Pack(index, {m: configs[m] for m in left}, state, epoch=state.epoch, steps=steps)
+
+    def _absorbed(self, count: int) -> dict[int, list[int]]:
+        """Index of each pack that trains (merged into none) -> the packs merged into it,
+        directly or through others, in the order they merged."""
+        into: dict[int, int] = {}
+        for index in range(count):
+            with contextlib.suppress(FileNotFoundError):
+                into[index] = int(merged_file(self._dir, index).read_text())
+
+        def root(index: int) -> int:
+            while index in into:
+                index = into[index]
+            return index
+
+        absorbed: dict[int, list[int]] = {i: [] for i in range(count) if i not in into}
+        for index in sorted(into, key=lambda i: into[i]):
+            absorbed[root(index)].append(index)
+        return absorbed
+
+    def _next(self, ready: list[_Pack], running: Iterable[_Pack]) -> _Pack:
+        """Take the pack to train next out of ``ready``, with the packs of its kind after
+        the same epoch merged into it while the pack-size and memory limits hold.
+
+        Packs take turns an epoch at a time, fewest epochs first, then most steps: all
+        of a job's packs move through the epochs together, which gives early stopping
+        full rungs to judge by, and meets packs of one kind at the same epoch's end. As
+        early stopping thins them out, their survivors merge and pay for one pack's
+        steps. A pack whose kind has a pack one epoch behind it still training waits
+        for it, while another pack can go instead."""
+        order = sorted(ready, key=lambda p: (p.epoch, -p.steps, p.index))
+        behind = {(p.key, p.epoch + 1) for p in running}
+        pack = next((p for p in order if (p.key, p.epoch) not in behind), order[0])
+        ready.remove(pack)
+        for mate in [p for p in order if p is not pack and p.key == pack.key]:
+            together = [*pack.configs.values(), *mate.configs.values()]
+            if mate.epoch == pack.epoch and len(together) <= self._merge_limit(together):
+                ready.remove(mate)
+                self._merge(pack, mate)
+        return pack
+
+    def _merge_limit(self, configs: list[dict[str, Any]]) -> int:
+        """The most members one pack of these configurations may have: planning's."""
+        if self._limits is None:  # the cluster's, once a run
+            self._limits = (self._pack_size(len(self._configs)), self._memory_budget())
+        size, budget = self._limits
+        widest = max(configs, key=lambda c: int(c["hidden_units"]))
+        return max(1, min(size, budget // self._member_bytes(widest)))
+
+    def _merge(self, pack: _Pack, mate: _Pack) -> None:
+        """Take ``mate`` into ``pack``: its next epoch trains their members together.
+        Recorded first, for a resumed job."""
+        merged_file(self._dir, mate.index).write_text(str(pack.index))
+        pack.configs.update(mate.configs)
+        pack.last.update(mate.last)
+        pack.ended |= mate.ended
+        pack.absorbed += [mate.state, *mate.absorbed]
 
     def _committed_state(self, index: int) -> StoragePath | None:
         """The state file of the pack's last committed epoch, if it has one."""
@@ -308,67 +393,27 @@ class PackedRun:
                 self._progress.start(trial_id, config, {})
                 self._time_total_s[trial_id] = 0.0
         resources = self._spec.resources
-        self._place(pack)
-        # Every epoch of a pack asks for the same node while it has room, next to the
-        # pack's state in that node's object store.
-        strategy: Any = "DEFAULT"
-        if pack.node_id is not None:
-            strategy = NodeAffinitySchedulingStrategy(pack.node_id, soft=True)
         task: Any = train_epoch.options(
-            num_cpus=resources.cpu, num_gpus=resources.gpu, scheduling_strategy=strategy
+            num_cpus=resources.cpu, num_gpus=resources.gpu, scheduling_strategy=self._where(pack)
         )
-        refs: list[Any] = task.remote(pack.state, plan_ref, self._dir, pack.index, pack.ended)
-        pack.state, pack.ended = refs[0], set()
+        refs: list[Any] = task.remote(
+            pack.state, plan_ref, self._dir, pack.index, pack.ended, *pack.absorbed
+        )
+        pack.state, pack.ended, pack.absorbed = refs[0], set(), []
         return refs[1]
 
-    def _place(self, pack: _Pack) -> None:
-        """Set the node for a pack's next epoch: its own while that node has room
-        (_has_room), else, of the nodes with room now, the one with the most slots that
-        no pack of the job holds; else none (Ray's choice, which waits for any node).
-        Left to Ray, tiny epochs of several packs follow one node's reused worker; asked
-        for a node that is full (another job's trials hold its CPUs), a soft affinity
-        waits for it rather than spill (Ray 2.60), however free the other nodes are.
-        With one node there is nothing to choose."""
+    def _where(self, pack: _Pack) -> Any:
+        """Where a pack's next epoch runs. With one node, there. With several: the node
+        its last epoch ran on (its state lies there, in the object store) while that
+        node has room now, else a node that has; its first epoch, on the nodes in turn.
+        Left to Ray's default, tiny epochs of several packs follow one node's reused
+        worker while other nodes idle; a plain soft affinity to a full node (another
+        job's trials hold its CPUs) waits for it rather than go elsewhere (Ray 2.60)."""
         if len(self._node_slots) <= 1:
-            return
-        free = self._free_slots()
-        if pack.node_id is not None and self._has_room(pack.node_id, free):
-            return
-        self._unplace(pack)
-        # Free in Ray's view and not yet taken by this job's packs, which the view may
-        # not show yet.
-        roomy = [
-            node
-            for node, slots in self._node_slots.items()
-            if free.get(node, 0) > 0 and self._placed[node] < slots
-        ]
-        if roomy:
-            node = max(roomy, key=lambda n: self._node_slots[n] - self._placed[n])
-            self._placed[node] += 1
-            pack.node_id = node
-
-    def _has_room(self, node: str, free: dict[str, int]) -> bool:
-        """Whether a pack placed on ``node`` may train its next epoch there. Ray's view
-        of free resources lags a moment behind: the epoch that just ended may still hold
-        its slot in it. A node that looks full when this job's own packs, this one
-        included, are what fill it has this pack's slot free."""
-        return free.get(node, 0) > 0 or self._placed[node] == self._node_slots.get(node)
-
-    def _free_slots(self) -> dict[str, int]:
-        """Node id -> how many packs of the spec's resources it has room for now."""
-        wanted = self._spec.resources
-        free = {}
-        for node, available in available_resources_per_node().items():
-            if wanted.gpu > 0:
-                free[node] = int(available.get("GPU", 0) // wanted.gpu)
-            else:
-                free[node] = int(available.get("CPU", 0) // wanted.cpu)
-        return free
-
-    def _unplace(self, pack: _Pack) -> None:
-        if pack.node_id is not None:
-            self._placed[pack.node_id] -= 1
-            pack.node_id = None
+            return "DEFAULT"
+        if pack.node_id is None:
+            return "SPREAD"
+        return NodeAffinitySchedulingStrategy(pack.node_id, soft=True, _spill_on_unavailable=True)
 
     def _epoch_done(self, pack: _Pack, results_ref: Any) -> bool:
         """Record a pack's epoch, let the scheduler judge each member, and save the pack;
@@ -383,7 +428,9 @@ class PackedRun:
                 self._progress.end(trial_id, config, pack.last.get(trial_id, {}), reason)
             return False
         ended = set()
-        epoch = int(next(iter(results.values()))["epoch"])  # the pack's: every member's
+        first = next(iter(results.values()))
+        # The epoch and the node are the pack's: every member's.
+        epoch, pack.node_id = int(first["epoch"]), first["node_id"]
         for trial_id, config in pack.configs.items():
             result = self._result(trial_id, results[trial_id])
             pack.last[trial_id] = result
@@ -397,6 +444,7 @@ class PackedRun:
             self._write_result(trial_id, config, result, done=trial_id in ended)
         # Recorded: a resumed job goes on from this epoch's state, which its task saved.
         committed_file(self._dir, pack.index).write_text(str(epoch))
+        pack.epoch = epoch
         pack.ended = ended
         pack.configs = {k: v for k, v in pack.configs.items() if k not in ended}
         return bool(pack.configs)
@@ -479,3 +527,8 @@ class PackedRun:
 def _result_line(trial_id: str, config: dict[str, Any], result: dict[str, Any], done: bool) -> str:
     """One line of a trial's result.json, as Tune writes it."""
     return json.dumps({**result, "trial_id": trial_id, "config": config, "done": done})
+
+
+def _load_state(path: StoragePath) -> PackState:
+    payload = torch.load(io.BytesIO(path.read_bytes()), weights_only=True)
+    return state_from_payload(payload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,11 @@ from ray._private.internal_api import memory_summary
 
 from services.driver.driver import Driver
 from services.driver.packed import member_bytes
+from services.driver.packs import PackedRun
+from services.driver.progress import TrialProgress
+from services.driver.splits import prepare
+from services.driver.training import TrialPlan
+from shared.data import DatasetStore, load_frame
 from shared.job_views import JobView
 from shared.jobs import JobStore
 from shared.model import ModelBundle
@@ -22,6 +27,7 @@ from shared.registry import ModelRegistry
 from shared.results import TrialRow
 from shared.settings import Settings
 from shared.spec import JobSpec
+from shared.storage import StoragePath
 
 pytestmark = pytest.mark.ray
 
@@ -50,6 +56,7 @@ def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_pa
         return jobs.get(job_id), jobs.results.trials(job_id)
 
     run.registry = registry  # type: ignore[attr-defined]
+    run.settings = settings  # type: ignore[attr-defined]
     run.jobs = jobs  # type: ignore[attr-defined]
     return run
 
@@ -302,3 +309,103 @@ def test_the_scaler_is_tuned_like_any_other_parameter(engine: Any, packing: bool
     bundle = ModelBundle.load(model.checkpoint_uri)
     # The model predicts through the preprocessing its own trial trained on.
     assert bundle.plan["scaler"] == model.config["scaler"] == job.best.config["scaler"]
+
+
+# Twelve configurations in four packs of three of one kind, trained one pack at a time
+# (a trial takes both CPUs): four learn, eight learn next to nothing. Packs take turns
+# an epoch at a time, so ASHA judges every configuration at the first rung before any
+# trains a second epoch: most of the eight stop there, and the packs left with one or
+# two members merge.
+THINNED = {
+    "dataset": {"builtin": "wine"},
+    "search_space": {
+        "hidden_units": 8,
+        "batch_size": 16,
+        "epochs": 6,
+        "lr": {"grid": [0.005, 1e-6, 2e-6, 0.01, 3e-6, 4e-6, 0.02, 5e-6, 6e-6, 0.04, 7e-6, 8e-6]},
+    },
+    "metric": "val_loss",
+    "mode": "min",
+    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 3},
+    "packing": {"max_k": 3},
+    "resources": {"cpu": 2},
+}
+
+
+STRONG = [0.005, 0.01, 0.02, 0.04]
+
+
+def merges(experiment: Path) -> dict[int, int]:
+    """Pack -> the pack it merged into, as the experiment's folder records them."""
+    found = experiment.glob("packs/*/merged_into")
+    return {int(p.parent.name): int(p.read_text()) for p in found}
+
+
+def assert_thinned_out(trials: list[TrialRow]) -> None:
+    assert len(trials) == 12 and all(t.state == "TERMINATED" for t in trials)
+    assert {t.config["lr"] for t in trials if t.iterations == 6} >= set(STRONG)
+    assert sum(t.iterations == 1 for t in trials) >= 6
+
+
+def assert_trials_read_as_unmerged(engine: Any, job: JobView, trials: list[TrialRow]) -> None:
+    """Every trial's table row, history, result file and checkpoint as a trial of an
+    unmerged pack has them: epochs 1..n once each, its best epoch's checkpoint."""
+    experiment = engine.settings.experiments_dir.local / job.id
+    for trial in trials:
+        history = engine.jobs.results.history(job.id, trial.trial_id)
+        assert [e["training_iteration"] for e in history] == list(range(1, trial.iterations + 1))
+        lines = (experiment / trial.trial_id / "result.json").read_text().splitlines()
+        assert len(lines) == trial.iterations
+        bundle = ModelBundle.load(experiment / trial.trial_id / "checkpoint_best")
+        assert bundle.architecture["hidden_units"] == 8
+
+
+def test_packs_thinned_by_early_stopping_merge_into_one(engine: Any) -> None:
+    job, trials = engine(THINNED)
+    assert job.state == "succeeded", job.error
+    assert job.engine == "packed: 4 packs of up to 3 configurations"
+    merged = merges(engine.settings.experiments_dir.local / job.id)
+    assert merged and not set(merged) & set(merged.values()), merged
+    assert_thinned_out(trials)
+    assert_trials_read_as_unmerged(engine, job, trials)
+    assert job.best is not None and job.best.config["lr"] == 0.04
+
+
+def test_a_job_stopped_after_a_merge_resumes_with_the_merged_members(
+    local_ray: None, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Stopped (as a driver that loses its lease stops) after packs merged, before the
+    merged pack committed an epoch: the resumed run finds the members that moved in
+    their old packs' states and ends as a run that was never stopped ends."""
+    jobs = JobStore(redis_client)
+    spec = JobSpec.model_validate(THINNED)
+    job_id, _ = jobs.enqueue(spec)
+    lease = jobs.claim("driver-1")
+    assert lease is not None and lease.job_id == job_id
+    data = prepare(load_frame(spec.dataset, DatasetStore(tmp_path)), spec.dataset, "target")
+    plan = TrialPlan(data=data, metric="val_loss", mode="min", seed=spec.dataset.seed)
+    experiment = StoragePath(tmp_path / job_id)
+
+    def attempt(should_stop: Callable[[], bool]) -> PackedRun:
+        progress = TrialProgress(jobs, lease, "val_loss", "min")
+        run = PackedRun(job_id, spec, plan, experiment, progress, should_stop)
+        run.plan()
+        return run
+
+    first = attempt(lambda: bool(merges(tmp_path / job_id)))
+    assert first.run() is False
+    ((_, into),) = merges(tmp_path / job_id).items()
+    # The merged pack's first epoch may have been recorded before the stop was seen:
+    # take that commit back, as if the driver died between the epoch's task saving the
+    # merged state and the driver recording it. Its state after epoch 1 is still there
+    # (states alternate between two files), and holds pack 0's own members only.
+    committed = tmp_path / job_id / "packs" / f"{into:04d}" / "committed"
+    assert committed.read_text() in ("1", "2")
+    committed.write_text("1")
+
+    assert attempt(lambda: False).run() is True
+    trials = jobs.results.trials(job_id)
+    assert_thinned_out(trials)
+    for trial in trials:
+        history = jobs.results.history(job_id, trial.trial_id)
+        assert [e["training_iteration"] for e in history] == list(range(1, trial.iterations + 1))

@@ -177,6 +177,29 @@ def test_members_leave_and_the_rest_go_on(wine: TrialPlan) -> None:
         )
 
 
+def test_packs_merged_after_an_epoch_train_their_members_as_apart(wine: TrialPlan) -> None:
+    """Two packs of one kind, merged after their first epoch (as the driver regroups
+    the survivors of packs that early stopping shrank), give each member the metrics,
+    weights and checkpoints it gets in its own pack."""
+    first = {k: PACK[k] for k in ("a", "b")}
+    second = {k: PACK[k] for k in ("c", "d")}
+    apart = {**packed(first, wine, 2)[1], **packed(second, wine, 2)[1]}
+    one, _ = train_pack_epoch(PackState.new(first), wine)
+    two, _ = train_pack_epoch(PackState.new(second), wine)
+    merged = one.merged(two)
+    assert sorted(m.trial_id for m in merged.members) == ["a", "b", "c", "d"]
+    _, together = train_pack_epoch(merged.without({"b"}), wine)
+    assert set(together) == {"a", "c", "d"}
+    # Without dropout a member's training does not depend on its pack's other members.
+    for trial_id in ("a", "c"):
+        got, alone_in_pack = together[trial_id], apart[trial_id]
+        for name, value in alone_in_pack.metrics.items():
+            assert got.metrics[name] == pytest.approx(value, rel=1e-5), name
+        assert (got.payload is None) == (alone_in_pack.payload is None)
+    with pytest.raises(ValueError, match="after one epoch"):
+        one.merged(PackState.new(second))
+
+
 def test_checkpoints_load_like_unpacked_ones(wine: TrialPlan) -> None:
     first = packed(PACK, wine, 1)[0]
     for trial_id, result in first.items():

@@ -23,7 +23,7 @@ import ray
 import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from services.driver import nodes, pack_task
+from services.driver import nodes, pack_task, warm
 from services.driver.batch import run_batch
 from services.driver.retention import sweep_batches, sweep_experiments
 from services.driver.tune_job import run_job
@@ -43,6 +43,8 @@ CAPACITY_REFRESH_S = 30.0
 # on a cluster with more slots than trials each trial is a pack of its own, and asking
 # Redis every time doubled the driver's round trips per reported epoch.
 CANCEL_CHECK_S = 0.5
+# How long a starting driver waits for its warm-up tasks before it takes jobs.
+WARM_WAIT_S = 60.0
 
 
 class CancelCheck:
@@ -94,12 +96,16 @@ class Driver:
         self._warming: list[ray.ObjectRef] = []
 
     def run_forever(self) -> None:
-        log.info("driver %s: waiting for jobs", self.driver_id)
         self._warm_workers()
+        warm.warm_driver()
         try:  # now rather than in the first job's time; each job checks again
             self._check_storage()
         except TunefleetError as exc:
             log.warning("driver: %s", exc)
+        # Live (GET /healthz counts it) once the workers are warm, or once they had
+        # their time: a node that other jobs' trials fill warms when it can.
+        ray.wait(self._warming, num_returns=len(self._warming), timeout=WARM_WAIT_S)
+        log.info("driver %s: waiting for jobs", self.driver_id)
         self._beat_once()
         loops = (
             (self._heartbeat_loop, "heartbeat"),

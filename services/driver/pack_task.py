@@ -132,7 +132,9 @@ def _save(payload: dict[str, Any], folder: StoragePath) -> None:
 
 @ray.remote(num_cpus=1)
 def warm_up() -> int:
-    """Start a worker with the packed engine imported, so the first job need not."""
-    import services.driver.packed  # noqa: F401  (the import is the point)
+    """Start a worker and run a tiny job's epochs in it (services.driver.warm), so that
+    the first job's epochs find it as warm as the next job's do."""
+    from services.driver import warm  # here: it imports this module
 
+    warm.train_tiny(torch_for_this_worker())
     return os.getpid()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -12,11 +13,28 @@ from types import TracebackType
 import redis
 
 STOP_TIMEOUT_S = 10.0
+# Ports free_port hands out: above the span the stack draws Serve's replica ports from
+# (cluster/stack.py, 20000-29999) and below the kernel's ephemeral ports (32768 and up
+# on Linux).
+FREE_PORT_SPAN = (30000, 32768)
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
+    """A TCP port on 127.0.0.1 that no socket holds right now, from FREE_PORT_SPAN.
+
+    Not the kernel's own choice (port 0), which is an ephemeral port: outgoing
+    connections take those too, and one took a port probed free before the server
+    meant for it bound it (HAProxy failed to start: "Address already in use")."""
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(*FREE_PORT_SPAN)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # the span is full: the kernel's choice after all
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     predictor_min_replicas: int = Field(default=1, ge=0)
     predictor_max_replicas: int = Field(default=2, ge=1)
     driver_poll_s: float = Field(default=1.0, gt=0)
+    driver_warm_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a starting driver waits for its warm-up (a tiny job in a "
+        "worker per CPU, and in itself) before it goes live and takes jobs; 0: at once.",
+    )
     max_queued: int = Field(default=10_000, gt=0, description="Queued jobs; past it, 429.")
     max_running_jobs: int = Field(
         default=1, ge=1, le=64, description="Drivers `tunefleet up` runs: jobs at once."

@@ -43,8 +43,6 @@ CAPACITY_REFRESH_S = 30.0
 # on a cluster with more slots than trials each trial is a pack of its own, and asking
 # Redis every time doubled the driver's round trips per reported epoch.
 CANCEL_CHECK_S = 0.5
-# How long a starting driver waits for its warm-up tasks before it takes jobs.
-WARM_WAIT_S = 60.0
 
 
 class CancelCheck:
@@ -104,7 +102,8 @@ class Driver:
             log.warning("driver: %s", exc)
         # Live (GET /healthz counts it) once the workers are warm, or once they had
         # their time: a node that other jobs' trials fill warms when it can.
-        ray.wait(self._warming, num_returns=len(self._warming), timeout=WARM_WAIT_S)
+        wait_s = self._settings.driver_warm_wait_s
+        ray.wait(self._warming, num_returns=len(self._warming), timeout=wait_s)
         log.info("driver %s: waiting for jobs", self.driver_id)
         self._beat_once()
         loops = (

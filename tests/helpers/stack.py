@@ -36,6 +36,10 @@ class Stack(LaunchedStack):
             TUNEFLEET_MAX_EPOCHS=str(MAX_EPOCHS),
             # One predictor replica: every model it serves is multiplexed on it.
             TUNEFLEET_PREDICTOR_MAX_REPLICAS="1",
+            # The driver takes jobs at once, warming its workers meanwhile: a first
+            # job's speed is bench.seed_grid's to measure, and each of the suite's
+            # stacks would wait for its warm-up.
+            TUNEFLEET_DRIVER_WARM_WAIT_S="0",
         )
         self.http = httpx.Client(base_url=self.url, timeout=60)
 

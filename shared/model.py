@@ -64,7 +64,8 @@ class FastDropout(nn.Module):
 def embedded_split(n_features: int, embeddings: list[list[int]]) -> tuple[list[int], list[int]]:
     """(the input positions of the embedded columns' codes, those of every other input)."""
     codes = [position for position, _, _ in embeddings]
-    return codes, [j for j in range(n_features) if j not in set(codes)]
+    taken = set(codes)
+    return codes, [j for j in range(n_features) if j not in taken]
 
 
 class CategoryEmbeddings(nn.Module):

@@ -136,5 +136,5 @@ def warm_up() -> int:
     the first job's epochs find it as warm as the next job's do."""
     from services.driver import warm  # here: it imports this module
 
-    warm.train_tiny(torch_for_this_worker())
+    warm.warm_worker(torch_for_this_worker())
     return os.getpid()

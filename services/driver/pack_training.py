@@ -13,6 +13,7 @@ from, and report the same metrics under the same names.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -106,54 +107,39 @@ class PackState:
 
     def without(self, trial_ids: set[str]) -> PackState:
         """The pack after ``trial_ids`` left it (stopped early or failed)."""
-        kept = [m for m in self.members if m.trial_id not in trial_ids]
 
         def keep(values: dict[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in values.items() if k not in trial_ids}
 
-        return PackState(
-            kept,
-            self.batch_size,
-            self.epochs,
-            self.hidden_layers,
-            self.epoch,
-            self.step,
-            self.num_batches_tracked,
-            keep(self.weights),
-            keep(self.exp_avg),
-            keep(self.exp_avg_sq),
-            keep(self.best_values),
-            self.order_generator,
-            self.dropout_generator,
-            self.seed,
-            self.scaler,
-            self.embedding_dim,
+        return dataclasses.replace(
+            self,
+            members=[m for m in self.members if m.trial_id not in trial_ids],
+            weights=keep(self.weights),
+            exp_avg=keep(self.exp_avg),
+            exp_avg_sq=keep(self.exp_avg_sq),
+            best_values=keep(self.best_values),
         )
 
     def merged(self, *others: PackState) -> PackState:
         """One pack of this one's members and others' of the same pack_key, after the
         same epoch: their batch order is one (one seed, one draw per epoch) and so is
         Adam's step count. The dropout masks' stream goes on from this pack's."""
-        members = list(self.members)
-        weights, exp_avg = dict(self.weights), dict(self.exp_avg)
-        exp_avg_sq, best_values = dict(self.exp_avg_sq), dict(self.best_values)
-        for other in others:
-            same = (other.batch_size, other.epochs, other.hidden_layers, other.seed,
-                    other.scaler, other.embedding_dim, other.epoch, other.step)  # fmt: skip
-            if same != (self.batch_size, self.epochs, self.hidden_layers, self.seed,
-                        self.scaler, self.embedding_dim, self.epoch, self.step):  # fmt: skip
-                raise ValueError("only packs of one pack_key, after one epoch, merge")
-            members += other.members
-            weights.update(other.weights)
-            exp_avg.update(other.exp_avg)
-            exp_avg_sq.update(other.exp_avg_sq)
-            best_values.update(other.best_values)
-        return PackState(
-            members, self.batch_size, self.epochs, self.hidden_layers, self.epoch,
-            self.step, self.num_batches_tracked, weights, exp_avg, exp_avg_sq, best_values,
-            self.order_generator, self.dropout_generator, self.seed, self.scaler,
-            self.embedding_dim,
-        )  # fmt: skip
+        if any(other._kind() != self._kind() for other in others):
+            raise ValueError("only packs of one pack_key, after one epoch, merge")
+        every = (self, *others)
+        return dataclasses.replace(
+            self,
+            members=[member for state in every for member in state.members],
+            weights={k: v for state in every for k, v in state.weights.items()},
+            exp_avg={k: v for state in every for k, v in state.exp_avg.items()},
+            exp_avg_sq={k: v for state in every for k, v in state.exp_avg_sq.items()},
+            best_values={k: v for state in every for k, v in state.best_values.items()},
+        )
+
+    def _kind(self) -> tuple[Any, ...]:
+        """What packs that merge share: their pack_key, and the epoch and step done."""
+        return (self.batch_size, self.epochs, self.hidden_layers, self.seed, self.scaler,
+                self.embedding_dim, self.epoch, self.step)  # fmt: skip
 
 
 def state_to_payload(state: PackState) -> dict[str, Any]:

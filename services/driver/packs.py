@@ -209,15 +209,10 @@ class PackedRun:
         groups: dict[PackKey, list[str]] = {}
         for trial_id, config in configs.items():
             groups.setdefault(pack_key(config), []).append(trial_id)
-        size = self._pack_size(len(configs))
-        budget = self._memory_budget()
         packs = []
         for members in groups.values():
-            # As many members as the budget holds of the widest one's bytes (the rest of
-            # what sizes a member is the pack key's, the same for all of them).
-            widest = max((configs[m] for m in members), key=lambda c: int(c["hidden_units"]))
-            fits = budget // self._member_bytes(widest)
-            count = math.ceil(len(members) / max(1, min(size, fits)))
+            limit = self._pack_limit([configs[m] for m in members], len(configs))
+            count = math.ceil(len(members) / limit)
             even = math.ceil(len(members) / count)
             packs += [members[start : start + even] for start in range(0, len(members), even)]
         # Longest first (most steps per epoch), so that the last pack to finish is short.
@@ -353,17 +348,20 @@ class PackedRun:
         behind = {(p.key, p.epoch + 1) for p in running}
         pack = next((p for p in order if (p.key, p.epoch) not in behind), order[0])
         ready.remove(pack)
-        for mate in [p for p in order if p is not pack and p.key == pack.key]:
+        mates = [p for p in order if p is not pack and (p.key, p.epoch) == (pack.key, pack.epoch)]
+        for mate in mates:
             together = [*pack.configs.values(), *mate.configs.values()]
-            if mate.epoch == pack.epoch and len(together) <= self._merge_limit(together):
+            if len(together) <= self._pack_limit(together, len(self._configs)):
                 ready.remove(mate)
                 self._merge(pack, mate)
         return pack
 
-    def _merge_limit(self, configs: list[dict[str, Any]]) -> int:
-        """The most members one pack of these configurations may have: planning's."""
+    def _pack_limit(self, configs: list[dict[str, Any]], trials: int) -> int:
+        """The most members one pack of these configurations (of one pack key) may have:
+        the pack size for a job of ``trials``, and as many as the memory budget holds of
+        the widest one's bytes (the rest of what sizes a member is the pack key's)."""
         if self._limits is None:  # the cluster's, once a run
-            self._limits = (self._pack_size(len(self._configs)), self._memory_budget())
+            self._limits = (self._pack_size(trials), self._memory_budget())
         size, budget = self._limits
         widest = max(configs, key=lambda c: int(c["hidden_units"]))
         return max(1, min(size, budget // self._member_bytes(widest)))

@@ -2,24 +2,27 @@
 for what runs only once in a process: imports, torch's first operations (its thread
 pools, its kernels' set-up), the first preprocessing fit, the first checkpoint loaded.
 
-Ray's workers run it when the driver starts (pack_task.warm_up); the driver runs the
-parts that are its own (preparing a table, scoring a checkpoint) before it takes jobs.
+Ray's workers run a pack's epochs when the driver starts (pack_task.warm_up); the
+driver runs them too, and its own parts (preparing a table, scoring a checkpoint),
+before it takes jobs.
 """
 
 from __future__ import annotations
 
-import io
-from typing import Any
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from services.driver.pack_training import PackState, state_to_payload, train_pack_epoch
+from services.driver.pack_task import checkpoint_folder, run_epoch
+from services.driver.pack_training import PackState
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, evaluate
 from shared.model import ModelBundle
 from shared.spec import DatasetSpec
+from shared.storage import StoragePath
 
 ROWS = 96
 
@@ -39,10 +42,9 @@ def tiny_plan() -> TrialPlan:
     return TrialPlan(data=data, metric="val_accuracy", mode="max", seed=0)
 
 
-def train_tiny(device: str = "cpu") -> dict[str, Any]:
-    """Two epochs of a pack of two on the tiny table, its state saved as a task saves
-    it; the checkpoint payload of one member."""
-    plan = tiny_plan()
+def train_tiny(plan: TrialPlan, folder: StoragePath, device: str = "cpu") -> StoragePath:
+    """Two epochs of a pack of two on the tiny plan, as a pack's Ray task runs them
+    (checkpoints and state written under ``folder``); a member's checkpoint folder."""
     config = {"batch_size": 16, "epochs": 2, "weight_decay": 0.0, "hidden_units": 8}
     state = PackState.new(
         {
@@ -50,17 +52,22 @@ def train_tiny(device: str = "cpu") -> dict[str, Any]:
             "warm-b": {**config, "lr": 0.001, "dropout": 0.0, "hidden_units": 16},
         }
     )
-    payload: dict[str, Any] | None = None
     for _ in range(2):
-        state, results = train_pack_epoch(state, plan, device)
-        torch.save(state_to_payload(state), io.BytesIO())
-        payload = next((r.payload for r in results.values() if r.payload), payload)
-    assert payload is not None  # the first epoch improves on nothing
-    return payload
+        state, _ = run_epoch(state, plan, folder, 0, set(), device)
+    return checkpoint_folder(folder, "warm-a")  # the first epoch improves on nothing
+
+
+def warm_worker(device: str) -> None:
+    """A pack's epochs, in a Ray worker."""
+    with tempfile.TemporaryDirectory() as folder:
+        train_tiny(tiny_plan(), StoragePath(Path(folder)), device)
 
 
 def warm_driver() -> None:
-    """The driver's share of a job: a table prepared, a checkpoint loaded and scored."""
-    data = tiny_plan().data
-    model = ModelBundle.from_payload(train_tiny()).model
+    """The driver's share of a job besides: a table prepared, the best checkpoint loaded
+    and scored (tune_job._score_on_test)."""
+    plan = tiny_plan()
+    with tempfile.TemporaryDirectory() as folder:
+        model = ModelBundle.load(train_tiny(plan, StoragePath(Path(folder)))).model
+    data = plan.data
     evaluate(model, torch.from_numpy(data.x_val), torch.from_numpy(data.y_val), data)

@@ -17,6 +17,7 @@ from services.driver.pack_training import (
     state_to_payload,
     train_pack_epoch,
 )
+from services.driver.packed import Member, PackedMLP
 from services.driver.prepared import PreparedData
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial, trial_seed
@@ -97,6 +98,21 @@ def test_a_member_alone_in_its_pack_draws_the_dropout_masks_it_would_alone(
         got = epochs[epoch]["b"].metrics
         assert got["training_loss"] == pytest.approx(metrics["training_loss"], rel=1e-4)
         assert got["training_accuracy"] == pytest.approx(metrics["training_accuracy"])
+
+
+def test_members_of_one_width_drop_at_their_own_rates() -> None:
+    # Members of one width share the uniform numbers their masks come from; each still
+    # keeps its own share of units, scaled as nn.Dropout scales them.
+    rates = {"a": 0.3, "b": 0.7, "c": 0.0, "d": 0.5}
+    widths = {"a": 32, "b": 32, "c": 32, "d": 16}
+    members = [Member(k, widths[k], p, 0.01, 0.0) for k, p in rates.items()]
+    pack = PackedMLP(members, n_features=4, n_outputs=2, hidden_layers=1)
+    multiplier = pack._dropout_multiplier((4000, pack.total_width), np.random.default_rng(0))
+    for index, member in enumerate(pack.members):
+        part = multiplier[:, pack.col_offsets[index] : pack.col_offsets[index + 1]]
+        keep = 1.0 - member.dropout
+        assert float((part > 0).float().mean()) == pytest.approx(keep, abs=0.01)
+        assert torch.allclose(part[part > 0], torch.tensor(1.0 / keep))
 
 
 def test_a_trial_with_a_seed_of_its_own_trains_as_it_would_alone(wine: TrialPlan) -> None:

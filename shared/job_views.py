@@ -61,6 +61,9 @@ class JobView(BaseModel):
     )
     rows_total: int | None = Field(default=None, description="A batch job's rows to score.")
     rows_done: int | None = Field(default=None, description="A batch job's rows scored so far.")
+    scored_on: list[str] | None = Field(
+        default=None, description="The Ray nodes that scored a succeeded batch job's table."
+    )
     # The claim whose attempt wrote a succeeded batch job's output (see output_file).
     output_attempt: str | None = Field(default=None, exclude=True)
 
@@ -104,5 +107,6 @@ def job_view(raw: dict[str, Any]) -> JobView:
         ),
         rows_total=int(raw["rows_total"]) if "rows_total" in raw else None,
         rows_done=int(raw["rows_done"]) if "rows_done" in raw else None,
+        scored_on=raw["scored_on"].split(",") if raw.get("scored_on") else None,
         output_attempt=raw.get("output_attempt"),
     )

@@ -364,14 +364,19 @@ class JobStore(RedisStore):
         """Store how many rows a running batch job has scored."""
         self._update_running(lease, {"rows_done": str(rows_done)})
 
-    def succeed_batch(self, lease: Lease, rows_done: int) -> None:
+    def succeed_batch(self, lease: Lease, rows_done: int, nodes: list[str]) -> None:
         """Mark a batch job succeeded once its output is whole, and acknowledge it: the
         output this lease's attempt wrote is the job's (LeaseLostError if the lease has
-        ended: another attempt's output, or none, is)."""
+        ended: another attempt's output, or none, is). ``nodes``: the Ray nodes that
+        scored it."""
         self._finish(
             lease,
             JobStatus.SUCCEEDED,
-            {"rows_done": str(rows_done), "output_attempt": lease.token},
+            {
+                "rows_done": str(rows_done),
+                "output_attempt": lease.token,
+                "scored_on": ",".join(sorted(set(nodes))),
+            },
         )
 
     def succeed(self, lease: Lease, best: BestTrial, test_metrics: dict[str, float]) -> None:

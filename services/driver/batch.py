@@ -1,28 +1,33 @@
-"""Running a batch job: an uploaded table scored with a model on the cluster, with Ray Data.
+"""Running a batch job: an uploaded table scored with a model on the cluster, in Ray tasks.
 
-Ray Data reads the upload from storage (its Parquet copy, else its CSV), scores it in
-batches on a pool of Ray workers that each load the model once (a callable class), and
-writes the rows with the model's columns added as part files below the job's folder;
-the driver then
-joins the parts into one file, ``<storage>/batches/<job id>/<claim token>/predictions.<format>``,
-which GET /jobs/{id}/output streams. Rows keep their order (preserve_order), so the
-output's rows line up with the input's.
+The upload's Parquet copy is cut into pieces of whole row groups (see
+shared.data.PARQUET_ROW_GROUP_ROWS); a Ray task per piece reads it, scores it and writes
+it, with the model's columns added, as a part file in the output's format below the
+job's folder. The driver then joins the parts, in the table's order, into
+``<storage>/batches/<job id>/<claim token>/predictions.<format>``, which
+GET /jobs/{id}/output streams: CSV parts byte for byte (only the first has the header),
+Parquet parts row group by row group. An upload without a Parquet copy is read whole,
+as one piece.
+
+Tasks, not a pool of actors: tasks run in Ray's idle worker processes, which stay warm
+between jobs (torch imported, and the model kept once loaded, see _model), where Ray
+Data's actor pool started new worker processes for every job; tasks spread over the
+nodes. At most ``batch_max_workers`` pieces are scored at once.
 
 The scorers report rows to a small counter actor as they go; the driver reads it about
 once a second for the job's progress, and on cancel (or a lost lease) sets its stop
-flag, which the scorers see at their next batch: they raise, and the dataset stops.
+flag, which the scorers see at their next batch, and cancels the pieces not done; it
+returns once every task has ended, so that none writes after.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute
 import pyarrow.csv
 import pyarrow.parquet
 import ray
@@ -43,13 +48,19 @@ from shared.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
-# Rows per call of a scorer: large enough that a forward pass, not Python, takes the time
-# (a digits model scores 4,096 rows in a few ms), small enough that a cancel is seen soon.
+# Rows per forward pass of a scorer: large enough that a forward pass, not Python, takes
+# the time (a digits model scores 4,096 rows in a few ms), small enough that a cancel is
+# seen soon.
 SCORE_BATCH_ROWS = 4096
+# Row groups per piece: a task's share of the table (65,536 rows each).
+PIECE_ROW_GROUPS = 1
 PROGRESS_INTERVAL_S = 1.0
 PARTS_FOLDER = "parts"
 # How long an attempt that must end waits for its scorers to see the stop flag.
 STOP_WAIT_S = 60.0
+# Models a worker process keeps loaded between its pieces (and between jobs).
+KEPT_MODELS = 4
+COPY_CHUNK_BYTES = 8 * 2**20
 
 
 class BatchFailedError(TunefleetError):
@@ -79,41 +90,114 @@ class _Progress:
         self._stopped = True
 
 
-class Scorer:
-    """Scores batches with one model, loaded once per Ray worker."""
+class _Piece:
+    """Part of the table one task scores: its row groups (None: the whole table, read
+    from its CSV), the number of its first row, and where its part file goes."""
 
-    def __init__(self, checkpoint: StoragePath, progress: ActorHandle) -> None:
-        # One intra-op thread: the pool has a worker per CPU, and these nets are small.
-        torch.set_num_threads(1)
-        self._bundle = ModelBundle.load(checkpoint)
-        self._columns = output_columns(self._bundle.task, self._bundle.classes)
-        self._progress = progress
-        self._last_report: ray.ObjectRef | None = None
+    def __init__(self, groups: list[int] | None, first_row: int, part: StoragePath) -> None:
+        self.groups, self.first_row, self.part = groups, first_row, part
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        # The answer to the previous report says whether to stop: it has come back by
-        # now, so asking costs no round trip.
-        if self._last_report is not None and ray.get(self._last_report):
-            raise BatchCancelledError("the batch job was told to stop")
-        bundle = self._bundle
-        columns = {
-            name: batch.column(name).to_numpy(zero_copy_only=False) for name in bundle.inputs
-        }
-        try:
-            encoded = bundle.encode(columns)
-        except ValueReadError as exc:
-            raise BatchFailedError(
-                f"the {_ordinal(exc.row + 1)} row of a batch: {exc.detail}; fix or drop "
-                "such rows and upload the table again"
-            ) from None
-        # The predictor's own code path: the output is what /predict answers.
-        predictions, probabilities = bundle.predict_encoded(encoded)
-        scored = batch.append_column(self._columns[0], pa.array(predictions))
-        if probabilities is not None:
-            for index, name in enumerate(self._columns[1:]):
-                scored = scored.append_column(name, pa.array(probabilities[:, index]))
-        self._last_report = self._progress.add.remote(batch.num_rows)
-        return scored
+
+_models: collections.OrderedDict[str, ModelBundle] = collections.OrderedDict()
+
+
+def _model(checkpoint: StoragePath) -> ModelBundle:
+    """The model of ``checkpoint``, loaded once per worker process (a checkpoint never
+    changes: a model's files are written once)."""
+    key = checkpoint.uri
+    if key not in _models:
+        _models[key] = ModelBundle.load(checkpoint)
+        while len(_models) > KEPT_MODELS:
+            _models.popitem(last=False)
+    _models.move_to_end(key)
+    return _models[key]
+
+
+def score_piece(
+    table: StoragePath,
+    numeric: list[str],
+    piece: _Piece,
+    checkpoint: StoragePath,
+    output_format: str,
+    progress: ActorHandle,
+) -> str:
+    """Score one piece of the table and write its part file; the node it ran on. Run as
+    a Ray task (_score_piece), which Ray finds by this module-level name in the worker."""
+    # One intra-op thread: a task per CPU, and these nets are small.
+    torch.set_num_threads(1)
+    bundle = _model(checkpoint)
+    columns = output_columns(bundle.task, bundle.classes)
+    rows = _read_piece(table, numeric, piece.groups)
+    filesystem, path = piece.part.arrow
+    filesystem.create_dir(piece.part.parent.arrow[1], recursive=True)
+    last_report: ray.ObjectRef | None = None
+    with filesystem.open_output_stream(path) as out:
+        writer: Any = None
+        for start in range(0, max(rows.num_rows, 1), SCORE_BATCH_ROWS):
+            # The answer to the last report says whether to stop: it has come back by
+            # now, so asking costs no round trip.
+            if last_report is not None and ray.get(last_report):
+                raise BatchCancelledError("the batch job was told to stop")
+            batch = rows.slice(start, SCORE_BATCH_ROWS)
+            scored = _scored(bundle, columns, batch, piece.first_row + start)
+            if writer is None:
+                writer = _part_writer(out, scored.schema, output_format, piece.first_row == 0)
+            writer.write_table(scored)
+            last_report = progress.add.remote(batch.num_rows)
+        writer.close()
+    return str(ray.get_runtime_context().get_node_id())
+
+
+# The function itself stays a plain module attribute: the task refers to it by name,
+# rather than carrying its code and globals (torch among them) pickled by value.
+_score_piece = ray.remote(num_cpus=1)(score_piece)
+
+
+def _read_piece(table: StoragePath, numeric: list[str], groups: list[int] | None) -> pa.Table:
+    """A piece's rows, without the row numbers of the Parquet copy."""
+    filesystem, path = table.arrow
+    if groups is None:
+        with filesystem.open_input_stream(path) as source:
+            rows = pyarrow.csv.read_csv(
+                source,
+                # Features as numbers whatever the first rows look like (pyarrow infers
+                # types from a first block); the other columns keep their inferred types.
+                convert_options=pyarrow.csv.ConvertOptions(
+                    column_types={name: pa.float64() for name in numeric}
+                ),
+            )
+    else:
+        with filesystem.open_input_file(path) as source:
+            rows = pyarrow.parquet.ParquetFile(source).read_row_groups(groups)
+    return rows.drop_columns([ROW_COLUMN]) if ROW_COLUMN in rows.column_names else rows
+
+
+def _scored(bundle: ModelBundle, columns: list[str], batch: pa.Table, first_row: int) -> pa.Table:
+    """``batch`` with the model's columns added: what /predict answers for its rows."""
+    values = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in bundle.inputs}
+    try:
+        encoded = bundle.encode(values)
+    except ValueReadError as exc:
+        raise BatchFailedError(
+            f"the {_ordinal(first_row + exc.row + 1)} row of the table: {exc.detail}; fix "
+            "or drop such rows and upload the table again"
+        ) from None
+    # The predictor's own code path: the output is what /predict answers.
+    predictions, probabilities = bundle.predict_encoded(encoded)
+    scored = batch.append_column(columns[0], pa.array(predictions))
+    if probabilities is not None:
+        for index, name in enumerate(columns[1:]):
+            scored = scored.append_column(name, pa.array(probabilities[:, index]))
+    return scored
+
+
+def _part_writer(out: Any, schema: pa.Schema, output_format: str, header: bool) -> Any:
+    """A writer of a part file: CSV (with the header only in the first part, so that the
+    parts put end to end are the output) or Parquet."""
+    if output_format == "csv":
+        options = pyarrow.csv.WriteOptions(include_header=header)
+        return pyarrow.csv.CSVWriter(out, schema, write_options=options)
+    return pyarrow.parquet.ParquetWriter(out, schema)
 
 
 def run_batch(
@@ -138,22 +222,20 @@ def run_batch(
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)
-    table, table_format = datasets.table(spec.dataset.upload)
+    table = datasets.table(spec.dataset.upload)
     batches = tenant_folder(settings.batches_dir, tenant)  # counted in the tenant's quota
     folder = attempt_folder(batches, job_id, lease.token)
     parts = folder / PARTS_FOLDER
     published = False
     try:
-        if _score(
-            table, table_format, record, settings, parts, lease, spec.rows, jobs, should_stop
-        ):
-            _join_parts(
-                parts,
-                output_file(batches, job_id, spec.format, lease.token),
-                spec.format,
-            )
+        scored = _score(
+            table, record, settings, parts, spec.format, lease, spec.rows, jobs, should_stop
+        )
+        if scored is not None:
+            files, nodes = scored
+            _join_parts(files, output_file(batches, job_id, spec.format, lease.token), spec.format)
             parts.rmtree()
-            jobs.succeed_batch(lease, spec.rows)  # fenced: only the lease holder's output
+            jobs.succeed_batch(lease, spec.rows, nodes)  # fenced: only the lease holder's output
             published = True
     finally:
         if not published:
@@ -161,192 +243,121 @@ def run_batch(
 
 
 def _score(
-    table: StoragePath,
-    table_format: str,
+    table: tuple[StoragePath, str],
     record: ModelRecord,
     settings: Settings,
     parts: StoragePath,
+    output_format: str,
     lease: Lease,
     rows_total: int,
     jobs: JobStore,
     should_stop: Callable[[], bool],
-) -> bool:
-    """Write the scored rows as part files below ``parts``; False if told to stop.
-    However it ends (a lost lease, Redis gone), the scorers have stopped writing."""
-    parts_fs, parts_path = parts.arrow
-    progress = _Progress.remote()  # type: ignore[attr-defined]
-    scored = _scored(table, table_format, record, settings, progress)
-    failure: list[BaseException] = []
-
-    def write_parts() -> None:
-        try:
-            # Parts as Parquet whatever the output's format: the join reads them back to
-            # put the rows in order (see _join_parts).
-            scored.write_parquet(parts_path, filesystem=parts_fs)
-        except BaseException as exc:  # handed to the driver's thread, which decides
-            failure.append(exc)
-
-    writer = threading.Thread(target=write_parts, name=f"batch-{lease.job_id}", daemon=True)
-    writer.start()
-    try:
-        stopping = _follow(writer, progress, lease, rows_total, jobs, should_stop)
-    finally:
-        if writer.is_alive():  # _follow raised: the scorers must not write on
-            progress.stop.remote()
-            writer.join(STOP_WAIT_S)
-        ray.kill(progress)
-    if stopping or should_stop():
-        return False
-    if failure:
-        raise BatchFailedError(f"the table could not be scored: {_root_cause(failure[0])}")
-    return True
-
-
-def _scored(
-    table: StoragePath,
-    table_format: str,
-    record: ModelRecord,
-    settings: Settings,
-    progress: ActorHandle,
-) -> ray.data.Dataset:
-    """The table with the model's columns added, on a pool of scorers, rows in order."""
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # output rows in input order
-    context.enable_progress_bars = False  # progress goes to Redis
+) -> tuple[list[StoragePath], list[str]] | None:
+    """Write the scored rows as part files below ``parts``: the parts in the table's
+    order and the nodes that scored them, or None if told to stop. However it ends (a
+    lost lease, Redis gone), no scorer writes after it returns."""
     numeric = [name for name in record.feature_names if record.role_of(name) == "numeric"]
-    return _read(table, table_format, numeric).map_batches(
-        Scorer,
-        fn_constructor_kwargs={
-            "checkpoint": settings.storage_at(record.checkpoint_uri),
-            "progress": progress,
-        },
-        batch_size=SCORE_BATCH_ROWS,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=settings.batch_max_workers),
-        num_cpus=1,
-    )
-
-
-def _follow(
-    writer: threading.Thread,
-    progress: Any,  # a _Progress actor's handle
-    lease: Lease,
-    rows_total: int,
-    jobs: JobStore,
-    should_stop: Callable[[], bool],
-) -> bool:
-    """Report the rows scored about once a second while ``writer`` runs, and tell the
-    scorers to stop once ``should_stop`` says so; whether they were told."""
+    checkpoint = settings.storage_at(record.checkpoint_uri)
+    pieces = _pieces(*table, parts, output_format)
+    waiting = collections.deque(pieces)
+    progress = _Progress.remote()  # type: ignore[attr-defined]
+    running: list[ray.ObjectRef] = []
     rows_reported = 0
-    stopping = False
-    while writer.is_alive():
-        writer.join(PROGRESS_INTERVAL_S)
-        rows = min(int(ray.get(progress.rows.remote())), rows_total)
-        if rows != rows_reported and not stopping:
-            jobs.record_rows(lease, rows)
-            rows_reported = rows
-        if not stopping and should_stop():
-            stopping = True
-            progress.stop.remote()
-    return stopping
+    nodes: list[str] = []
+    try:
+        while waiting or running:
+            while waiting and len(running) < settings.batch_max_workers:
+                running.append(
+                    _score_piece.options(scheduling_strategy="SPREAD").remote(
+                        table[0], numeric, waiting.popleft(), checkpoint, output_format, progress
+                    )
+                )
+            done, running = ray.wait(running, num_returns=len(running), timeout=PROGRESS_INTERVAL_S)
+            nodes += [_check(ref) for ref in done]
+            rows = min(int(ray.get(progress.rows.remote())), rows_total)
+            if rows != rows_reported:
+                jobs.record_rows(lease, rows)
+                rows_reported = rows
+            if should_stop():
+                return None
+    finally:
+        _stop(progress, running)
+    return [piece.part for piece in pieces], nodes
+
+
+def _pieces(
+    table: StoragePath, table_format: str, parts: StoragePath, output_format: str
+) -> list[_Piece]:
+    """The table in pieces of PIECE_ROW_GROUPS row groups, in order (a table read from
+    its CSV is one piece)."""
+    if table_format != "parquet":
+        return [_Piece(None, 0, parts / f"part-00000.{output_format}")]
+    filesystem, path = table.arrow
+    with filesystem.open_input_file(path) as source:
+        metadata = pyarrow.parquet.ParquetFile(source).metadata
+    counts = [metadata.row_group(group).num_rows for group in range(metadata.num_row_groups)]
+    pieces: list[_Piece] = []
+    first_row = 0
+    for start in range(0, max(len(counts), 1), PIECE_ROW_GROUPS):
+        groups = list(range(start, min(start + PIECE_ROW_GROUPS, len(counts))))
+        part = parts / f"part-{len(pieces):05d}.{output_format}"
+        pieces.append(_Piece(groups, first_row, part))
+        first_row += sum(counts[group] for group in groups)
+    return pieces
+
+
+def _check(done: ray.ObjectRef) -> str:
+    """A finished piece's node; what its task raised, as the job's failure."""
+    try:
+        return str(ray.get(done))
+    except ray.exceptions.RayTaskError as exc:
+        raise BatchFailedError(f"the table could not be scored: {_root_cause(exc)}") from None
+
+
+def _stop(progress: ActorHandle, running: list[ray.ObjectRef]) -> None:
+    """Stop the pieces still running (they see the flag at their next batch; those not
+    started are cancelled), wait for them to end, and drop the counter."""
+    if running:
+        progress.stop.remote()
+        for ref in running:
+            ray.cancel(ref)
+        ray.wait(running, num_returns=len(running), timeout=STOP_WAIT_S)
+    ray.kill(progress)
+
+
+def _join_parts(parts: list[StoragePath], output: StoragePath, output_format: str) -> None:
+    """One file from the parts, in their order: CSV parts end to end (the first holds
+    the header), Parquet parts' row groups into one file, one row group in memory at a
+    time."""
+    filesystem, path = output.arrow
+    if output_format == "csv":
+        with filesystem.open_output_stream(path) as out:
+            for part in parts:
+                part_filesystem, part_path = part.arrow
+                with part_filesystem.open_input_stream(part_path) as source:
+                    while chunk := source.read(COPY_CHUNK_BYTES):
+                        out.write(chunk)
+        return
+    writer: pyarrow.parquet.ParquetWriter | None = None
+    try:
+        for part in parts:
+            part_filesystem, part_path = part.arrow
+            with part_filesystem.open_input_file(part_path) as source:
+                rows = pyarrow.parquet.ParquetFile(source)
+                if writer is None:
+                    writer = pyarrow.parquet.ParquetWriter(
+                        path, rows.schema_arrow, filesystem=filesystem
+                    )
+                for group in range(rows.num_row_groups):
+                    writer.write_table(rows.read_row_group(group).cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 def _ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
-
-
-def _read(table: StoragePath, table_format: str, numeric: list[str]) -> ray.data.Dataset:
-    """The table to score: its Parquet copy (see shared.data.parquet_copy), else its CSV."""
-    filesystem, path = table.arrow
-    if table_format == "parquet":
-        return ray.data.read_parquet(path, filesystem=filesystem)
-    return ray.data.read_csv(
-        path,
-        filesystem=filesystem,
-        # Features as numbers whatever a first block looks like (pyarrow infers types
-        # from the first block it reads); the other columns keep their inferred types.
-        convert_options=pyarrow.csv.ConvertOptions(
-            column_types={name: pa.float64() for name in numeric}
-        ),
-    )
-
-
-def _join_parts(parts: StoragePath, output: StoragePath, output_format: str) -> None:
-    """One file, CSV or Parquet, from Ray Data's Parquet part files, rows in the input's
-    order, one part in memory at a time.
-
-    Ray Data may pass blocks on out of order even with preserve_order (a 237-row table
-    once came out as rows 0-59, 119-236, 60-118, in one part). So each part is sorted by
-    ROW_COLUMN and the parts by their first row; where the parts' rows still interleave,
-    the whole output is sorted at once. ROW_COLUMN is dropped. A table without it (an
-    upload read from its CSV) is joined in the parts' order.
-    """
-    files = sorted(
-        (entry.path for entry in parts.entries() if not entry.is_dir), key=lambda p: p.name
-    )
-    ranges = [_row_range(part) for part in files]
-    if all(found is not None for found in ranges):
-        order = sorted(range(len(files)), key=lambda index: ranges[index] or (0, 0, 0))
-        files = [files[index] for index in order]
-        numbered = [found for index in order if (found := ranges[index]) is not None]
-        tables: Iterator[pa.Table] = (_read_part(part) for part in files)
-        if not _contiguous(numbered):
-            tables = iter([_ordered(pa.concat_tables(list(tables), promote_options="permissive"))])
-    else:
-        tables = (_read_part(part) for part in files)
-    filesystem, path = output.arrow
-    writer: Any = None
-    schema: pa.Schema | None = None
-    with contextlib.ExitStack() as closing:
-        for table in tables:
-            table = table.drop_columns([ROW_COLUMN]) if ROW_COLUMN in table.column_names else table
-            if writer is None or schema is None:
-                schema = table.schema
-                if output_format == "csv":
-                    out = closing.enter_context(filesystem.open_output_stream(path))
-                    writer = closing.enter_context(pyarrow.csv.CSVWriter(out, schema))
-                else:
-                    writer = closing.enter_context(
-                        pyarrow.parquet.ParquetWriter(path, schema, filesystem=filesystem)
-                    )
-            writer.write_table(table.cast(schema))
-
-
-def _row_range(part: StoragePath) -> tuple[int, int, int] | None:
-    """A part's lowest and highest row number and its row count; None for a part
-    without ROW_COLUMN."""
-    filesystem, path = part.arrow
-    if ROW_COLUMN not in pyarrow.parquet.read_schema(path, filesystem=filesystem).names:
-        return None
-    numbers = pyarrow.parquet.read_table(path, columns=[ROW_COLUMN], filesystem=filesystem)
-    column = numbers.column(ROW_COLUMN)
-    if numbers.num_rows == 0:
-        return (-1, -1, 0)
-    low, high = pyarrow.compute.min(column).as_py(), pyarrow.compute.max(column).as_py()
-    return (low, high, numbers.num_rows)
-
-
-def _contiguous(ranges: list[tuple[int, int, int]]) -> bool:
-    """Whether parts holding these (lowest, highest, count) rows, in this order, number
-    their rows 0, 1, 2, ... each part a whole run (row numbers are unique)."""
-    expected = 0
-    for low, high, count in ranges:
-        if count == 0:
-            continue
-        if low != expected or high - low + 1 != count:
-            return False
-        expected = high + 1
-    return True
-
-
-def _read_part(part: StoragePath) -> pa.Table:
-    filesystem, path = part.arrow
-    return _ordered(pyarrow.parquet.read_table(path, filesystem=filesystem))
-
-
-def _ordered(table: pa.Table) -> pa.Table:
-    return table.sort_by(ROW_COLUMN) if ROW_COLUMN in table.column_names else table
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -8,8 +8,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from shared.data import PARQUET_ROW_GROUP_ROWS
 from tests.helpers.ray_nodes import RayCluster
 from tests.helpers.stack import Stack
 
@@ -26,6 +29,8 @@ JOB = {
         "epochs": 3,
     },
 }
+
+ONE_TRIAL = {"dataset": {"builtin": "digits"}, "search_space": {"hidden_units": 16, "epochs": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +80,33 @@ def test_trials_spread_over_every_node_that_has_cpus(
     assert {row["node_id"] for row in rows} == workers, [
         (r["trial_id"], r["node_id"]) for r in rows
     ]
+
+
+def test_a_batch_job_is_scored_on_every_node_that_has_cpus(
+    ray_cluster: RayCluster, cluster_stack: Stack
+) -> None:
+    workers = {n["id"] for n in ray_cluster.nodes() if n["resources"].get("CPU", 0) >= 1}
+    job = cluster_stack.wait_for(cluster_stack.http.post("/jobs", json=ONE_TRIAL).json()["id"])
+    assert job["state"] == "succeeded", job.get("error")
+    model = job["id"]
+    # Three row groups of the upload's Parquet copy: three pieces for two nodes.
+    rows = 3 * PARQUET_ROW_GROUP_ROWS
+    table = pd.DataFrame(np.random.default_rng(0).integers(0, 17, size=(rows, 64)))
+    table.columns = [f"pixel_{i // 8}_{i % 8}" for i in range(64)]
+    upload = cluster_stack.http.post(
+        "/datasets",
+        params={"purpose": "scoring"},
+        files={"file": ("rows.csv", table.to_csv(index=False).encode(), "text/csv")},
+    )
+    assert upload.status_code == 201, upload.text
+    answer = cluster_stack.http.post(
+        f"/models/{model}/batch", json={"dataset": upload.json()["id"]}
+    )
+    assert answer.status_code == 202, answer.text
+    done = cluster_stack.wait_for(answer.json()["id"])
+    assert done["state"] == "succeeded", done.get("error")
+    assert done["rows_done"] == rows
+    assert set(done["scored_on"]) == workers
 
 
 def test_gpu_trials_land_only_on_the_gpu_node(

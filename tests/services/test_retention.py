@@ -158,7 +158,7 @@ def test_batch_outputs_go_after_the_retention_and_stale_attempts_at_once(
     done = started(jobs)
     stale = write(batches / "tenants" / "team-a" / done.job_id / "d0#1" / "parts" / "p0.parquet")
     output = write(batches / "tenants" / "team-a" / done.job_id / done.token / "predictions.csv")
-    jobs.succeed_batch(done, 10)
+    jobs.succeed_batch(done, 10, ["node-a"])
     running = started(jobs)
     write(batches / running.job_id / running.token / "parts" / "p0.parquet")
     expired = write(batches / ("c" * 32) / "d9#1" / "predictions.csv")  # its record is gone

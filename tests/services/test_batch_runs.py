@@ -1,6 +1,7 @@
-"""Batch jobs run twice: an attempt whose lease ran out while its scorers wrote neither
-doubles the output's rows nor removes the output of the attempt that holds the job.
-In process, on a local Ray and a real redis-server."""
+"""Batch jobs in process, on a local Ray and a real redis-server: the output of a table
+scored in many pieces, in either format; a row that cannot be read; and jobs run twice:
+an attempt whose lease ran out while its scorers wrote neither doubles the output's rows
+nor removes the output of the attempt that holds the job."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import ray
 import redis
 
 from cluster.redis_server import RedisServer
-from services.driver.batch import run_batch
+from services.driver.batch import BatchFailedError, run_batch
 from services.predictor.batches import batch_spec
 from shared.auth import tenant_folder
 from shared.batch import BatchRequest, BatchSpec, attempt_folder, output_file
 from shared.data import DatasetStore
 from shared.jobs import JobStore, Lease
+from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.vocabulary import DEFAULT_TENANT, JobStatus
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.ray
 
 ROWS = 20_000
 LEASE_S = 1.0
+# Rows per row group of the uploads' Parquet copies here: a table of ROWS rows is then
+# scored in 5 pieces, one task each.
+ROW_GROUP_ROWS = 4096
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +56,27 @@ class Batch(NamedTuple):
 
 
 @pytest.fixture
+def table() -> pd.DataFrame:
+    """ROWS rows of the model's features, and a column of their numbers."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(ROWS, 4)), columns=["f0", "f1", "f2", "f3"])
+    frame.insert(0, "row", range(ROWS))
+    return frame
+
+
+@pytest.fixture(params=["csv"])
 def batch(
-    local_ray: None, redis_server: RedisServer, redis_client: redis.Redis, tmp_path: Path
+    request: pytest.FixtureRequest,
+    local_ray: None,
+    redis_server: RedisServer,
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    table: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Batch:
-    """A batch job scoring ROWS rows with a registered model, claimed once."""
+    """A batch job scoring ``table`` with a registered model, claimed once; its output
+    in the format of the fixture's parameter."""
+    monkeypatch.setattr("shared.data.PARQUET_ROW_GROUP_ROWS", ROW_GROUP_ROWS)
     settings = Settings(
         redis_url=redis_server.url, home=tmp_path, lease_s=LEASE_S, batch_max_workers=1
     )
@@ -69,17 +91,58 @@ def batch(
         feature_names=["f0", "f1", "f2", "f3"], classes=[0, 1, 2], created_at=time.time(),
     )  # fmt: skip
     registry.register(record)
-    rng = np.random.default_rng(0)
-    table = pd.DataFrame(rng.normal(size=(ROWS, 4)), columns=record.feature_names)
-    table.insert(0, "row", range(ROWS))
     datasets = DatasetStore(tenant_folder(settings.datasets_dir, DEFAULT_TENANT))
     upload = datasets.save(table.to_csv(index=False).encode(), purpose="scoring")
-    request = BatchRequest.model_validate({"dataset": upload.id})
-    spec = batch_spec(request, record, settings, DEFAULT_TENANT)
+    batch_request = BatchRequest.model_validate({"dataset": upload.id, "format": request.param})
+    spec = batch_spec(batch_request, record, settings, DEFAULT_TENANT)
     jobs.enqueue(spec, None, DEFAULT_TENANT)
     first = jobs.claim("driver-1")
     assert first is not None
     return Batch(settings, jobs, registry, spec, first)
+
+
+def read_output(settings: Settings, job_id: str, output_format: str, attempt: str) -> pd.DataFrame:
+    content = io.BytesIO(
+        output_file(settings.batches_dir, job_id, output_format, attempt).read_bytes()
+    )
+    return pd.read_csv(content) if output_format == "csv" else pd.read_parquet(content)
+
+
+@pytest.mark.parametrize("batch", ["csv", "parquet"], indirect=True)
+def test_a_table_scored_in_pieces_comes_out_whole_and_in_order(
+    batch: Batch, table: pd.DataFrame
+) -> None:
+    settings, jobs, registry, spec, lease = batch
+    run_batch(lease, spec, settings, jobs, registry)
+
+    job = jobs.get(lease.job_id)
+    assert job.state is JobStatus.SUCCEEDED and job.rows_done == ROWS
+    assert job.scored_on == [ray.get_runtime_context().get_node_id()]
+    scored = read_output(settings, lease.job_id, spec.format, lease.token)
+    # The input's columns, then the model's; every row once, in the input's order.
+    assert list(scored.columns[:5]) == ["row", "f0", "f1", "f2", "f3"]
+    assert scored["row"].tolist() == list(range(ROWS))
+    bundle = ModelBundle.load(registry.get(spec.model).checkpoint_uri)
+    predictions, _ = bundle.predict(table[["f0", "f1", "f2", "f3"]].to_numpy())
+    assert scored["prediction"].tolist() == list(predictions)
+    assert not (attempt_folder(settings.batches_dir, lease.job_id, lease.token) / "parts").exists()
+
+
+def test_a_row_that_cannot_be_read_fails_the_job_naming_it(
+    batch: Batch, table: pd.DataFrame
+) -> None:
+    settings, jobs, registry, spec, lease = batch
+    datasets = DatasetStore(tenant_folder(settings.datasets_dir, DEFAULT_TENANT))
+    spoiled = table.copy()
+    spoiled.loc[9000, "f2"] = np.inf  # in the third piece: a number, but not one to score
+    upload = datasets.save(spoiled.to_csv(index=False).encode(), purpose="scoring")
+    spec = spec.model_copy(
+        update={"dataset": spec.dataset.model_copy(update={"upload": upload.id})}
+    )
+
+    with pytest.raises(BatchFailedError, match="9001st row of the table"):
+        run_batch(lease, spec, settings, jobs, registry)
+    assert not attempt_folder(settings.batches_dir, lease.job_id, lease.token).exists()
 
 
 def test_a_stale_attempt_neither_doubles_nor_removes_the_output(batch: Batch) -> None:
@@ -104,8 +167,7 @@ def test_a_stale_attempt_neither_doubles_nor_removes_the_output(batch: Batch) ->
 
     job = jobs.get(job_id)
     assert job.state is JobStatus.SUCCEEDED and job.output_attempt == seconds[0]
-    output = output_file(settings.batches_dir, job_id, "csv", seconds[0])
-    scored = pd.read_csv(io.BytesIO(output.read_bytes()))
+    scored = read_output(settings, job_id, "csv", seconds[0])
     # Every row once, in the input's order, after the first attempt has gone.
     assert scored["row"].tolist() == list(range(ROWS))
     assert not attempt_folder(settings.batches_dir, job_id, first.token).exists()

@@ -29,7 +29,7 @@ import torch
 
 from bench.common import emit, seed_like_csv
 from bench.packed_speed import configs
-from services.driver.pack_task import run_epoch
+from services.driver.pack_task import keep_freed_memory, run_epoch
 from services.driver.pack_training import PackState, Phases
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan
@@ -56,8 +56,10 @@ def profile(plan: TrialPlan, batch_size: int, members: int, epochs: int) -> dict
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    # Torch as a pack's Ray task sets it up (pack_task.torch_for_this_worker).
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+    keep_freed_memory()
     spec = DatasetSpec(upload="0" * 32, validation_fraction=0.2, test_fraction=0.2, seed=21)
     data = prepare(pd.read_csv(seed_like_csv(rows)), spec, "target")
     plan = TrialPlan(data=data, metric="val_accuracy", mode="max", seed=21)

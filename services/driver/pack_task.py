@@ -28,7 +28,7 @@ from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
 
 BEST_CHECKPOINT = "checkpoint_best"
-# mallopt's parameters (malloc.h), and the values _keep_freed_memory sets: the largest
+# mallopt's parameters (malloc.h), and the values keep_freed_memory sets: the largest
 # threshold glibc takes for mapping a block of its own (32 MiB on 64-bit), and 1 GiB.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MAX_MMAP_THRESHOLD, KEEP_FREED_BYTES = 32 * 2**20, 2**30
@@ -66,11 +66,11 @@ def torch_for_this_worker() -> str:
     # Adam's second moments of parameters with no gradient (the bias before BatchNorm)
     # sink into subnormal floats, which the CPU handles many times slower.
     torch.set_flush_denormal(True)
-    _keep_freed_memory()
+    keep_freed_memory()
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Have glibc's malloc keep freed memory for the next allocation. By default blocks
     over 128 KiB are mapped fresh and freed memory above the heap's top goes back to
     the kernel, so a step's activations (11 MB for 40 members at batch size 512) were

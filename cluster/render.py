@@ -203,6 +203,14 @@ def frame_table(
     show_table(columns, title=title, wide=wide)
 
 
+# What a job's stopped_by means, as the CLI says it.
+STOP_REASONS = {
+    "target": "its stop target (a trial reached it)",
+    "no_improvement": "its no_improvement rule (no new best for that many trials)",
+    "time_budget": "its time_budget_s",
+}
+
+
 def best(view: dict[str, Any]) -> None:
     """What the seed prints after tuning: the best config, and the best model's scores."""
     found = view["best"]
@@ -211,6 +219,8 @@ def best(view: dict[str, Any]) -> None:
     if view.get("test_metrics"):
         scores = ", ".join(f"{k} {v:.4f}" for k, v in view["test_metrics"].items())
         out.print(f"Test split: {scores}")
+    if view.get("stopped_by"):
+        out.print(f"Ended early by: {STOP_REASONS.get(view['stopped_by'], view['stopped_by'])}")
 
 
 def predictions_frame(answer: dict[str, Any]) -> pd.DataFrame:

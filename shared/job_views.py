@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from shared.batch import BatchSpec
 from shared.spec import JobSpec
-from shared.vocabulary import DEFAULT_PRIORITY, DEFAULT_TENANT, JobStatus
+from shared.vocabulary import DEFAULT_PRIORITY, DEFAULT_TENANT, JobStatus, StopReason
 
 
 class BestTrial(BaseModel):
@@ -44,6 +44,11 @@ class JobView(BaseModel):
     trials_running: int = 0
     best: BestTrial | None = None
     test_metrics: dict[str, float] | None = None
+    stopped_by: StopReason | None = Field(
+        default=None,
+        description="What ended a succeeded job before every trial had run: its stop "
+        "rules (target, no_improvement) or its time_budget_s.",
+    )
     error: str | None = None
     engine: str | None = Field(
         default=None,
@@ -97,6 +102,7 @@ def job_view(raw: dict[str, Any]) -> JobView:
         trials_running=int(raw.get("trials_running", 0)),
         best=BestTrial.model_validate_json(raw["best"]) if "best" in raw else None,
         test_metrics=json.loads(raw["test_metrics"]) if "test_metrics" in raw else None,
+        stopped_by=raw.get("stopped_by"),
         error=raw.get("error"),
         attempts=int(raw.get("attempts", 0)),
         driver=raw.get("driver"),

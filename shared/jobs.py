@@ -40,7 +40,7 @@ from shared.redis_client import RedisStore
 from shared.results import ResultStore, TrialRow
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
-from shared.vocabulary import DEFAULT_TENANT, PRIORITIES, JobStatus, Subject
+from shared.vocabulary import DEFAULT_TENANT, PRIORITIES, JobStatus, StopReason, Subject
 
 # Index entries ZSCAN looks at per call while matching a prefix.
 PREFIX_SCAN_COUNT = 1000
@@ -379,13 +379,19 @@ class JobStore(RedisStore):
             },
         )
 
-    def succeed(self, lease: Lease, best: BestTrial, test_metrics: dict[str, float]) -> None:
-        """Mark the job succeeded with its best trial and test score, and acknowledge it."""
-        self._finish(
-            lease,
-            JobStatus.SUCCEEDED,
-            {"best": best.model_dump_json(), "test_metrics": json.dumps(test_metrics)},
-        )
+    def succeed(
+        self,
+        lease: Lease,
+        best: BestTrial,
+        test_metrics: dict[str, float],
+        stopped_by: StopReason | None = None,
+    ) -> None:
+        """Mark the job succeeded with its best trial and test score, and acknowledge it;
+        ``stopped_by``: the rule that ended it before every trial had run."""
+        fields = {"best": best.model_dump_json(), "test_metrics": json.dumps(test_metrics)}
+        if stopped_by is not None:
+            fields["stopped_by"] = stopped_by
+        self._finish(lease, JobStatus.SUCCEEDED, fields)
 
     def fail(self, lease: Lease, reason: str) -> None:
         """Mark the job failed with a reason a user can act on, and acknowledge it."""

@@ -145,6 +145,27 @@ class Packing(_Strict):
     )
 
 
+class NoImprovement(_Strict):
+    """End the job once the best trial has not changed while this many trials ended."""
+
+    trials: int = Field(
+        ge=1, le=1_000_000, description="Trials that end in a row without a new best."
+    )
+
+
+class StopRules(_Strict):
+    """When a job ends before every trial has run; the job still succeeds, with the best
+    model so far, and its record says which rule ended it (``stopped_by``)."""
+
+    target: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="End once a trial's metric reaches this: at least it for a metric "
+        "to maximize, at most for one to minimize.",
+    )
+    no_improvement: NoImprovement | None = None
+
+
 class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
@@ -184,6 +205,11 @@ class JobSpec(_Strict):
         gt=0,
         le=7 * 24 * 3600,
         description="Stop starting and running trials after this.",
+    )
+    stop: StopRules = Field(
+        default_factory=StopRules,
+        description="End the job early: at a target value of the metric, or when the "
+        "best has not changed while a number of trials ended.",
     )
 
     @field_validator("search", "scheduler", mode="before")

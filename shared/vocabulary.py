@@ -35,6 +35,8 @@ BUILTIN_DATASETS: tuple[str, ...] = get_args(BuiltinDataset)
 Role = Literal["numeric", "categorical", "datetime", "ignore"]
 
 Task = Literal["classification", "regression"]
+# What ended a job before every trial had run (see JobSpec.stop and time_budget_s).
+StopReason = Literal["target", "no_improvement", "time_budget"]
 METRICS_OF_TASK: dict[str, tuple[str, ...]] = {
     "classification": ("val_accuracy", "val_loss", "training_accuracy", "training_loss"),
     "regression": ("val_loss", "val_rmse", "val_r2", "training_loss", "training_rmse"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -68,7 +69,7 @@ class BatchFailedError(TunefleetError):
 
 
 class BatchCancelledError(Exception):
-    """Raised inside a scorer once its job was told to stop; it ends the dataset."""
+    """Raised inside a scorer once its job was told to stop; it ends the task."""
 
 
 @ray.remote(num_cpus=0)
@@ -90,12 +91,14 @@ class _Progress:
         self._stopped = True
 
 
+@dataclass(frozen=True)
 class _Piece:
     """Part of the table one task scores: its row groups (None: the whole table, read
     from its CSV), the number of its first row, and where its part file goes."""
 
-    def __init__(self, groups: list[int] | None, first_row: int, part: StoragePath) -> None:
-        self.groups, self.first_row, self.part = groups, first_row, part
+    groups: list[int] | None
+    first_row: int
+    part: StoragePath
 
 
 _models: collections.OrderedDict[str, ModelBundle] = collections.OrderedDict()

@@ -161,6 +161,8 @@ class PackedRun:
                     and time.monotonic() - started > self._spec.time_budget_s
                 )
                 if out_of_time:
+                    self._progress.stop_for("time_budget")
+                if self._progress.stopped_by is not None:  # a rule of the job's ended it
                     self._end_all([*ready, *running.values()])
                     return True
                 while ready and len(running) < slots:
@@ -494,8 +496,9 @@ class PackedRun:
         (self._dir / trial_id / "result.json").write_text("".join(f"{x}\n" for x in lines))
 
     def _end_all(self, packs: list[_Pack]) -> None:
-        """The time budget ran out: every member that started ends where it is; those
-        that never started stay out of the table, as Tune leaves them."""
+        """A stop rule or the time budget ended the job: every member that started ends
+        where it is; those that never started stay out of the table, as Tune leaves
+        them."""
         for pack in packs:
             for trial_id, config in pack.configs.items():
                 if trial_id in self._time_total_s:

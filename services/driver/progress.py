@@ -14,7 +14,8 @@ from shared.errors import LeaseLostError
 from shared.job_views import BestTrial
 from shared.jobs import JobStore, Lease
 from shared.results import TrialRow
-from shared.vocabulary import METRICS, mode_of
+from shared.spec import StopRules
+from shared.vocabulary import METRICS, StopReason, mode_of
 
 
 class TrialProgress:
@@ -22,7 +23,14 @@ class TrialProgress:
     stream current while trials run; Tune's callback and the packed engine feed it.
     Every write shows the driver's lease: LeaseLostError once the job is no longer its."""
 
-    def __init__(self, store: JobStore, lease: Lease, metric: str, mode: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        lease: Lease,
+        metric: str,
+        mode: str,
+        rules: StopRules | None = None,
+    ) -> None:
         self._store = store
         self._results = store.results
         self._lease = lease
@@ -35,6 +43,12 @@ class TrialProgress:
         self.ended = {row.trial_id for row in rows if row.state in ("TERMINATED", "ERROR")}
         self._best_metrics = {row.trial_id: row.best_metrics for row in rows}
         self._running: set[str] = set()
+        # The job's stop rules: which one has ended it, if any (the engines ask).
+        self._rules = rules or StopRules()
+        self.stopped_by: StopReason | None = None
+        self._ended_by: str | None = None  # the trial whose result reached the target
+        self._best_at_last_end = self.best
+        self._ended_without_new_best = 0
 
     def rows(self) -> list[TrialRow]:
         """The job's trials as recorded so far (by earlier attempts too)."""
@@ -71,6 +85,24 @@ class TrialProgress:
                 trial_id=trial_id, metric=self._metric, value=objective, config=dict(config)
             )
             self._progress()
+        if self.reaches_target(result):
+            self._ended_by = self._ended_by or trial_id
+            self.stop_for("target")
+
+    def reaches_target(self, result: dict[str, Any]) -> bool:
+        """Whether ``result`` reaches the job's target (if it has one)."""
+        objective = _finite_metrics(result).get(self._metric)
+        target = self._rules.target
+        if objective is None or target is None:
+            return False
+        return objective >= target if self._mode == "max" else objective <= target
+
+    def settled(self) -> bool:
+        """A stop rule has ended the job, and the trial whose result did it has ended
+        too (its checkpoint saved): the rest may stop now."""
+        return self.stopped_by is not None and (
+            self._ended_by is None or self._ended_by in self.ended
+        )
 
     def end(
         self,
@@ -86,6 +118,23 @@ class TrialProgress:
         row = self._row(trial_id, config, state, last, error)
         self._store.record_trial(self._lease, row, None)
         self._progress()
+        self._count_towards_no_improvement()
+
+    def stop_for(self, reason: StopReason) -> None:
+        """The job ends early for ``reason`` (the first reason found stays)."""
+        self.stopped_by = self.stopped_by or reason
+
+    def _count_towards_no_improvement(self) -> None:
+        """A trial ended: one more without a new best, unless the best has changed
+        since the last trial ended."""
+        if self.best != self._best_at_last_end:
+            self._best_at_last_end = self.best
+            self._ended_without_new_best = 0
+        else:
+            self._ended_without_new_best += 1
+        rule = self._rules.no_improvement
+        if rule is not None and self._ended_without_new_best >= rule.trials:
+            self.stop_for("no_improvement")
 
     def _progress(self) -> None:
         self._store.record_progress(self._lease, len(self.ended), len(self._running), self.best)
@@ -129,8 +178,8 @@ class ProgressToRedis(Callback):
     (the lease is lost) is not Tune's error: the lease is marked lost, and the job's
     stopper ends the run."""
 
-    def __init__(self, store: JobStore, lease: Lease, metric: str, mode: str) -> None:
-        self._progress = TrialProgress(store, lease, metric, mode)
+    def __init__(self, progress: TrialProgress) -> None:
+        self._progress = progress
 
     def on_trial_start(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any

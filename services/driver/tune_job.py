@@ -31,7 +31,7 @@ from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
 from shared.storage import StoragePath
-from shared.vocabulary import DEFAULT_TENANT
+from shared.vocabulary import DEFAULT_TENANT, StopReason
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +46,26 @@ class JobFailedError(TunefleetError):
 
 
 class StopWhen(tune.Stopper):
-    """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease).
-    Asking is cheap: the driver's check reads Redis at most every
-    driver.CANCEL_CHECK_S, whoever asks how often."""
+    """Stops the whole experiment once ``should_stop`` says so (cancel, lost lease), or
+    once one of the job's stop rules (``progress``) has ended it. Asking is cheap: the
+    driver's check reads Redis at most every driver.CANCEL_CHECK_S, whoever asks how
+    often.
 
-    def __init__(self, should_stop: Callable[[], bool]) -> None:
+    The trial whose result reaches the target is stopped first, on its own: Tune saves
+    the checkpoint that came with that result before it ends the trial, where ending
+    the whole experiment at once would drop the save. The rest stop once it has ended.
+    """
+
+    def __init__(
+        self, should_stop: Callable[[], bool], progress: TrialProgress | None = None
+    ) -> None:
         self._should_stop = should_stop
+        self._progress = progress
         self._stop = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self._progress is not None and self._progress.reaches_target(result):
+            return True
         return self.stop_all()
 
     # Tune saves its stopper with the experiment state; the check reaches into this
@@ -67,7 +78,8 @@ class StopWhen(tune.Stopper):
         self.__init__(lambda: False)  # type: ignore[misc]
 
     def stop_all(self) -> bool:
-        self._stop = self._stop or self._should_stop()
+        settled = self._progress is not None and self._progress.settled()
+        self._stop = self._stop or settled or self._should_stop()
         return self._stop
 
 
@@ -99,7 +111,7 @@ def run_job(
     found = _run_trials(job)
     if found is None:
         return
-    best, checkpoint = found
+    best, checkpoint, stopped_by = found
     scaler = best.config.get("scaler")  # the best trial's data, its test split included
     test_metrics = _score_on_test(checkpoint, data if scaler is None else by_scaler[scaler])
     record = ModelRecord(
@@ -120,7 +132,7 @@ def run_job(
         tenant=tenant,
     )
     _register(record, spec, registry, lease)
-    jobs.succeed(lease, best, test_metrics)
+    jobs.succeed(lease, best, test_metrics, stopped_by)
 
 
 def _load_data(
@@ -176,14 +188,19 @@ def _trial_plan(
     )
 
 
-def _run_trials(job: _Job) -> tuple[BestTrial, StoragePath] | None:
+# The best trial, its checkpoint folder, and the rule that ended the job early, if any.
+_Found = tuple[BestTrial, StoragePath, StopReason | None]
+
+
+def _run_trials(job: _Job) -> _Found | None:
     """Packs of configurations where the spec allows, else a Tune trial each; the best
     trial and its checkpoint, or None once the job was told to stop."""
     unpacked_reason = search.unpacked_reason(job.spec)
+    progress = TrialProgress(job.jobs, job.lease, job.plan.metric, job.plan.mode, job.spec.stop)
     if unpacked_reason is None:
-        return _run_packed(job)
+        return _run_packed(job, progress)
     job.jobs.record_engine(job.lease, f"unpacked: {unpacked_reason}")
-    return _run_unpacked(job)
+    return _run_unpacked(job, progress)
 
 
 def _register(record: ModelRecord, spec: JobSpec, registry: ModelRegistry, lease: Lease) -> None:
@@ -216,11 +233,10 @@ class _Job:
     should_stop: Callable[[], bool]
 
 
-def _run_packed(job: _Job) -> tuple[BestTrial, StoragePath] | None:
+def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
     """The trials as packs on warm Ray workers; None if stopped before the end."""
     lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
     job_id = lease.job_id
-    progress = TrialProgress(jobs, lease, plan.metric, plan.mode)
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
         autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
@@ -236,10 +252,10 @@ def _run_packed(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     if found is None:
         first = run.errors[0] if run.errors else "no trial reported a result"
         raise JobFailedError(f"all {spec.trial_count()} trials failed; the first: {first}")
-    return found
+    return (*found, progress.stopped_by)
 
 
-def _run_unpacked(job: _Job) -> tuple[BestTrial, StoragePath] | None:
+def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     """One Tune trial per configuration, with tune.run; None if stopped before the end."""
     lease, plan, settings, should_stop = job.lease, job.plan, job.settings, job.should_stop
     job_id, metric, mode = lease.job_id, plan.metric, plan.mode
@@ -261,12 +277,16 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, StoragePath] | None:
     tune.register_trainable(trainable_name, trial)
     started = time.monotonic()
     try:
-        analysis = _tune_run(job, trainable_name, resume)
+        analysis = _tune_run(job, trainable_name, resume, progress)
     finally:
         plan_file.unlink(missing_ok=True)
-    log.info("job %s: tune.run took %.1f s", job_id, time.monotonic() - started)
+    took = time.monotonic() - started
+    log.info("job %s: tune.run took %.1f s", job_id, took)
     if should_stop():
         return None
+    budget = job.spec.time_budget_s
+    if budget is not None and took >= budget:
+        progress.stop_for("time_budget")
 
     best_trial = analysis.get_best_trial(metric, mode, scope="all")
     if best_trial is None:
@@ -283,19 +303,20 @@ def _run_unpacked(job: _Job) -> tuple[BestTrial, StoragePath] | None:
         value=float(best_trial.metric_analysis[metric][mode]),
         config=dict(best_trial.config),
     )
-    return best, settings.experiments_dir.at(checkpoint.path)
+    return best, settings.experiments_dir.at(checkpoint.path), progress.stopped_by
 
 
-def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
-    """tune.run over the registered trainable, one trial per configuration."""
-    lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
+def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: TrialProgress) -> Any:
+    """tune.run over the registered trainable, one trial per configuration; it ends
+    early once the job is told to stop, or one of its stop rules ends it."""
+    lease, spec, plan, settings = job.lease, job.spec, job.plan, job.settings
     metric, mode = plan.metric, plan.mode
     experiments = settings.experiments_dir
     return tune.run(
         trainable_name,
         name=lease.job_id,
         resume=resume,
-        stop=StopWhen(job.should_stop),
+        stop=StopWhen(job.should_stop, progress),
         # A bucket goes to Tune as its filesystem (the endpoint with it) and a path in it.
         storage_path=experiments.path,
         storage_filesystem=experiments.filesystem,
@@ -321,7 +342,7 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None) -> Any:
         ),
         reuse_actors=True,
         raise_on_failed_trial=False,
-        callbacks=[ProgressToRedis(jobs, lease, metric, mode)],
+        callbacks=[ProgressToRedis(progress)],
         verbose=0,
     )
 

@@ -180,6 +180,68 @@ def test_time_budget_ends_the_job_with_what_finished(engine: Any) -> None:
     )
     assert job.state == "succeeded", job.error
     assert 1 <= trials[0].iterations < 200
+    assert job.stopped_by == "time_budget"
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
+def test_a_target_ends_the_job_once_a_trial_reaches_it(engine: Any, packing: bool) -> None:
+    # Iris is learned to 0.5 validation accuracy within a few epochs; 12 x 30 epochs
+    # one at a time would take far longer than the job is given to end.
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {
+                **TINY,
+                "epochs": 30,
+                "lr": {"grid": [0.01 + i / 1000 for i in range(12)]},
+            },
+            "stop": {"target": 0.5},
+            "packing": packing,
+            "max_concurrent_trials": 1,
+        }
+    )
+    assert job.state == "succeeded", job.error
+    assert job.stopped_by == "target"
+    assert job.best is not None and job.best.value >= 0.5
+    epochs = sum(trial.iterations for trial in trials)
+    assert epochs < 12 * 30, epochs
+    if not packing:  # one trial at a time: the others never started
+        assert len(trials) < 12
+
+
+def test_a_job_that_runs_every_trial_says_no_rule_ended_it(engine: Any) -> None:
+    job, trials = engine(
+        {"dataset": {"builtin": "iris"}, "search_space": TINY, "stop": {"target": 0.9999}}
+    )
+    assert job.state == "succeeded", job.error
+    assert job.stopped_by is None and trials[0].iterations == TINY["epochs"]
+
+
+def test_no_improvement_counts_trials_that_end_without_a_new_best(
+    redis_client: redis.Redis,
+) -> None:
+    jobs = JobStore(redis_client)
+    spec = JobSpec.model_validate(
+        {"dataset": {"builtin": "iris"}, "stop": {"no_improvement": {"trials": 2}}}
+    )
+    jobs.enqueue(spec)
+    lease = jobs.claim("driver-1")
+    assert lease is not None
+    progress = TrialProgress(jobs, lease, "val_accuracy", "max", spec.stop)
+
+    def trial(trial_id: str, accuracy: float) -> None:
+        result = {"val_accuracy": accuracy, "training_iteration": 1}
+        progress.result(trial_id, {}, result)
+        progress.end(trial_id, {}, result)
+
+    trial("a", 0.7)  # the first best
+    trial("b", 0.6)  # one without a new best
+    trial("c", 0.8)  # a new best: the count starts again
+    trial("d", 0.5)
+    assert progress.stopped_by is None
+    trial("e", 0.8)  # a tie is not a new best (the first trial keeps it)
+    assert progress.stopped_by == "no_improvement"
+    assert progress.best is not None and progress.best.trial_id == "c"
 
 
 def test_packed_and_unpacked_jobs_look_the_same(engine: Any) -> None:

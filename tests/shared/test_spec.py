@@ -229,6 +229,20 @@ def test_scheduler_by_name_and_epochs_domain_bound() -> None:
     assert spec.scheduler.type == "asha" and spec.search_space.most_epochs() == 12
 
 
+@pytest.mark.parametrize(
+    ("stop", "where"),
+    [
+        ({"target": float("inf")}, "stop.target"),
+        ({"no_improvement": {"trials": 0}}, "stop.no_improvement.trials"),
+        ({"no_improvement": 5}, "stop.no_improvement"),
+        ({"patience": 5}, "stop.patience"),
+    ],
+)
+def test_bad_stop_rules_are_named(stop: dict, where: str) -> None:
+    errors = errors_of({"dataset": {"builtin": "iris"}, "stop": stop})
+    assert [loc for loc, _ in errors] == [where], errors
+
+
 def test_metric_of_the_other_task_is_refused_when_task_is_given() -> None:
     ((_loc, msg),) = errors_of(
         {"dataset": {"builtin": "diabetes"}, "task": "regression", "metric": "val_accuracy"}

@@ -244,6 +244,9 @@ function renderSummary(summary, job) {
     ? [
         h("div", { class: "big" }, num(job.best.value)),
         h("div", { class: "muted" }, `${job.best.metric} · trial ${job.best.trial_id}`),
+        job.stopped_by
+          ? h("p", { class: "muted" }, `Ended early: ${job.stopped_by}`)
+          : null,
         keyValues(job.best.config, "best-config"),
       ]
     : h("p", { class: "muted" }, "No trial has reported yet.");

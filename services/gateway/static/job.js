@@ -237,6 +237,13 @@ function renderRunTime(head, job) {
   if (slot) slot.textContent = duration(runSeconds(job));
 }
 
+// What a job's stopped_by means, as the page says it.
+const STOPPED_BY = {
+  target: "a trial reached the stop target",
+  no_improvement: "no new best over the trials of its no_improvement rule",
+  time_budget: "its time budget ran out",
+};
+
 function renderSummary(summary, job) {
   const space = job.spec.search_space ?? {};
   const search = job.spec.search ?? {};
@@ -245,7 +252,7 @@ function renderSummary(summary, job) {
         h("div", { class: "big" }, num(job.best.value)),
         h("div", { class: "muted" }, `${job.best.metric} · trial ${job.best.trial_id}`),
         job.stopped_by
-          ? h("p", { class: "muted" }, `Ended early: ${job.stopped_by}`)
+          ? h("p", { class: "muted" }, `Ended early: ${STOPPED_BY[job.stopped_by] ?? job.stopped_by}`)
           : null,
         keyValues(job.best.config, "best-config"),
       ]

@@ -26,12 +26,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet
 from sklearn.datasets import load_digits
 
 from bench.common import LocalStack, emit
+from services.driver.batch import score_rows
 from shared.batch import output_columns
 from shared.data import ROW_COLUMN, parquet_copy
 from shared.model import ModelBundle
@@ -112,13 +112,7 @@ def floor(frame: pd.DataFrame, checkpoint: str, folder: Path) -> dict[str, float
     table = pyarrow.parquet.read_table(source).drop_columns([ROW_COLUMN])
     read = time.perf_counter()
     bundle = ModelBundle.load(checkpoint)
-    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in bundle.inputs}
-    predictions, probabilities = bundle.predict_encoded(bundle.encode(columns))
-    names = output_columns(bundle.task, bundle.classes)
-    table = table.append_column(names[0], pa.array(predictions))
-    if probabilities is not None:
-        for index, name in enumerate(names[1:]):
-            table = table.append_column(name, pa.array(probabilities[:, index]))
+    table = score_rows(bundle, output_columns(bundle.task, bundle.classes), table)
     scored = time.perf_counter()
     pyarrow.parquet.write_table(table, folder / "floor-out.parquet")
     parquet_written = time.perf_counter()

@@ -132,7 +132,6 @@ def score_piece(
     columns = output_columns(bundle.task, bundle.classes)
     rows = _read_piece(table, numeric, piece.groups)
     filesystem, path = piece.part.arrow
-    filesystem.create_dir(piece.part.parent.arrow[1], recursive=True)
     last_report: ray.ObjectRef | None = None
     with filesystem.open_output_stream(path) as out:
         writer: Any = None
@@ -142,7 +141,7 @@ def score_piece(
             if last_report is not None and ray.get(last_report):
                 raise BatchCancelledError("the batch job was told to stop")
             batch = rows.slice(start, SCORE_BATCH_ROWS)
-            scored = _scored(bundle, columns, batch, piece.first_row + start)
+            scored = score_rows(bundle, columns, batch, piece.first_row + start)
             if writer is None:
                 writer = _part_writer(out, scored.schema, output_format, piece.first_row == 0)
             writer.write_table(scored)
@@ -175,8 +174,12 @@ def _read_piece(table: StoragePath, numeric: list[str], groups: list[int] | None
     return rows.drop_columns([ROW_COLUMN]) if ROW_COLUMN in rows.column_names else rows
 
 
-def _scored(bundle: ModelBundle, columns: list[str], batch: pa.Table, first_row: int) -> pa.Table:
-    """``batch`` with the model's columns added: what /predict answers for its rows."""
+def score_rows(
+    bundle: ModelBundle, columns: list[str], batch: pa.Table, first_row: int = 0
+) -> pa.Table:
+    """``batch`` with the model's ``columns`` (shared.batch.output_columns) added: what
+    /predict answers for its rows. ``first_row``: the table's number of its first row,
+    for the error that names a cell."""
     values = {name: batch.column(name).to_numpy(zero_copy_only=False) for name in bundle.inputs}
     try:
         encoded = bundle.encode(values)
@@ -262,6 +265,7 @@ def _score(
     numeric = [name for name in record.feature_names if record.role_of(name) == "numeric"]
     checkpoint = settings.storage_at(record.checkpoint_uri)
     pieces = _pieces(*table, parts, output_format)
+    parts.mkdir(parents=True, exist_ok=True)  # once, for every piece's part file
     waiting = collections.deque(pieces)
     progress = _Progress.remote()  # type: ignore[attr-defined]
     running: list[ray.ObjectRef] = []
@@ -364,8 +368,8 @@ def _ordinal(n: int) -> str:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The last line of the innermost error: Ray Data wraps a scorer's or reader's error
-    in its own, with a traceback."""
+    """The last line of the innermost error: Ray wraps a task's error in its own, with a
+    traceback."""
     while exc.__cause__ is not None:
         exc = exc.__cause__
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]

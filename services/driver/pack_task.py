@@ -9,6 +9,7 @@ might want.
 from __future__ import annotations
 
 import ctypes
+import functools
 import io
 import os
 import time
@@ -70,6 +71,7 @@ def torch_for_this_worker() -> str:
     return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 
+@functools.cache  # once per process: the settings hold for its life
 def keep_freed_memory() -> None:
     """Have glibc's malloc keep freed memory for the next allocation. By default blocks
     over 128 KiB are mapped fresh and freed memory above the heap's top goes back to

@@ -25,6 +25,8 @@ lock: $(BIN)/.installed
 	printf 'torch==2.13.0+cpu\n' > $(VENV)/torch-cpu.txt
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --quiet \
 		--find-links $(TORCH_WHEELS) --override $(VENV)/torch-cpu.txt -o requirements.lock
+	$(UV) pip compile tests/mlflow/mlflow-env.in --python-version 3.11 --quiet \
+		-o tests/mlflow/mlflow-env.lock
 
 run: $(BIN)/.installed
 	$(BIN)/tunefleet up
@@ -35,12 +37,12 @@ test: $(BIN)/.installed
 # No Ray, no stack: the API through FastAPI's test client on a real redis-server, the
 # spec, the queue, datasets, features, plots.
 test-fast: $(BIN)/.installed
-	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray"
+	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray and not venv"
 
 # The fast tier in a shuffled order, a new seed each run (printed; rerun one with
 # --random-order-seed=N): no test leans on what another left behind.
 test-random: $(BIN)/.installed
-	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray" \
+	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray and not venv" \
 		-p random_order --random-order
 
 lint: $(BIN)/.installed

@@ -6,7 +6,9 @@ concurrent clients (keep-alive connections, each request waits for its answer):
 - Serve's floor: a trivial endpoint on the same stack, one replica configured like
   ours, taking the same JSON body and answering a small one (POST /bench-floor/), and
   GET /livez on the gateway (no body);
-- /predict on Serve with 1 and 64 instances per request;
+- /predict on Serve with 1 and 64 instances per request, and the Open Inference
+  Protocol's infer with the same rows as one [N, 64] FP32 tensor, at /v2 (the gateway,
+  which asks the predictor's replicas) and at /models/v2 (the predictor itself);
 - the same model behind plain uvicorn + FastAPI in one process, without Ray;
 for Serve's default proxy and its HAProxy-based one (RAY_SERVE_ENABLE_HA_PROXY=1).
 One JSON line per run: requests per second, p50 and p99 latency in milliseconds.
@@ -115,6 +117,14 @@ def bodies() -> dict[int, dict[str, Any]]:
     return {n: {"instances": rows[:n]} for n in (1, 64)}
 
 
+def v2_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The same rows as one FP32 [N, F] tensor of the Open Inference Protocol."""
+    rows = body["instances"]
+    flat = [value for row in rows for value in row.values()]
+    shape = [len(rows), len(rows[0])]
+    return {"inputs": [{"name": "features", "shape": shape, "datatype": "FP32", "data": flat}]}
+
+
 def measure_stack(home: Path, proxy: str, seconds: float) -> str:
     with LocalStack(home, TUNEFLEET_SERVE_PROXY=proxy) as stack:
         with httpx.Client(base_url=stack.url, timeout=300) as client:
@@ -153,6 +163,13 @@ def measure_urls(base_url: str, model_id: str, proxy: str, seconds: float) -> No
                   "clients": clients, "instances": instances, **speed,
                   "rps_vs_floor_post": round(speed["rps"] / floor["rps"], 2),
                   "p99_vs_floor_post": round(speed["p99_ms"] / floor["p99_ms"], 2)})  # fmt: skip
+            for target, base in (("serve_v2_infer", ""), ("serve_v2_infer_models", "/models")):
+                url = f"{base_url}{base}/v2/models/{model_id}/infer"
+                v2 = load(url, v2_body(body), clients, seconds)
+                emit({"bench": "predict", "proxy": proxy, "target": target,
+                      "clients": clients, "instances": instances, **v2,
+                      "rps_vs_floor_post": round(v2["rps"] / floor["rps"], 2),
+                      "p99_vs_floor_post": round(v2["p99_ms"] / floor["p99_ms"], 2)})  # fmt: skip
 
 
 def measure_uvicorn(checkpoint: str, seconds: float) -> None:

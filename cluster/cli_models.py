@@ -23,7 +23,7 @@ from cluster.cli_options import (
     run_or_exit,
 )
 from cluster.client import GatewayClient
-from cluster.files import written_whole
+from cluster.files import write_export
 from cluster.rows import json_rows
 from cluster.scoring import score_csv
 from shared.csv_files import read_table_bytes
@@ -122,7 +122,13 @@ def export(
         typer.Argument(help="A model id (its job's id), its first characters, or an alias."),
     ],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="The file to write: .pt or .onnx.")
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The file to write: .pt, .onnx or .zip (an MLflow model); with --format "
+            "mlflow, a new folder.",
+        ),
     ],
     export_format: Annotated[
         ExportFormat | None,
@@ -131,7 +137,8 @@ def export(
     url: UrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
-    """Write a model as one file (TorchScript or ONNX) with its preprocessing inside."""
+    """Write a model as one file (TorchScript or ONNX) with its preprocessing inside, or
+    as an MLflow model (a folder, or its .zip) that MLflow loads without tunefleet."""
     chosen = export_format or format_of_path(output)
     if chosen is None:
         extensions = " or ".join(f"{ext} ({f})" for f, ext in EXTENSION_OF_FORMAT.items())
@@ -143,9 +150,12 @@ def export(
     client = client_of(url, api_key)
     ref = run_or_exit(lambda: client.resolve_model(model))
     content = run_or_exit(lambda: client.export_model(ref, chosen))
-    with written_whole(output) as partial:
-        partial.write_bytes(content)
-    render.out.print(f"wrote {output} ({chosen}, {len(content)} bytes)")
+    try:
+        written = write_export(content, chosen, output)
+    except OSError as exc:
+        render.fail(str(exc))
+        raise typer.Exit(1) from None
+    render.out.print(f"wrote {output} ({chosen}, {written})")
 
 
 @models_app.command("import")

@@ -180,7 +180,7 @@ class GatewayClient:
         return self._call("POST", f"/models/{model}/predict", json={"instances": instances})
 
     def export_model(self, model: str, export_format: str) -> bytes:
-        """The bytes of the model's exported file (torchscript or onnx)."""
+        """The bytes of the model's export: a file (torchscript, onnx) or a zip (mlflow)."""
         response = self._request("GET", f"/models/{model}/export", params={"format": export_format})
         return response.content
 

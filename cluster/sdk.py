@@ -7,6 +7,7 @@
     table = job.trials()              # one row per trial, best first
     print(job.best["config"])
     client.predict(job.id, rows)      # a DataFrame in, a DataFrame out
+    client.export(job.id, "mlflow", "model")  # a folder MLflow loads
 
 Every error answer is raised as a typed ClientError (cluster.client) carrying the API's
 own message: NotFound, Conflict, Invalid, TooLarge, RateLimited, Unauthorized,
@@ -23,8 +24,10 @@ from typing import Any, TextIO
 import pandas as pd
 
 from cluster.client import ClientError, GatewayClient
+from cluster.files import write_export
 from cluster.rows import json_rows
 from cluster.specs import read_spec
+from shared.export_formats import EXPORT_FORMATS
 from shared.results import trials_table
 from shared.vocabulary import JobStatus
 
@@ -162,6 +165,17 @@ class Client:
             )
             result = pd.concat([result, probabilities], axis=1)
         return result
+
+    def export(self, model: str, export_format: str, path: str | Path) -> Path:
+        """Write a model (an id or an alias) where ``path`` says: ``"torchscript"`` (.pt)
+        or ``"onnx"`` (.onnx), one file; ``"mlflow"``, an MLflow model folder (or its zip,
+        for a path ending in .zip) that ``mlflow.pyfunc.load_model`` loads without
+        tunefleet. Returns the path."""
+        if export_format not in EXPORT_FORMATS:
+            raise ValueError(f"export_format is one of {', '.join(EXPORT_FORMATS)}")
+        written = Path(path)
+        write_export(self.http.export_model(model, export_format), export_format, written)
+        return written
 
     def models(self) -> pd.DataFrame:
         """The registered models, newest first: id, task, metric and scores, config."""

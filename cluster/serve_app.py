@@ -22,12 +22,13 @@ MAX_ONGOING_REQUESTS = 200
 
 
 def build_gateway(settings: Settings) -> Application:
-    """The HTTP ingress for jobs, datasets and health."""
+    """The HTTP ingress for jobs, datasets, health, and the Open Inference Protocol (/v2),
+    which predicts through the predictor application."""
     # serve.deployment's decorators are untyped: mypy cannot see .bind on them.
     gateway = Gateway.options(  # type: ignore[attr-defined]
         ray_actor_options=ON_THE_HEAD, max_ongoing_requests=MAX_ONGOING_REQUESTS
     )
-    return gateway.bind(settings)
+    return gateway.bind(settings, predictor_app=PREDICTOR_APP)
 
 
 def build_predictor(settings: Settings) -> Application:

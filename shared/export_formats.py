@@ -1,4 +1,4 @@
-"""The file formats a model exports to, and their file extensions.
+"""The formats a model exports to, and their file extensions.
 
 Kept apart from the exporter (services/predictor/export.py) so that the CLI can read
 them without importing torch.
@@ -9,9 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, get_args
 
-ExportFormat = Literal["torchscript", "onnx"]
+ExportFormat = Literal["torchscript", "onnx", "mlflow"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
-EXTENSION_OF_FORMAT: dict[ExportFormat, str] = {"torchscript": ".pt", "onnx": ".onnx"}
+EXTENSION_OF_FORMAT: dict[ExportFormat, str] = {
+    "torchscript": ".pt",
+    "onnx": ".onnx",
+    # An MLflow model is a folder: it travels as a zip of that folder.
+    "mlflow": ".zip",
+}
 # Inside a TorchScript file, beside the code: torch.jit.load(..., _extra_files=...).
 TORCHSCRIPT_METADATA_FILE = "metadata.json"
 

@@ -10,14 +10,19 @@ from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
 from services.gateway.events import StreamSlots
 from services.gateway.routes import datasets, health, jobs, metrics, outputs
+from services.predictor import oip_routes
+from services.predictor.deps import ModelServices, PredictFn
+from services.predictor.model_files import ImportedModelFiles
 from shared.capacity import CapacityStore
 from shared.jobs import JobStore
+from shared.registry import ModelRegistry
 from shared.results import EventFeed, ResultStore
 from shared.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the gateway app on a Redis at ``settings.redis_url``."""
+def create_app(settings: Settings, predict: PredictFn | None = None) -> FastAPI:
+    """Build the gateway app on a Redis at ``settings.redis_url``; with ``predict`` (the
+    way to the predictor's replicas), it answers the Open Inference Protocol at /v2."""
     if settings.redis_url is None:
         raise ValueError("the gateway needs TUNEFLEET_REDIS_URL")
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -39,6 +44,18 @@ def create_app(settings: Settings) -> FastAPI:
     routers = (jobs.router, outputs.router, datasets.router, health.router, metrics.router)
     for router in routers:
         app.include_router(router)
+    if predict is not None:
+        app.state.oip = ModelServices(
+            settings=settings,
+            jobs=app.state.services.jobs,
+            registry=ModelRegistry.from_url(settings.redis_url),
+            predict=predict,
+            model_files=ImportedModelFiles(settings.models_dir),
+        )
+        app.include_router(oip_routes.router)
     add_dashboard(app)
     install_edge(app, settings, client, upload_paths=("/datasets",), app_name="gateway")
+    if predict is not None:
+        # Added last, so it runs first: every error under /v2 is reshaped, the edge's too.
+        app.add_middleware(oip_routes.OipErrors)
     return app

@@ -1,4 +1,5 @@
-"""The predictor's FastAPI application: /models, the registry and predictions.
+"""The predictor's FastAPI application: /models, the registry and predictions, and the
+Open Inference Protocol at /models/v2.
 
 Serve routes every request under /models to this application (its route prefix),
 so a prediction crosses one replica, not the gateway and then the predictor.
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.edge import install_edge
-from services.predictor import routes
+from services.predictor import oip_routes, routes
 from services.predictor.deps import ModelServices, PredictFn
 from services.predictor.model_files import ImportedModelFiles
 from shared.jobs import JobStore
@@ -36,8 +37,13 @@ def create_app(settings: Settings, registry: ModelRegistry, predict: PredictFn) 
         predict=predict,
         model_files=ImportedModelFiles(settings.models_dir),
     )
+    # The Open Inference Protocol at /models/v2, answered in this replica: the fast way
+    # for a client that takes a base path (the gateway's /v2 asks these replicas).
+    app.state.oip = app.state.services
+    app.include_router(oip_routes.router)
     app.include_router(routes.router)
     install_edge(app, settings, client, upload_paths=("/import",), app_name="predictor")
+    app.add_middleware(oip_routes.OipErrors)
     app.add_middleware(_RootWithoutSlash)
     return app
 

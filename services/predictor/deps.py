@@ -36,3 +36,12 @@ async def _services(request: Request) -> ModelServices:
 
 
 ModelServicesDep = Annotated[ModelServices, Depends(_services)]
+
+
+async def _oip_services(request: Request) -> ModelServices:
+    services: ModelServices = request.app.state.oip
+    return services
+
+
+# What the Open Inference Protocol's routes use, in the predictor's app and the gateway's.
+OipServicesDep = Annotated[ModelServices, Depends(_oip_services)]

@@ -9,6 +9,7 @@ import json
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -24,18 +25,15 @@ from services.predictor.checkpoints import ImportLimits, load_checked
 from services.predictor.deps import ModelServicesDep
 from services.predictor.export import export_model
 from services.predictor.features import instances_to_columns
+from services.predictor.lookup import deleted, model_by_id, model_of_ref
+from services.predictor.mlflow_export import mlflow_zip
 from shared.auth import Principal
 from shared.batch import BatchRequest
-from shared.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
+from shared.errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from shared.export_formats import EXTENSION_OF_FORMAT, ExportFormat
 from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRecord
-from shared.vocabulary import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN, JobStatus, Subject
+from shared.vocabulary import ALIAS_PATTERN, MODEL_ID_PATTERN, MODEL_REF_PATTERN
 
 router = APIRouter(tags=["models"], route_class=FiniteJSONRoute)
 
@@ -295,12 +293,18 @@ async def export(
     principal: PrincipalDep,
     export_format: Annotated[
         ExportFormat,
-        Query(alias="format", description="torchscript (a .pt file) or onnx (a .onnx file)."),
+        Query(
+            alias="format",
+            description="torchscript (a .pt file), onnx (a .onnx file), or mlflow (an "
+            "MLflow model folder as a .zip).",
+        ),
     ] = "torchscript",
 ) -> Response:
-    """The model, by id or alias, as one file that predicts without tunefleet: raw
-    features in (float32, in the order of feature_names), probabilities per class or
-    values out; feature names, classes and task in its metadata."""
+    """The model, by id or alias, as one file that predicts without tunefleet.
+    TorchScript and ONNX: the encoded features in (float32, in the order of
+    encoded_names), probabilities per class or values out; the preprocessing plan and
+    its code in the file's metadata. MLflow: a model folder whose pyfunc flavor takes
+    raw rows (a dataframe) and answers as /predict does, preprocessing included."""
     record = await run_in_threadpool(_model_of_ref, model_ref, services, principal)
     checkpoint = services.settings.storage_at(record.checkpoint_uri)
     try:
@@ -308,7 +312,12 @@ async def export(
         bundle = await run_in_threadpool(ModelBundle.load, checkpoint)
     except FileNotFoundError as exc:
         raise _deleted(record, services) from exc
-    content = await run_in_threadpool(export_model, bundle, record.id, export_format)
+    exporter = (
+        mlflow_zip
+        if export_format == "mlflow"
+        else partial(export_model, export_format=export_format)
+    )
+    content = await run_in_threadpool(exporter, bundle, record.id)
     filename = f"{record.id}{EXTENSION_OF_FORMAT[export_format]}"
     return Response(
         content,
@@ -318,38 +327,12 @@ async def export(
 
 
 def _deleted(record: ModelRecord, services: ModelServicesDep) -> NotFoundError:
-    """A model whose checkpoint is gone was deleted through another replica after this
-    one last read its record: forget the record, and answer as for any deleted model."""
-    services.registry.forget(record.id)
-    return NotFoundError(f"model {record.id} has been deleted", subject=Subject.MODEL)
+    return deleted(record, services.registry)
 
 
 def _model_of_ref(ref: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
-    """The model a model id or the principal's alias names."""
-    model_id = services.registry.resolve(ref, principal.tenant)
-    if model_id is None:
-        raise NotFoundError.no(Subject.ALIAS, ref)
-    return _model(model_id, services, principal)
+    return model_of_ref(ref, services.registry, services.jobs, principal)
 
 
 def _model(model_id: str, services: ModelServicesDep, principal: Principal) -> ModelRecord:
-    """The model, if the principal may see it; another tenant's is not found (404)."""
-    unknown = NotFoundError.no(Subject.MODEL, model_id)
-    record = services.registry.find(model_id)
-    if record is not None:
-        if not principal.may_see(record.tenant):
-            raise unknown
-        return record
-    if services.jobs.exists(model_id):
-        job = services.jobs.get(model_id)
-        if not principal.may_see(job.tenant):
-            raise unknown
-        if job.state == JobStatus.SUCCEEDED:
-            # A job registers its model before it succeeds, so its model was deleted.
-            raise NotFoundError(f"model {model_id} has been deleted", subject=Subject.MODEL)
-        reason = f": {job.error}" if job.error else ""
-        raise ConflictError(
-            f"job {model_id} is {job.state.value} and has no model{reason}; "
-            "a job registers its model when it succeeds"
-        )
-    raise unknown
+    return model_by_id(model_id, services.registry, services.jobs, principal)

@@ -1,5 +1,7 @@
 """GET /models/{id}/export in process (no Serve): the exported files predict what
-/predict answers, loaded with plain torch and onnxruntime, without tunefleet."""
+/predict answers, loaded with plain torch and onnxruntime, without tunefleet; and an
+MLflow model, loaded with ``mlflow.pyfunc.load_model`` in a separate environment that
+has MLflow and no tunefleet, predicts on a dataframe of raw rows what /predict answers."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import io
 import json
 import subprocess
 import sys
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import redis
 import torch
 from fastapi.testclient import TestClient
 
+from cluster.files import write_export
 from cluster.redis_server import RedisServer
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial
@@ -322,3 +327,123 @@ def test_exports_of_a_model_with_embedded_columns_predict_what_the_service_does(
     assert len(set(served.json()["predictions"])) == 2  # the store moves the answer
     answers = exported_answers(models, model_id, rows, tmp_path)
     assert_same_classes(answers, served.json())
+
+
+# MLflow
+
+MLFLOW_LOCK = Path(__file__).resolve().parents[1] / "mlflow" / "mlflow-env.lock"
+# What a user of the exported model runs, where tunefleet was never installed.
+MLFLOW_LOADER = """
+import importlib.util, json, sys
+assert all(importlib.util.find_spec(p) is None for p in ("shared", "services", "cluster"))
+import mlflow.pyfunc, pandas as pd
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+frame = pd.read_json(sys.stdin, orient="split", convert_dates=False)
+answer = model.predict(frame)
+example = model.input_example
+print(json.dumps({
+    "answer": answer.to_dict(orient="list"),
+    "inputs": model.metadata.get_input_schema().input_names(),
+    "outputs": model.metadata.get_output_schema().input_names(),
+    "example": model.predict(example).to_dict(orient="list"),
+}))
+"""
+
+
+@pytest.fixture(scope="session")
+def mlflow_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A virtual environment of MLflow, onnxruntime, pandas and NumPy (the lock's
+    releases), made with the uv that `make` installs beside the project."""
+    folder = tmp_path_factory.mktemp("mlflow-env") / "venv"
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, folder], check=True)
+    python = folder / "bin" / "python"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--python", python, "-r", MLFLOW_LOCK],
+        check=True,
+        timeout=600,
+    )
+    yield python
+
+
+def loaded_answers(
+    models: TestClient, python: Path, ref: str, frame: pd.DataFrame, folder: Path
+) -> dict[str, Any]:
+    exported = models.get(f"/{ref}/export", params={"format": "mlflow"})
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-disposition"].endswith('.zip"')
+    write_export(exported.content, "mlflow", folder / "model")  # as the CLI and SDK do
+    done = subprocess.run(
+        [python, "-c", MLFLOW_LOADER, str(folder / "model")],
+        input=frame.to_json(orient="split"), capture_output=True, text=True, cwd=folder,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    answers: dict[str, Any] = json.loads(done.stdout)
+    return answers
+
+
+def messy_rows() -> pd.DataFrame:
+    """A dataframe as a user has one: text categories with gaps, an unseen region, dates
+    as text, a number missing, and the id column the model ignores."""
+    return pd.DataFrame(
+        {
+            "customer_id": ["C1", "C2", "C3", "C4"],
+            "region": ["north", None, "atlantis", "west"],
+            "plan": ["yes", "no", "yes", None],
+            "age": [61.0, np.nan, 38.5, 25.0],
+            "signup": ["2022-08-14", "2021-02-01T09:30:00", None, "2023-06-30"],
+            "country": ["NL"] * 4,
+        }
+    )
+
+
+@pytest.mark.venv
+def test_an_mlflow_model_of_a_raw_table_predicts_what_the_service_does(
+    models: TestClient, mlflow_python: Path, messy_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, messy_checkpoint)
+    frame = messy_rows()
+    rows = json.loads(frame.to_json(orient="records"))
+    served = models.post(f"/{model_id}/predict", json={"instances": rows})
+    assert served.status_code == 200, served.text
+    expected = served.json()
+    answers = loaded_answers(models, mlflow_python, model_id, frame, tmp_path)
+    assert answers["answer"]["prediction"] == expected["predictions"]
+    classes = expected["model"]["classes"]
+    probabilities = [answers["answer"][f"probability_{label}"] for label in classes]
+    np.testing.assert_allclose(np.array(probabilities).T, expected["probabilities"], atol=1e-5)
+    # The signature: the columns it reads (not the ignored id), and what it answers.
+    assert "customer_id" not in answers["inputs"] and "region" in answers["inputs"]
+    assert answers["outputs"] == ["prediction", *(f"probability_{c}" for c in classes)]
+    assert len(answers["example"]["prediction"]) == 1  # its input example predicts
+
+
+@pytest.mark.venv
+def test_an_mlflow_regression_model_answers_in_the_targets_units(
+    models: TestClient, mlflow_python: Path, diabetes_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, diabetes_checkpoint)
+    rows = rows_of("diabetes", 25)
+    served = models.post(f"/{model_id}/predict", json={"instances": rows}).json()
+    answers = loaded_answers(models, mlflow_python, model_id, pd.DataFrame(rows), tmp_path)
+    np.testing.assert_allclose(answers["answer"]["prediction"], served["predictions"], rtol=1e-6)
+    assert answers["outputs"] == ["prediction"]
+
+
+def test_the_mlflow_folder_holds_what_mlflow_writes(
+    models: TestClient, iris_checkpoint: bytes, tmp_path: Path
+) -> None:
+    model_id = imported(models, iris_checkpoint)
+    exported = models.get(f"/{model_id}/export", params={"format": "mlflow"})
+    names = set(zipfile.ZipFile(io.BytesIO(exported.content)).namelist())
+    assert {"MLmodel", "input_example.json", "requirements.txt", "python_env.yaml",
+            "conda.yaml", "data/model.onnx"} <= names  # fmt: skip
+    # The CLI and SDK write the folder, or the zip when the path says .zip; never into a
+    # folder that has files.
+    assert "files" in write_export(exported.content, "mlflow", tmp_path / "model")
+    assert (tmp_path / "model" / "MLmodel").is_file()
+    assert "bytes" in write_export(exported.content, "mlflow", tmp_path / "model.zip")
+    with pytest.raises(FileExistsError, match="not an empty folder"):
+        write_export(exported.content, "mlflow", tmp_path / "model")

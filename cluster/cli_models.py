@@ -141,7 +141,8 @@ def export(
     as an MLflow model (a folder, or its .zip) that MLflow loads without tunefleet."""
     chosen = export_format or format_of_path(output)
     if chosen is None:
-        extensions = " or ".join(f"{ext} ({f})" for f, ext in EXTENSION_OF_FORMAT.items())
+        named = [f"{ext} ({f})" for f, ext in EXTENSION_OF_FORMAT.items()]
+        extensions = f"{', '.join(named[:-1])} or {named[-1]}"
         render.fail(
             f"cannot tell the format of {output.name}: name the file {extensions}, "
             f"or pass --format {'|'.join(EXPORT_FORMATS)}"

@@ -78,10 +78,22 @@ def test_export_writes_files_that_predict_as_the_served_model(
 def test_export_errors_say_what_to_fix(
     stack: Stack, quick_job: dict[str, Any], tmp_path: Path
 ) -> None:
-    unknown_extension = tunefleet(stack, "export", quick_job["id"], "-o", str(tmp_path / "m.zip"))
+    unknown_extension = tunefleet(stack, "export", quick_job["id"], "-o", str(tmp_path / "m.tar"))
     assert unknown_extension.returncode == 1
-    assert ".pt (torchscript) or .onnx (onnx)" in unknown_extension.stderr
-    assert "--format torchscript|onnx" in unknown_extension.stderr
+    assert ".pt (torchscript), .onnx (onnx) or .zip (mlflow)" in unknown_extension.stderr
+    assert "--format torchscript|onnx|mlflow" in unknown_extension.stderr
     missing = tunefleet(stack, "export", "f" * 32, "-o", str(tmp_path / "m.pt"))
     assert missing.returncode == 1 and "404" in missing.stderr
-    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.zip").exists()
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "m.tar").exists()
+
+
+def test_export_writes_an_mlflow_model_folder_and_never_into_one_with_files(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digits-model"
+    done = tunefleet(stack, "export", quick_job["id"], "-o", str(folder), "--format", "mlflow")
+    assert done.returncode == 0, done.stderr
+    assert "an MLflow model folder" in done.stdout
+    assert (folder / "MLmodel").is_file() and (folder / "data" / "model.onnx").is_file()
+    again = tunefleet(stack, "export", quick_job["id"], "-o", str(folder), "--format", "mlflow")
+    assert again.returncode == 1 and "not an empty folder" in again.stderr

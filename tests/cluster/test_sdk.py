@@ -4,6 +4,7 @@ errors raised as types that carry the API's message."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,7 +18,9 @@ from tests.helpers.stack import EXAMPLES, Stack, digits_rows
 pytestmark = pytest.mark.e2e
 
 
-def test_the_seed_workflow_with_dataframes(stack: Stack, quick_job: dict[str, Any]) -> None:
+def test_the_seed_workflow_with_dataframes(
+    stack: Stack, quick_job: dict[str, Any], tmp_path: Path
+) -> None:
     client = Client(stack.url)
     job = client.job(quick_job["id"])
     assert job.state == "succeeded"
@@ -39,6 +42,14 @@ def test_the_seed_workflow_with_dataframes(stack: Stack, quick_job: dict[str, An
             == predicted["prediction"]).all()  # fmt: skip
     assert job.id in set(client.models()["id"])
     assert job.id in set(client.jobs()["id"])
+
+    # The model leaves as an MLflow model folder, or as a file (what its suffix says).
+    folder = client.export(job.id, "mlflow", tmp_path / "model")
+    assert (folder / "MLmodel").is_file()
+    onnx = client.export(job.id, "onnx", tmp_path / "model.onnx")
+    assert onnx.stat().st_size > 1000
+    with pytest.raises(ValueError, match="torchscript, onnx, mlflow"):
+        client.export(job.id, "pickle", tmp_path / "model.pkl")
 
 
 def test_submit_upload_and_wait(stack: Stack) -> None:

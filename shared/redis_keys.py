@@ -12,8 +12,10 @@ PROCESSING = f"{PREFIX}:processing"
 JOBS = f"{PREFIX}:jobs"
 # Sorted set of job ids that have a registered model, scored by registration time.
 MODELS = f"{PREFIX}:models"
-# Hash of alias name -> model id.
+# Hash of alias name -> model id (the model with the most weight, for a split alias).
 ALIASES = f"{PREFIX}:aliases"
+# Hash of alias name -> JSON {model id: weight}, for aliases that split their traffic.
+ALIAS_SPLITS = f"{PREFIX}:alias-splits"
 # Sorted set of live driver ids, scored by their last heartbeat (ms since the epoch).
 DRIVERS = f"{PREFIX}:drivers"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -151,14 +153,17 @@ class ModelRegistry(RedisStore):
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(redis_keys.ALIASES, redis_keys.model(model_id))
+                    pipe.watch(redis_keys.ALIASES, redis_keys.ALIAS_SPLITS)
+                    pipe.watch(redis_keys.model(model_id))
                     raw = pipe.get(redis_keys.model(model_id))
                     if not raw:
                         pipe.unwatch()
                         self.forget(model_id)
                         raise _unknown_model(model_id)
                     aliases: dict[str, str] = pipe.hgetall(redis_keys.ALIASES)  # type: ignore[assignment]
+                    splits: dict[str, str] = pipe.hgetall(redis_keys.ALIAS_SPLITS)  # type: ignore[assignment]
                     pointing = [field for field, target in aliases.items() if target == model_id]
+                    pointing += [f for f, split in splits.items() if model_id in json.loads(split)]
                     if pointing:
                         pipe.unwatch()
                         raise _still_aliased(model_id, pointing[0], tenant)
@@ -194,32 +199,79 @@ class ModelRegistry(RedisStore):
         }
 
     def set_alias(self, name: str, model_id: str, tenant: str = DEFAULT_TENANT) -> None:
-        """Point a tenant's alias at a model (promote it); NotFoundError for an unknown
-        model. Atomic against the model being deleted meanwhile."""
+        """Point a tenant's alias at a model (promote it: all of its traffic); NotFoundError
+        for an unknown model. Atomic against the model being deleted meanwhile."""
+        self.split_alias(name, {model_id: 1.0}, tenant)
+
+    def split_alias(
+        self, name: str, weights: dict[str, float], tenant: str = DEFAULT_TENANT
+    ) -> dict[str, float]:
+        """Point a tenant's alias at models by weight (a canary: ``{old: 0.9, new: 0.1}``):
+        each prediction by the alias goes to one of them, drawn by weight. The alias's
+        model, for what takes one (exports, batch jobs, listings), is the one with the
+        most weight. NotFoundError for an unknown model; atomic against a model being
+        deleted meanwhile. Returns the weights, summing to 1."""
+        total = sum(weights.values())
+        shares = {model_id: weight / total for model_id, weight in weights.items()}
+        primary = max(shares, key=lambda model_id: shares[model_id])
+        field = _alias_field(tenant, name)
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(redis_keys.model(model_id))
-                    if not pipe.exists(redis_keys.model(model_id)):
-                        pipe.unwatch()
-                        self.forget(model_id)
-                        raise _unknown_model(model_id)
+                    pipe.watch(*(redis_keys.model(model_id) for model_id in shares))
+                    for model_id in shares:
+                        if not pipe.exists(redis_keys.model(model_id)):
+                            pipe.unwatch()
+                            self.forget(model_id)
+                            raise _unknown_model(model_id)
                     pipe.multi()
-                    pipe.hset(redis_keys.ALIASES, _alias_field(tenant, name), model_id)
+                    pipe.hset(redis_keys.ALIASES, field, primary)
+                    if len(shares) > 1:
+                        pipe.hset(redis_keys.ALIAS_SPLITS, field, json.dumps(shares))
+                    else:
+                        pipe.hdel(redis_keys.ALIAS_SPLITS, field)
                     pipe.execute()
-                    return
+                    return shares
                 except redis.WatchError:
                     continue
 
+    def alias_weights(self, name: str, tenant: str = DEFAULT_TENANT) -> dict[str, float]:
+        """The models an alias sends predictions to, by weight; NotFoundError if none."""
+        field = _alias_field(tenant, name)
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(redis_keys.ALIASES, field)
+            pipe.hget(redis_keys.ALIAS_SPLITS, field)
+            primary, split = pipe.execute()
+        if not primary:
+            raise NotFoundError.no(Subject.ALIAS, name)
+        return json.loads(split) if split else {str(primary): 1.0}
+
     def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
-        if not self._redis.hdel(redis_keys.ALIASES, _alias_field(tenant, name)):
+        field = _alias_field(tenant, name)
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(redis_keys.ALIASES, field)
+            pipe.hdel(redis_keys.ALIAS_SPLITS, field)
+            deleted, _ = pipe.execute()
+        if not deleted:
             raise NotFoundError.no(Subject.ALIAS, name)
 
-    def resolve(self, ref: str, tenant: str = DEFAULT_TENANT) -> str | None:
-        """The model id a reference names: a model id as it is, a tenant's alias followed."""
+    def resolve(self, ref: str, tenant: str = DEFAULT_TENANT, draw: bool = False) -> str | None:
+        """The model id a reference names: a model id as it is, a tenant's alias followed.
+        With ``draw`` (a prediction), an alias that splits its traffic names one of its
+        models, drawn by weight; without, the one with the most weight."""
         if len(ref) == 32:
             return ref
-        model_id = self._redis.hget(redis_keys.ALIASES, _alias_field(tenant, ref))
+        field = _alias_field(tenant, ref)
+        if not draw:
+            model_id = self._redis.hget(redis_keys.ALIASES, field)
+            return str(model_id) if model_id else None
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(redis_keys.ALIASES, field)
+            pipe.hget(redis_keys.ALIAS_SPLITS, field)
+            model_id, split = pipe.execute()
+        if split:
+            shares: dict[str, float] = json.loads(split)
+            return random.choices(list(shares), weights=list(shares.values()))[0]
         return str(model_id) if model_id else None
 
     def promote_if_better(
@@ -250,6 +302,7 @@ class ModelRegistry(RedisStore):
                         return False
                     pipe.multi()
                     pipe.hset(redis_keys.ALIASES, field, candidate.id)
+                    pipe.hdel(redis_keys.ALIAS_SPLITS, field)  # the better model takes all
                     pipe.execute()
                     return True
                 except redis.WatchError:

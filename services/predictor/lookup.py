@@ -14,10 +14,11 @@ from shared.vocabulary import JobStatus, Subject
 
 
 def model_of_ref(
-    ref: str, registry: ModelRegistry, jobs: JobStore, principal: Principal
+    ref: str, registry: ModelRegistry, jobs: JobStore, principal: Principal, draw: bool = False
 ) -> ModelRecord:
-    """The model a model id or the principal's alias names."""
-    model_id = registry.resolve(ref, principal.tenant)
+    """The model a model id or the principal's alias names; with ``draw`` (a
+    prediction), one of a split alias's models, drawn by weight."""
+    model_id = registry.resolve(ref, principal.tenant, draw)
     if model_id is None:
         raise NotFoundError.no(Subject.ALIAS, ref)
     return model_by_id(model_id, registry, jobs, principal)

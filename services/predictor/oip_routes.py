@@ -88,9 +88,11 @@ async def infer(
     started_s = time.perf_counter()
     body, header_length = await request.body(), request.headers.get(oip.HEADER_LENGTH)
     parsed, binary = oip.read_request(body, header_length)
-    record = services.registry.cached(name)
+    record = services.registry.cached(name)  # a model id read recently: no Redis
     if record is None or not principal.may_see(record.tenant):
-        record = await _record(name, services, principal)
+        record = await run_in_threadpool(
+            model_of_ref, name, services.registry, services.jobs, principal, True
+        )
     columns, rows = oip.columns_of(parsed, binary, record, services.settings.max_instances)
     try:
         answer = await services.predict(record.id, columns)

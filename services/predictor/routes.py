@@ -14,7 +14,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
@@ -83,13 +83,42 @@ class ModelView(ModelRecord):
         return cls.model_construct(**shown)
 
 
+ModelIdKey = Annotated[str, StringConstraints(pattern=MODEL_ID_PATTERN)]
+Weight = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
+MAX_SPLIT_MODELS = 10
+
+
 class AliasTarget(BaseModel):
-    model_id: str = Field(pattern=MODEL_ID_PATTERN, description="The model (job) id to promote.")
+    """One model (all of the alias's traffic), or several by weight (a canary)."""
+
+    model_id: str | None = Field(
+        default=None, pattern=MODEL_ID_PATTERN, description="The model (job) id to promote."
+    )
+    models: dict[ModelIdKey, Weight] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SPLIT_MODELS,
+        description='Models by weight, e.g. {"<id>": 0.9, "<id>": 0.1}: each prediction by '
+        "the alias goes to one of them, drawn by weight (normalised to sum to 1).",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> AliasTarget:
+        if (self.model_id is None) == (self.models is None):
+            raise ValueError('give either "model_id" (one model) or "models" (models by weight)')
+        return self
+
+    def weights(self) -> dict[str, float]:
+        return self.models if self.models is not None else {str(self.model_id): 1.0}
 
 
 class Alias(BaseModel):
     alias: str
-    model_id: str
+    model_id: str = Field(description="The model with the most weight: what exports and "
+                          "batch jobs by the alias use.")  # fmt: skip
+    models: dict[str, float] = Field(
+        description="Where predictions by the alias go, by weight (one model: weight 1)."
+    )
 
 
 @router.get("/")
@@ -109,10 +138,24 @@ def list_aliases(services: ModelServicesDep, principal: PrincipalDep) -> dict[st
 def set_alias(
     name: AliasName, target: AliasTarget, services: ModelServicesDep, principal: PrincipalDep
 ) -> Alias:
-    """Promote a model: predictions by this alias go to it from now on."""
-    _model(target.model_id, services, principal)
-    services.registry.set_alias(name, target.model_id, principal.tenant)
-    return Alias(alias=name, model_id=target.model_id)
+    """Promote a model (``model_id``): predictions by this alias go to it from now on.
+    Or split the alias's traffic (``models``, by weight) for a canary; each answer names
+    the model that answered, and GET /metrics counts each model's predictions. Promotion
+    moves all the weight to one model."""
+    for model_id in target.weights():
+        _model(model_id, services, principal)
+    shares = services.registry.split_alias(name, target.weights(), principal.tenant)
+    return _alias_view(name, shares)
+
+
+@router.get("/aliases/{name}")
+def get_alias(name: AliasName, services: ModelServicesDep, principal: PrincipalDep) -> Alias:
+    """Where an alias sends predictions, by weight."""
+    return _alias_view(name, services.registry.alias_weights(name, principal.tenant))
+
+
+def _alias_view(name: str, shares: dict[str, float]) -> Alias:
+    return Alias(alias=name, model_id=max(shares, key=lambda m: shares[m]), models=shares)
 
 
 @router.delete("/aliases/{name}", status_code=204)
@@ -233,7 +276,9 @@ async def predict(
     record = services.registry.cached(model_ref)  # a model id read recently: no Redis
     if record is None or not principal.may_see(record.tenant):
         # Redis reads off the event loop, which the batched predictions share.
-        record = await run_in_threadpool(_model_of_ref, model_ref, services, principal)
+        record = await run_in_threadpool(
+            model_of_ref, model_ref, services.registry, services.jobs, principal, True
+        )
     limit = services.settings.max_instances
     if len(request.instances) > limit:
         raise PayloadTooLargeError(

@@ -237,14 +237,18 @@ class ModelRegistry(RedisStore):
 
     def alias_weights(self, name: str, tenant: str = DEFAULT_TENANT) -> dict[str, float]:
         """The models an alias sends predictions to, by weight; NotFoundError if none."""
-        field = _alias_field(tenant, name)
+        primary, split = self._alias_entry(_alias_field(tenant, name))
+        if not primary:
+            raise NotFoundError.no(Subject.ALIAS, name)
+        return json.loads(split) if split else {str(primary): 1.0}
+
+    def _alias_entry(self, field: str) -> tuple[str | None, str | None]:
+        """An alias's model, and its split (JSON) if it has one, in one round trip."""
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.hget(redis_keys.ALIASES, field)
             pipe.hget(redis_keys.ALIAS_SPLITS, field)
             primary, split = pipe.execute()
-        if not primary:
-            raise NotFoundError.no(Subject.ALIAS, name)
-        return json.loads(split) if split else {str(primary): 1.0}
+        return primary, split
 
     def delete_alias(self, name: str, tenant: str = DEFAULT_TENANT) -> None:
         field = _alias_field(tenant, name)
@@ -265,10 +269,7 @@ class ModelRegistry(RedisStore):
         if not draw:
             model_id = self._redis.hget(redis_keys.ALIASES, field)
             return str(model_id) if model_id else None
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hget(redis_keys.ALIASES, field)
-            pipe.hget(redis_keys.ALIAS_SPLITS, field)
-            model_id, split = pipe.execute()
+        model_id, split = self._alias_entry(field)
         if split:
             shares: dict[str, float] = json.loads(split)
             return random.choices(list(shares), weights=list(shares.values()))[0]

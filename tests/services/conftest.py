@@ -1,4 +1,5 @@
-"""A headless Chromium for the dashboard's tests (test_dashboard*.py).
+"""A predictor replica in process (``models``, on a ``settings`` of the test's Redis and
+folder), and a headless Chromium for the dashboard's tests (test_dashboard*.py).
 
 Needs /usr/bin/chromium (the Debian package; .ci/run installs it) and the playwright
 package (the dev extras); Playwright's own browser downloads are not used. Tests that
@@ -8,14 +9,32 @@ take a ``page`` are skipped where Chromium is not installed.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
+from fastapi.testclient import TestClient
 
+from cluster.redis_server import RedisServer
+from shared.settings import Settings
 from tests.helpers.browser import CHROMIUM, WAIT_MS
+from tests.helpers.models import replica
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
+
+
+@pytest.fixture
+def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> Settings:
+    """The stack's settings on the test's Redis (emptied by ``redis_client``) and folder."""
+    return Settings(redis_url=redis_server.url, home=tmp_path)
+
+
+@pytest.fixture
+def models(settings: Settings) -> TestClient:
+    """One predictor replica's /models app, in process."""
+    return replica(settings)
 
 
 @pytest.fixture(scope="module")

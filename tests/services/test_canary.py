@@ -6,30 +6,16 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 
-import pytest
-import redis
 from fastapi.testclient import TestClient
 
-from cluster.redis_server import RedisServer
 from services.edge.metrics import metrics_of
 from services.gateway.app import create_app as create_gateway
 from shared.settings import Settings
-from tests.helpers.models import LOCAL, import_model, replica
+from tests.helpers.models import LOCAL, import_model
 
 ROWS = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 REQUESTS = 1000
-
-
-@pytest.fixture
-def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_server.url, home=tmp_path)
-
-
-@pytest.fixture
-def models(settings: Settings) -> TestClient:
-    return replica(settings)
 
 
 def predicted_counts(models: TestClient, settings: Settings) -> dict[str, int]:

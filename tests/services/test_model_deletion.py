@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import redis
 from fastapi.testclient import TestClient
 
@@ -23,16 +22,6 @@ from shared.spec import JobSpec
 from tests.helpers.models import import_model, payload, replica, saved
 
 ROWS = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
-
-
-@pytest.fixture
-def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_server.url, home=tmp_path)
-
-
-@pytest.fixture
-def models(settings: Settings) -> TestClient:
-    return replica(settings)
 
 
 def test_a_deleted_imported_model_stops_answering_and_its_file_goes(

@@ -149,6 +149,55 @@ def cancel(job: JobArgument, url: UrlOption = None, api_key: ApiKeyOption = None
 
 
 @app.command()
+def edit(
+    job: JobArgument,
+    max_concurrent: Annotated[
+        int | None, typer.Option("--max-concurrent", help="Trials at once: raise or lower.")
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option("--time-budget", help="Seconds from the job's start: extend it."),
+    ] = None,
+    num_samples: Annotated[
+        int | None,
+        typer.Option("--num-samples", help="Raise a random or optuna search's (while queued)."),
+    ] = None,
+    priority: Annotated[str | None, typer.Option("--priority", help="high, normal or low.")] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Edit a queued or running job; a running one follows within seconds."""
+    changes = {
+        name: value
+        for name, value in (
+            ("max_concurrent_trials", max_concurrent),
+            ("time_budget_s", time_budget),
+            ("num_samples", num_samples),
+            ("priority", priority),
+        )
+        if value is not None
+    }
+    if not changes:
+        render.fail(
+            "nothing to edit: give --max-concurrent, --time-budget, --num-samples or --priority"
+        )
+        raise typer.Exit(1)
+    client = client_of(url, api_key)
+    job_id = job_id_of(client, job)
+    view = run_or_exit(lambda: client.edit(job_id, changes))
+    spec = view["spec"]
+    budget = spec.get("time_budget_s")
+    render.out.print(f"job {job_id} {view['state']}, as edited:")
+    for name, value in (
+        ("priority", view["priority"]),
+        ("max_concurrent_trials", spec.get("max_concurrent_trials") or "no limit"),
+        ("time_budget_s", "none" if budget is None else f"{budget:g}"),
+        ("num_samples", spec["search"]["num_samples"]),
+    ):
+        render.out.print(f"  {name}: {value}")
+
+
+@app.command()
 def results(
     job: JobArgument,
     csv: Annotated[

@@ -164,6 +164,10 @@ class GatewayClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")
 
+    def edit(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """PATCH /jobs/{id}: the job's view as edited."""
+        return self._call("PATCH", f"/jobs/{job_id}", json=changes)
+
     def trials(self, job_id: str, **params: Any) -> list[dict[str, Any]]:
         return self._call("GET", f"/jobs/{job_id}/trials", params=params)
 

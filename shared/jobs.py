@@ -84,6 +84,7 @@ class JobStore(RedisStore):
         self._renew = client.register_script(queue_scripts.RENEW)
         self._reap = client.register_script(queue_scripts.REAP)
         self._cancel = client.register_script(queue_scripts.CANCEL)
+        self._edit = client.register_script(queue_scripts.EDIT)
         self._depths = client.register_script(queue_scripts.DEPTHS)
         self._update = client.register_script(queue_scripts.UPDATE)
         self._finish_script = client.register_script(queue_scripts.FINISH)
@@ -169,6 +170,29 @@ class JobStore(RedisStore):
             )
         self.results.job_changed(job_id)
         return self.get(job_id)
+
+    def edit(self, job_id: str, spec: JobSpec, priority: str | None = None) -> JobView:
+        """Store a queued or running job's edited spec, and move a queued job to the
+        back of the line of a new ``priority``; ConflictError once it has ended (or is
+        being cancelled). A running job's driver follows the edit (edit_count)."""
+        outcome = self._edit(
+            keys=[redis_keys.job(job_id)],
+            args=[job_id, spec.model_dump_json(), spec.trial_count(), priority or ""],
+        )
+        if outcome == "missing":
+            raise NotFoundError.no(Subject.JOB, job_id)
+        if outcome.startswith("ended:"):
+            raise ConflictError(
+                f"job {job_id} is {outcome.removeprefix('ended:')}; only a queued or "
+                "running job can be edited"
+            )
+        self.results.job_changed(job_id)
+        return self.get(job_id)
+
+    def edit_count(self, job_id: str) -> int:
+        """How many times the job's spec was edited: a driver reads the spec again when
+        this moves."""
+        return int(self._redis.hget(redis_keys.job(job_id), "edits") or 0)
 
     def get(self, job_id: str) -> JobView:
         """The job's current view; NotFoundError if there is no such job."""

@@ -437,3 +437,28 @@ if state == "cancelling" then return "cancelling" end
 return "ended:" .. state
 """
 )
+
+# KEYS: job. ARGV: job id, spec (JSON), trials total, priority ("" to keep the job's).
+# A queued job's new priority moves it to the back of that priority's line.
+EDIT = (
+    QUEUE_LIB
+    + NOW
+    + """
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then return "missing" end
+if state ~= "queued" and state ~= "running" then return "ended:" .. state end
+if ARGV[4] ~= "" and redis.call("HGET", KEYS[1], "priority") ~= ARGV[4] then
+  if state == "queued" then
+    migrate()
+    unqueue(ARGV[1])
+    redis.call("HSET", KEYS[1], "priority", ARGV[4], "queued_since", now_s)
+    line_up(ARGV[1], ARGV[4], tenant_of(ARGV[1]), false)
+  else
+    redis.call("HSET", KEYS[1], "priority", ARGV[4])
+  end
+end
+redis.call("HSET", KEYS[1], "spec", ARGV[2], "trials_total", ARGV[3])
+redis.call("HINCRBY", KEYS[1], "edits", 1)
+return state
+"""
+)

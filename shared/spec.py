@@ -290,3 +290,60 @@ def _task_of_metric(metric: str) -> Task | None:
     if len(owners) != 1:
         return None
     return "regression" if owners[0] == "regression" else "classification"
+
+
+class JobEdit(_Strict):
+    """What PATCH /jobs/{id} may change of a queued or running tuning job."""
+
+    max_concurrent_trials: int | None = Field(
+        default=None, ge=1, le=10_000, description="Raise or lower; a running job follows."
+    )
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        allow_inf_nan=False,
+        description="Extend (never shorten) the budget, counted from the job's start.",
+    )
+    num_samples: int | None = Field(
+        default=None,
+        ge=1,
+        description="Raise search.num_samples of a random or optuna search, while queued.",
+    )
+    priority: Priority | None = Field(
+        default=None, description="A queued job moves to the back of that priority's line."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> JobEdit:
+        if not self.model_fields_set:
+            raise ValueError(
+                "give at least one of max_concurrent_trials, time_budget_s, num_samples, priority"
+            )
+        if any(getattr(self, name) is None for name in self.model_fields_set):
+            raise ValueError("a field of an edit cannot be null; leave it out instead")
+        return self
+
+    def applied_to(self, spec: JobSpec) -> JobSpec:
+        """The spec as edited (InvalidInputError for what it refuses)."""
+        changes = self.model_dump(exclude_unset=True)
+        if "num_samples" in changes:
+            if spec.search.algorithm == "grid":
+                raise InvalidInputError(
+                    "num_samples: a grid search's trials are its points; num_samples can "
+                    "be raised for random and optuna searches"
+                )
+            if changes["num_samples"] < spec.search.num_samples:
+                raise InvalidInputError(
+                    f"num_samples: {changes['num_samples']} is fewer than the job's "
+                    f"{spec.search.num_samples}; it can only be raised"
+                )
+            search = spec.search.model_copy(update={"num_samples": changes.pop("num_samples")})
+            changes["search"] = search
+        budget = changes.get("time_budget_s")
+        if budget is not None and spec.time_budget_s is not None and budget < spec.time_budget_s:
+            raise InvalidInputError(
+                f"time_budget_s: {budget} is less than the job's {spec.time_budget_s} s; "
+                "it can only be extended"
+            )
+        return spec.model_copy(update=changes)

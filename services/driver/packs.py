@@ -103,8 +103,11 @@ class PackedRun:
         should_stop: Callable[[], bool],
         autoscaler_slots: int = 0,
         memory_bytes: int = 0,
+        live_spec: Callable[[], JobSpec] | None = None,
     ) -> None:
         self._job_id = job_id
+        # The spec as last edited (PATCH /jobs/{id}): its concurrency and time budget.
+        self._live_spec = live_spec or (lambda: spec)
         # The bytes one pack may take; 0: from the nodes' memory (see _memory_budget).
         self._memory_bytes = memory_bytes
         # Slots the autoscaler can add: packs beyond the alive nodes' slots wait for
@@ -149,13 +152,18 @@ class PackedRun:
         ]
         ready = [pack for pack in resumed if pack is not None and pack.configs]
         self._node_slots = self._slots_per_node()
-        slots = self._slots(max((len(p.configs) for p in ready), default=1))
+        largest = max((len(p.configs) for p in ready), default=1)
+        slots = self._slots(largest)
         started = time.monotonic()
         running: dict[Any, _Pack] = {}
         try:
             while ready or running:
                 if self._should_stop():
                     return False
+                edited = self._live_spec()
+                if edited is not self._spec:  # packs start as the new limit allows
+                    self._spec = edited
+                    slots = self._slots(largest)
                 out_of_time = (
                     self._spec.time_budget_s is not None
                     and time.monotonic() - started > self._spec.time_budget_s

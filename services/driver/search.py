@@ -141,6 +141,17 @@ def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
     return BasicVariantGenerator(points_to_evaluate=configurations(spec, seed), random_state=seed)
 
 
+# Tune's "no limit": 0 for its variant generator; its concurrency limiter needs a number.
+UNLIMITED_TRIALS = 10_000
+
+
+def concurrency(spec: JobSpec, search_alg: Any) -> int:
+    """The ``max_concurrent`` to give the run's searcher for the spec's limit."""
+    if spec.max_concurrent_trials is not None:
+        return spec.max_concurrent_trials
+    return 0 if isinstance(search_alg, BasicVariantGenerator) else UNLIMITED_TRIALS
+
+
 def scheduler(spec: JobSpec) -> TrialScheduler:
     """Tune's trial scheduler for the spec; epochs are its unit of time."""
     chosen = spec.scheduler

@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 from ray import tune
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from services.driver import nodes, packs, search
+from services.driver.live_edits import LiveSpec
 from services.driver.prepared import PreparedData
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.splits import prepare
@@ -57,10 +59,16 @@ class StopWhen(tune.Stopper):
     """
 
     def __init__(
-        self, should_stop: Callable[[], bool], progress: TrialProgress | None = None
+        self,
+        should_stop: Callable[[], bool],
+        progress: TrialProgress | None = None,
+        budget_s: Callable[[], float | None] = lambda: None,
     ) -> None:
         self._should_stop = should_stop
         self._progress = progress
+        # The job's time budget as last edited, counted from this run's start.
+        self._budget_s = budget_s
+        self._started = time.monotonic()
         self._stop = False
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -78,9 +86,27 @@ class StopWhen(tune.Stopper):
         self.__init__(lambda: False)  # type: ignore[misc]
 
     def stop_all(self) -> bool:
+        budget_s = self._budget_s()
+        if budget_s is not None and time.monotonic() - self._started >= budget_s:
+            if self._progress is None:
+                return True
+            self._progress.stop_for("time_budget")
         settled = self._progress is not None and self._progress.settled()
         self._stop = self._stop or settled or self._should_stop()
         return self._stop
+
+
+class FollowEdits(tune.Callback):
+    """Each step of the run, the searcher's concurrency limit from the spec as last
+    edited (PATCH /jobs/{id}): raised, more trials start; lowered, none start until
+    fewer run."""
+
+    def __init__(self, live: Callable[[], JobSpec], search_alg: Any) -> None:
+        self._live = live
+        self._search_alg = search_alg
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._search_alg.max_concurrent = search.concurrency(self._live(), self._search_alg)
 
 
 def run_job(
@@ -107,7 +133,10 @@ def run_job(
     rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
     jobs.record_data(lease, rows, data.rows_without_target)
     plan = _trial_plan(spec, data, by_scaler, metric, mode)
-    job = _Job(lease, spec, plan, settings, jobs, should_stop)
+    live = LiveSpec(
+        jobs, lease.job_id, spec, lambda edited: _within_operator_limits(edited, settings)
+    )
+    job = _Job(lease, spec, plan, settings, jobs, should_stop, live)
     found = _run_trials(job)
     if found is None:
         return
@@ -231,6 +260,8 @@ class _Job:
     settings: Settings
     jobs: JobStore
     should_stop: Callable[[], bool]
+    # The spec as last edited: concurrency and time budget, followed while running.
+    live: Callable[[], JobSpec]
 
 
 def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
@@ -240,7 +271,7 @@ def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
     run = packs.PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
         autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
-        memory_bytes=settings.pack_memory_bytes,
+        memory_bytes=settings.pack_memory_bytes, live_spec=job.live,
     )  # fmt: skip
     jobs.record_engine(lease, run.plan())
     started = time.monotonic()
@@ -284,9 +315,6 @@ def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     log.info("job %s: tune.run took %.1f s", job_id, took)
     if should_stop():
         return None
-    budget = job.spec.time_budget_s
-    if budget is not None and took >= budget:
-        progress.stop_for("time_budget")
 
     best_trial = analysis.get_best_trial(metric, mode, scope="all")
     if best_trial is None:
@@ -312,23 +340,27 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: Tria
     lease, spec, plan, settings = job.lease, job.spec, job.plan, job.settings
     metric, mode = plan.metric, plan.mode
     experiments = settings.experiments_dir
+    # Its limit is set on the searcher (not tune.run's, which is fixed once given).
+    search_alg: Any = search.search_algorithm(spec, plan.seed)
+    if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
+        search_alg = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
+    else:
+        search_alg.max_concurrent = search.concurrency(spec, search_alg)
     return tune.run(
         trainable_name,
         name=lease.job_id,
         resume=resume,
-        stop=StopWhen(job.should_stop, progress),
+        stop=StopWhen(job.should_stop, progress, lambda: job.live().time_budget_s),
         # A bucket goes to Tune as its filesystem (the endpoint with it) and a path in it.
         storage_path=experiments.path,
         storage_filesystem=experiments.filesystem,
         config=search.tune_config(spec),
         num_samples=search.num_samples(spec),
-        search_alg=search.search_algorithm(spec, plan.seed),
+        search_alg=search_alg,
         scheduler=search.scheduler(spec),
         metric=metric,
         mode=mode,
-        time_budget_s=spec.time_budget_s,
         resources_per_trial={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-        max_concurrent_trials=spec.max_concurrent_trials,
         checkpoint_config=tune.CheckpointConfig(
             # Tune deletes checkpoints past num_to_keep before its next experiment
             # snapshot names the newer one, so a driver killed in between resumes a
@@ -342,7 +374,7 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: Tria
         ),
         reuse_actors=True,
         raise_on_failed_trial=False,
-        callbacks=[ProgressToRedis(progress)],
+        callbacks=[ProgressToRedis(progress), FollowEdits(job.live, search_alg)],
         verbose=0,
     )
 

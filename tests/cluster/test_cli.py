@@ -128,13 +128,19 @@ def test_predict_from_csv_and_from_stdin(
     assert bad.returncode == 1 and "not JSON" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_jobs_and_cancel(stack: Stack, tmp_path: Path) -> None:
+def test_jobs_edit_and_cancel(stack: Stack, tmp_path: Path) -> None:
     # Long enough to be still queued or running when the cancel comes.
     spec = {"dataset": {"builtin": "digits"}, "priority": "low",
             "search_space": {"lr": {"grid": [0.01, 0.02, 0.03]}, "epochs": 200,
                              "batch_size": 8}}  # fmt: skip
     submitted = tunefleet(stack, "submit", str(write_spec(tmp_path, "long.json", spec)))
     job_id = submitted.stdout.split()[1]
+    edited = tunefleet(stack, "edit", job_id[:10], "--max-concurrent", "2", "--time-budget", "900",
+                       columns=80)  # fmt: skip
+    assert edited.returncode == 0, edited.stderr
+    assert "max_concurrent_trials: 2\n" in edited.stdout and "time_budget_s: 900\n" in edited.stdout
+    nothing = tunefleet(stack, "edit", job_id)
+    assert nothing.returncode == 1 and "nothing to edit" in nothing.stderr
     cancelled = tunefleet(stack, "cancel", job_id)
     assert cancelled.returncode == 0 and job_id in cancelled.stdout
     assert "cancel" in cancelled.stdout
@@ -144,6 +150,8 @@ def test_jobs_and_cancel(stack: Stack, tmp_path: Path) -> None:
     stack.wait_for(job_id, 120)
     assert tunefleet(stack, "cancel", job_id).returncode == 1
     assert again.returncode in (0, 1)
+    ended = tunefleet(stack, "edit", job_id, "--priority", "high")
+    assert ended.returncode == 1 and "409" in ended.stderr and "can be edited" in ended.stderr
 
 
 def test_import_an_experiment_folder_and_serve_its_best(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from shared.model import ModelBundle
 from shared.registry import ModelRegistry
 from shared.results import TrialRow
 from shared.settings import Settings
-from shared.spec import JobSpec
+from shared.spec import JobEdit, JobSpec
 from shared.storage import StoragePath
 
 pytestmark = pytest.mark.ray
@@ -207,6 +208,74 @@ def test_a_target_ends_the_job_once_a_trial_reaches_it(engine: Any, packing: boo
     assert epochs < 12 * 30, epochs
     if not packing:  # one trial at a time: the others never started
         assert len(trials) < 12
+
+
+def edit_once_running(
+    jobs: JobStore, changes: dict[str, Any], after_s: float, seen: list[JobView]
+) -> threading.Thread:
+    """A thread that edits the running job (as PATCH /jobs/{id} does) ``after_s`` after
+    it starts, and records its views every 0.2 s until it ends."""
+
+    pending = dict(changes)
+
+    def edit() -> None:
+        edited_at = None
+        while True:
+            running = [job for job in jobs.recent() if job.state != "queued"]
+            if running:
+                job = running[0]
+                seen.append(job)
+                if job.state in ("succeeded", "failed", "cancelled"):
+                    return
+                edited_at = edited_at or time.monotonic() + after_s
+                if time.monotonic() >= edited_at and pending:
+                    assert isinstance(job.spec, JobSpec)
+                    jobs.edit(job.id, JobEdit.model_validate(pending).applied_to(job.spec))
+                    pending.clear()
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=edit, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
+def test_a_running_job_follows_an_extended_time_budget(engine: Any, packing: bool) -> None:
+    seen: list[JobView] = []
+    watcher = edit_once_running(engine.jobs, {"time_budget_s": 14}, 1.0, seen)
+    started = time.monotonic()
+    job, _ = engine(
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {"hidden_units": 64, "batch_size": 8, "epochs": 200, "lr": 0.001},
+            "time_budget_s": 5,
+            "packing": packing,
+        }
+    )
+    took = time.monotonic() - started
+    watcher.join(timeout=10)
+    assert job.state == "succeeded", job.error
+    assert job.stopped_by == "time_budget"
+    # It ran past the budget it started with, to the one it was given.
+    assert took >= 14, took
+    assert isinstance(job.spec, JobSpec) and job.spec.time_budget_s == 14
+
+
+def test_a_running_job_follows_a_raised_concurrency_limit(engine: Any) -> None:
+    seen: list[JobView] = []
+    watcher = edit_once_running(engine.jobs, {"max_concurrent_trials": 2}, 2.0, seen)
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {**TINY, "epochs": 12, "lr": {"grid": [0.01, 0.02, 0.03, 0.04]}},
+            "packing": False,
+            "max_concurrent_trials": 1,
+        }
+    )
+    watcher.join(timeout=10)
+    assert job.state == "succeeded", job.error and len(trials) == 4
+    # One trial at a time until the edit, two at once after it.
+    assert max(view.trials_running for view in seen) == 2, [v.trials_running for v in seen]
 
 
 def test_a_job_that_runs_every_trial_says_no_rule_ended_it(engine: Any) -> None:

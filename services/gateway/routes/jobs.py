@@ -19,11 +19,11 @@ from services.gateway.deps import ServicesDep
 from services.gateway.events import EventStreamResponse, job_event_stream
 from shared.auth import Principal
 from shared.data import target_of
-from shared.errors import InvalidInputError, NotFoundError
+from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_views import JobView
 from shared.results import TrialRow, best_first, trials_table
-from shared.spec import JobSpec
-from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, Subject
+from shared.spec import JobEdit, JobSpec
+from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, JobStatus, Subject
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=FiniteJSONRoute)
 
@@ -89,6 +89,26 @@ def cancel_job(job_id: JobId, services: ServicesDep, principal: PrincipalDep) ->
     have stopped (cancelling, then cancelled). 409 if it has already ended."""
     own_job(job_id, services, principal)
     return services.jobs.cancel(job_id).seen_by(principal.admin)
+
+
+@router.patch("/{job_id}", responses={409: {"description": "The job has ended."}})
+def edit_job(
+    job_id: JobId, edit: JobEdit, services: ServicesDep, principal: PrincipalDep
+) -> JobView:
+    """Edit a queued or running tuning job: raise or lower max_concurrent_trials,
+    extend time_budget_s, raise num_samples of a random or optuna search (while queued),
+    change its priority (within what the tenant may use). A running job's driver follows
+    the edit within seconds. 409 once the job has ended or is being cancelled."""
+    job = own_job(job_id, services, principal)
+    if not isinstance(job.spec, JobSpec):
+        raise ConflictError(f"job {job_id} is a batch job; only tuning jobs can be edited")
+    if "num_samples" in edit.model_fields_set and job.state != JobStatus.QUEUED:
+        raise ConflictError(
+            f"job {job_id} is {job.state.value}; num_samples can be raised while it is queued"
+        )
+    edited = edit.applied_to(job.spec)
+    _check_limits(edited, services, principal.tenant)
+    return services.jobs.edit(job_id, edited, edit.priority).seen_by(principal.admin)
 
 
 @router.get(

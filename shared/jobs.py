@@ -161,15 +161,7 @@ class JobStore(RedisStore):
         outcome = self._cancel(
             keys=[redis_keys.job(job_id)], args=[job_id, self.policy.retention_s]
         )
-        if outcome == "missing":
-            raise NotFoundError.no(Subject.JOB, job_id)
-        if outcome.startswith("ended:"):
-            raise ConflictError(
-                f"job {job_id} has already ended ({outcome.removeprefix('ended:')}); "
-                "nothing to cancel"
-            )
-        self.results.job_changed(job_id)
-        return self.get(job_id)
+        return self._changed(job_id, outcome, "has already ended ({state}); nothing to cancel")
 
     def edit(self, job_id: str, spec: JobSpec, priority: str | None = None) -> JobView:
         """Store a queued or running job's edited spec, and move a queued job to the
@@ -179,13 +171,18 @@ class JobStore(RedisStore):
             keys=[redis_keys.job(job_id)],
             args=[job_id, spec.model_dump_json(), spec.trial_count(), priority or ""],
         )
+        return self._changed(
+            job_id, outcome, "is {state}; only a queued or running job can be edited"
+        )
+
+    def _changed(self, job_id: str, outcome: str, refusal: str) -> JobView:
+        """The job's view after a script changed it; NotFoundError if it does not exist,
+        ConflictError (``refusal``, of its state) if it had ended: "ended:<state>"."""
         if outcome == "missing":
             raise NotFoundError.no(Subject.JOB, job_id)
         if outcome.startswith("ended:"):
-            raise ConflictError(
-                f"job {job_id} is {outcome.removeprefix('ended:')}; only a queued or "
-                "running job can be edited"
-            )
+            state = outcome.removeprefix("ended:")
+            raise ConflictError(f"job {job_id} {refusal.format(state=state)}")
         self.results.job_changed(job_id)
         return self.get(job_id)
 

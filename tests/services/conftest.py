@@ -17,6 +17,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
+from services.gateway.app import create_app as create_gateway
+from shared.auth import KeyStore
 from shared.settings import Settings
 from tests.helpers.browser import CHROMIUM, WAIT_MS
 from tests.helpers.models import replica
@@ -35,6 +37,31 @@ def settings(redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Pat
 def models(settings: Settings) -> TestClient:
     """One predictor replica's /models app, in process."""
     return replica(settings)
+
+
+@pytest.fixture
+def clients(
+    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
+) -> dict[str, TestClient]:
+    """The gateway in process, as three tenants (API keys) see it: alpha, beta, and ops,
+    the one that may submit high-priority jobs."""
+    settings = Settings(
+        redis_url=redis_server.url,
+        home=tmp_path,
+        high_priority_tenants=["ops"],
+        min_trial_cpu=0.5,
+        max_trials=50,
+    )
+    app = create_gateway(settings)
+    keys = KeyStore(redis_client)
+    return {
+        tenant: TestClient(
+            app,
+            base_url="http://127.0.0.1",
+            headers={"Authorization": f"Bearer {keys.create(tenant)}"},
+        )
+        for tenant in ("alpha", "beta", "ops")
+    }
 
 
 @pytest.fixture(scope="module")

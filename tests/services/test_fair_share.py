@@ -3,38 +3,12 @@ priority, who may jump the queue, and the least a trial may ask for."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from cluster.redis_server import RedisServer
-from services.gateway.app import create_app
-from shared.auth import KeyStore
 from shared.jobs import JobStore
-from shared.settings import Settings
 
 SPEC = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1}}
-
-
-@pytest.fixture
-def clients(
-    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
-) -> dict[str, TestClient]:
-    settings = Settings(
-        redis_url=redis_server.url, home=tmp_path, high_priority_tenants=["ops"], min_trial_cpu=0.5
-    )
-    app = create_app(settings)
-    keys = KeyStore(redis_client)
-    return {
-        tenant: TestClient(
-            app,
-            base_url="http://127.0.0.1",
-            headers={"Authorization": f"Bearer {keys.create(tenant)}"},
-        )
-        for tenant in ("alpha", "beta", "ops")
-    }
 
 
 def submit(client: TestClient, **extra: object) -> str:

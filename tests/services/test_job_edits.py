@@ -4,18 +4,13 @@ fix. A running job's driver following an edit: test_driver."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from cluster.redis_server import RedisServer
-from services.gateway.app import create_app
-from shared.auth import KeyStore
 from shared.jobs import JobStore
-from shared.settings import Settings
 
 GRID = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1, "lr": {"grid": [0.1, 0.2]}}}
 RANDOM = {
@@ -24,25 +19,6 @@ RANDOM = {
     "search": {"num_samples": 4},
     "time_budget_s": 60,
 }
-
-
-@pytest.fixture
-def clients(
-    redis_client: redis.Redis, redis_server: RedisServer, tmp_path: Path
-) -> dict[str, TestClient]:
-    settings = Settings(
-        redis_url=redis_server.url, home=tmp_path, high_priority_tenants=["ops"], max_trials=50
-    )
-    app = create_app(settings)
-    keys = KeyStore(redis_client)
-    return {
-        tenant: TestClient(
-            app,
-            base_url="http://127.0.0.1",
-            headers={"Authorization": f"Bearer {keys.create(tenant)}"},
-        )
-        for tenant in ("alpha", "beta", "ops")
-    }
 
 
 def submit(client: TestClient, spec: dict[str, Any]) -> str:

@@ -89,6 +89,37 @@ def test_job_page_draws_curves_and_lists_trials(
     screenshot(page, "job")
 
 
+def test_a_running_or_queued_job_is_edited_from_its_page(stack: Stack, page: Page) -> None:
+    space = {"epochs": 200, "batch_size": 8, "lr": {"grid": [0.01, 0.02]}}
+    spec = {"name": "edit-me", "priority": "low", "dataset": {"builtin": "digits"},
+            "search_space": space}  # fmt: skip
+    job_id = stack.http.post("/jobs", json=spec).json()["id"]
+    try:
+        page.goto(f"{stack.url}/#/jobs/{job_id}")
+        page.locator("#edit-form").wait_for()
+        page.fill("#edit-max-concurrent", "1")
+        page.fill("#edit-time-budget", "900")
+        page.click("#edit-save")
+        page.wait_for_function(
+            "() => document.querySelector('#job-spec').textContent"
+            ".includes('\"time_budget_s\": 900')"
+        )
+        screenshot(page, "job-edit")
+        edited = stack.http.get(f"/jobs/{job_id}").json()["spec"]
+        assert edited["max_concurrent_trials"] == 1 and edited["time_budget_s"] == 900
+        # Shortening the budget is refused, and the page says why.
+        page.fill("#edit-time-budget", "60")
+        page.click("#edit-save")
+        page.locator("#edit-errors").wait_for()
+        assert "can only be extended" in page.locator("#edit-errors").inner_text()
+    finally:
+        stack.http.delete(f"/jobs/{job_id}")
+    stack.wait_for(job_id, timeout_s=120)
+    page.goto(f"{stack.url}/#/jobs/{job_id}")
+    page.locator("#job-spec").wait_for()
+    assert page.locator("#edit-form").count() == 0  # an ended job has nothing to edit
+
+
 def test_model_page_predicts(stack: Stack, quick_job: dict[str, Any], page: Page) -> None:
     row = digits_rows(1)[0]
     expected = stack.http.post(f"/models/{quick_job['id']}/predict", json={"instances": [row]})

@@ -19,6 +19,7 @@ import {
   timeCell,
   tunedParameters,
 } from "./dom.js";
+import { editForm } from "./job_edit.js";
 import { cancelJob, notify } from "./ui.js";
 
 const TOP_TRIALS = 5;
@@ -59,6 +60,7 @@ export async function jobPage(root, [jobId], signal) {
     "Download CSV",
   );
   const spec = h("pre", { id: "job-spec", class: "code" });
+  const editing = h("div", { id: "job-edit" });
 
   root.append(
     h("a", { href: "#/", class: "back" }, "← All jobs"),
@@ -68,6 +70,7 @@ export async function jobPage(root, [jobId], signal) {
     section("Learning curves", curvesNote, curves),
     section("Parameters", scatterNote, scatter),
     section("Trials", csv, h("div", { class: "table-wrap" }, table.element)),
+    editing,
     section("Spec", null, spec),
   );
 
@@ -92,6 +95,27 @@ export async function jobPage(root, [jobId], signal) {
         : "",
     );
     spec.textContent = JSON.stringify(job.spec, null, 2);
+    renderEdit();
+  };
+  // The form is made anew only when what it shows changes, not on every progress event
+  // (which would wipe what the user is typing).
+  let editedFor = null;
+  const renderEdit = () => {
+    const key = CANCELLABLE.has(job.state) ? JSON.stringify([job.state, job.priority, job.spec]) : "";
+    if (key === editedFor) return;
+    editedFor = key;
+    editing.replaceChildren(
+      key
+        ? section(
+            "Edit",
+            h("span", { class: "muted" }, "a running job follows within seconds"),
+            editForm(job, (view) => {
+              job = view;
+              renderJob();
+            }),
+          )
+        : "",
+    );
   };
   const renderTrials = () => table.render([...trials.values()], job);
   const renderScatter = () => {

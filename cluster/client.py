@@ -164,6 +164,10 @@ class GatewayClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")
 
+    def continue_job(self, job_id: str, epochs: int, top: int) -> dict[str, Any]:
+        """POST /jobs/{id}/continue: the new job's id and status URL."""
+        return self._call("POST", f"/jobs/{job_id}/continue", json={"epochs": epochs, "top": top})
+
     def edit(self, job_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """PATCH /jobs/{id}: the job's view as edited."""
         return self._call("PATCH", f"/jobs/{job_id}", json=changes)

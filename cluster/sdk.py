@@ -97,6 +97,13 @@ class Job:
         self._view = self._client.http.cancel(self.id)
         return self
 
+    def continue_(self, epochs: int, top: int = 3) -> Job:
+        """Train this succeeded job's ``top`` best trials on to ``epochs`` epochs from
+        their checkpoints, as a new job (returned; ``.wait()`` for it). Conflict unless
+        this job has succeeded; Invalid for no more epochs than the trials ran."""
+        accepted = self._client.http.continue_job(self.id, epochs, top)
+        return Job(self._client, accepted["id"])
+
     @staticmethod
     def _is_ended(view: dict[str, Any] | None) -> bool:
         return view is not None and JobStatus(view["state"]).is_terminal()

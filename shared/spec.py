@@ -21,6 +21,7 @@ from shared.vocabulary import (
     DATASET_ID_PATTERN,
     DEFAULT_METRIC_OF_TASK,
     DEFAULT_PRIORITY,
+    JOB_ID_PATTERN,
     METRICS_OF_TASK,
     BuiltinDataset,
     Metric,
@@ -166,6 +167,16 @@ class StopRules(_Strict):
     no_improvement: NoImprovement | None = None
 
 
+class ContinueFrom(_Strict):
+    """Trials of an earlier job trained on from their checkpoints (POST /jobs/{id}/continue)."""
+
+    job: str = Field(pattern=JOB_ID_PATTERN, description="The job whose trials go on.")
+    trials: list[str] = Field(
+        min_length=1, max_length=100, description="Their trial ids, best first."
+    )
+    epochs: int = Field(ge=2, le=100_000, description="Each trial's epochs in all.")
+
+
 class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
@@ -210,6 +221,11 @@ class JobSpec(_Strict):
         default_factory=StopRules,
         description="End the job early: at a target value of the metric, or when the "
         "best has not changed while a number of trials ended.",
+    )
+    continue_from: ContinueFrom | None = Field(
+        default=None,
+        description="Train an earlier job's trials on from their checkpoints, instead "
+        "of the search (POST /jobs/{id}/continue writes it).",
     )
 
     @field_validator("search", "scheduler", mode="before")
@@ -278,8 +294,16 @@ class JobSpec(_Strict):
         """The spec's own cap on configurations per pack, if it sets one."""
         return self.packing.max_k if isinstance(self.packing, Packing) else None
 
+    def most_epochs(self) -> int:
+        """The most epochs a trial of the job can run."""
+        if self.continue_from is not None:
+            return self.continue_from.epochs
+        return self.search_space.most_epochs()
+
     def trial_count(self) -> int:
         """How many trials the job will run."""
+        if self.continue_from is not None:
+            return len(self.continue_from.trials)
         if self.search.algorithm == "optuna":
             return self.search.num_samples
         return self.search_space.grid_size() * self.search.num_samples

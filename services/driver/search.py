@@ -69,6 +69,8 @@ def _shuffles_grid(spec: JobSpec) -> bool:
 
 def unpacked_reason(spec: JobSpec) -> str | None:
     """Why the job's trials cannot be packed, or None if they can."""
+    if spec.continue_from is not None:
+        return f"it continues trials of job {spec.continue_from.job} from their checkpoints"
     if spec.packing is False:
         return "packing is off in the job spec"
     if spec.search.algorithm == "optuna":
@@ -139,6 +141,28 @@ def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
     if not _hands_out_configurations(spec):
         return OptunaSearch(seed=seed)
     return BasicVariantGenerator(points_to_evaluate=configurations(spec, seed), random_state=seed)
+
+
+# In a continued trial's config: "<job id>/<trial id>", the trial it goes on from.
+CONTINUES_KEY = "continues"
+
+
+def continued_search(
+    spec: JobSpec, configs: list[dict[str, Any]]
+) -> tuple[dict[str, Any], SearchAlgorithm, TrialScheduler]:
+    """Tune's param space, searcher and scheduler for a job that trains ``configs``
+    (earlier trials' configurations, each with CONTINUES_KEY) on to the spec's epochs:
+    each runs once, every epoch (no early stopping)."""
+    assert spec.continue_from is not None
+    points = [{**config, "epochs": spec.continue_from.epochs} for config in configs]
+    names = sorted({name for point in points for name in point})
+    # A space that admits every point (Tune fills a point's values into it).
+    space = {
+        name: tune.choice(sorted({repr(p.get(name)): p.get(name) for p in points}.values(),
+                                 key=repr))
+        for name in names
+    }  # fmt: skip
+    return space, BasicVariantGenerator(points_to_evaluate=points), FIFOScheduler()
 
 
 # Tune's "no limit": 0 for its variant generator; its concurrency limiter needs a number.

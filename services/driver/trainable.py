@@ -9,6 +9,8 @@ copy per job it ever ran.
 from __future__ import annotations
 
 import functools
+import io
+import itertools
 import pickle
 import tempfile
 from pathlib import Path
@@ -19,6 +21,7 @@ import torch
 from ray import tune
 
 from services.driver.pack_task import torch_for_this_worker
+from services.driver.search import CONTINUES_KEY
 from services.driver.training import TrialPlan, train_trial
 from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
@@ -40,8 +43,14 @@ def read_plan(path: StoragePath) -> TrialPlan:
     return plan
 
 
-def tunefleet_trial(config: dict[str, Any], plan_file: StoragePath) -> None:
-    """Run one trial; resume from Tune's checkpoint when the trial is restored."""
+def tunefleet_trial(
+    config: dict[str, Any],
+    plan_file: StoragePath,
+    continued: dict[str, StoragePath] | None = None,
+) -> None:
+    """Run one trial; resume from Tune's checkpoint when the trial is restored, or, for
+    a trial that continues an earlier job's (its config's CONTINUES_KEY), from that
+    trial's checkpoint folder in ``continued``."""
     plan = read_plan(plan_file)
     device = torch_for_this_worker()
 
@@ -52,11 +61,22 @@ def tunefleet_trial(config: dict[str, Any], plan_file: StoragePath) -> None:
             resume_from = torch.load(
                 Path(folder) / CHECKPOINT_FILE, map_location=device, weights_only=True
             )
+    # A continued trial counts its epochs on from the earlier trial's (Tune would count
+    # from 1 again): its table row and history say which epochs these are.
+    epochs_before = 0
+    earlier = (continued or {}).get(config.get(CONTINUES_KEY, ""))
+    if resume_from is None and earlier is not None:
+        payload = (earlier / CHECKPOINT_FILE).read_bytes()
+        resume_from = torch.load(io.BytesIO(payload), map_location=device, weights_only=True)
+        epochs_before = int(resume_from["epoch"])
+    epoch_numbers = itertools.count(epochs_before + 1)
 
     node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, float], payload: dict[str, Any] | None) -> None:
         result = {**metrics, "node_id": node_id}
+        if epochs_before:
+            result["training_iteration"] = next(epoch_numbers)
         if payload is None:
             tune.report(result)
             return

@@ -18,6 +18,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from services.driver import nodes, packs, search
 from services.driver.live_edits import LiveSpec
+from services.driver.pack_task import checkpoint_folder
 from services.driver.prepared import PreparedData
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.splits import prepare
@@ -28,7 +29,7 @@ from shared.data import DatasetStore, load_frame, target_of
 from shared.errors import TunefleetError
 from shared.job_views import BestTrial
 from shared.jobs import JobStore, Lease
-from shared.model import ModelBundle
+from shared.model import CHECKPOINT_FILE, ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
@@ -300,15 +301,17 @@ def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     # one cluster never pick up each other's trainable (and data).
     plan_file = experiment / PLAN_FILE
     write_plan(plan, plan_file)
+    continued = _continued_trials(job) if job.spec.continue_from is not None else None
+    checkpoints = continued[1] if continued is not None else None
 
     def trial(config: dict[str, Any]) -> None:
-        tunefleet_trial(config, plan_file)
+        tunefleet_trial(config, plan_file, checkpoints)
 
     trainable_name = f"tunefleet_{job_id}"
     tune.register_trainable(trainable_name, trial)
     started = time.monotonic()
     try:
-        analysis = _tune_run(job, trainable_name, resume, progress)
+        analysis = _tune_run(job, trainable_name, resume, progress, continued)
     finally:
         plan_file.unlink(missing_ok=True)
     took = time.monotonic() - started
@@ -334,14 +337,27 @@ def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     return best, settings.experiments_dir.at(checkpoint.path), progress.stopped_by
 
 
-def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: TrialProgress) -> Any:
-    """tune.run over the registered trainable, one trial per configuration; it ends
-    early once the job is told to stop, or one of its stop rules ends it."""
+def _tune_run(
+    job: _Job,
+    trainable_name: str,
+    resume: str | None,
+    progress: TrialProgress,
+    continued: tuple[list[dict[str, Any]], dict[str, StoragePath]] | None = None,
+) -> Any:
+    """tune.run over the registered trainable, one trial per configuration (or per
+    earlier trial ``continued``); it ends early once the job is told to stop, or one of
+    its stop rules ends it."""
     lease, spec, plan, settings = job.lease, job.spec, job.plan, job.settings
     metric, mode = plan.metric, plan.mode
     experiments = settings.experiments_dir
     # Its limit is set on the searcher (not tune.run's, which is fixed once given).
-    search_alg: Any = search.search_algorithm(spec, plan.seed)
+    search_alg: Any
+    if continued is not None:
+        param_space, search_alg, scheduler = search.continued_search(spec, continued[0])
+        samples = len(continued[0])
+    else:
+        param_space, scheduler = search.tune_config(spec), search.scheduler(spec)
+        search_alg, samples = search.search_algorithm(spec, plan.seed), search.num_samples(spec)
     if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
         search_alg = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
     else:
@@ -354,10 +370,10 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: Tria
         # A bucket goes to Tune as its filesystem (the endpoint with it) and a path in it.
         storage_path=experiments.path,
         storage_filesystem=experiments.filesystem,
-        config=search.tune_config(spec),
-        num_samples=search.num_samples(spec),
+        config=param_space,
+        num_samples=samples,
         search_alg=search_alg,
-        scheduler=search.scheduler(spec),
+        scheduler=scheduler,
         metric=metric,
         mode=mode,
         resources_per_trial={"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -377,6 +393,45 @@ def _tune_run(job: _Job, trainable_name: str, resume: str | None, progress: Tria
         callbacks=[ProgressToRedis(progress), FollowEdits(job.live, search_alg)],
         verbose=0,
     )
+
+
+def _continued_trials(job: _Job) -> tuple[list[dict[str, Any]], dict[str, StoragePath]]:
+    """The configurations of the earlier job's trials that this one continues, each with
+    CONTINUES_KEY, and each one's checkpoint folder by that key. JobFailedError names a
+    trial that is gone, or whose checkpoint retention has removed."""
+    source = job.spec.continue_from
+    assert source is not None
+    rows = {row.trial_id: row for row in job.jobs.results.trials(source.job)}
+    folder = job.settings.experiments_dir / source.job
+    configs, checkpoints = [], {}
+    for trial_id in source.trials:
+        row = rows.get(trial_id)
+        checkpoint = _trial_checkpoint(folder, trial_id) if row is not None else None
+        if row is None or checkpoint is None:
+            missing = "no such trial" if row is None else "its checkpoint is gone"
+            raise JobFailedError(
+                f"trial {trial_id} of job {source.job} cannot go on: {missing} (an ended "
+                "job's checkpoints other than its model's are removed after "
+                "TUNEFLEET_RETENTION_DAYS)"
+            )
+        key = f"{source.job}/{trial_id}"
+        configs.append({**row.config, search.CONTINUES_KEY: key})
+        checkpoints[key] = checkpoint
+    return configs, checkpoints
+
+
+def _trial_checkpoint(experiment: StoragePath, trial_id: str) -> StoragePath | None:
+    """A trial's best checkpoint folder: a packed trial's own folder, or the one Tune
+    kept in an unpacked trial's folder (named with its trial id)."""
+    packed = checkpoint_folder(experiment, trial_id)
+    if (packed / CHECKPOINT_FILE).exists():
+        return packed
+    for entry in experiment.entries():
+        if entry.is_dir and f"_{trial_id}_" in entry.name:
+            kept = sorted(e.name for e in entry.path.entries() if e.name.startswith("checkpoint_"))
+            if kept:
+                return entry.path / kept[-1]
+    return None
 
 
 def _keep_best_checkpoints(analysis: Any, metric: str, mode: str, experiments: StoragePath) -> None:

@@ -52,6 +52,20 @@ def test_the_seed_workflow_with_dataframes(
         client.export(job.id, "pickle", tmp_path / "model.pkl")
 
 
+def test_a_job_continued_from_the_sdk(stack: Stack, quick_job: dict[str, Any]) -> None:
+    client = Client(stack.url)
+    job = client.job(quick_job["id"])
+    with pytest.raises(Invalid, match="ask for more"):
+        job.continue_(epochs=5)  # the quick job's trials ran 8 epochs
+    more = job.continue_(epochs=10, top=2).wait()
+    assert more.state == "succeeded", more.view.get("error")
+    table = more.trials()
+    assert len(table) == 2 and set(table["iterations"]) == {10}
+    best_two = job.trials()["trial_id"].iloc[:2]
+    assert set(table["config/continues"]) == {f"{job.id}/{trial}" for trial in best_two}
+    assert more.id in set(client.models()["id"])  # it has a model of its own
+
+
 def test_submit_upload_and_wait(stack: Stack) -> None:
     client = Client(stack.url)
     frame = load_iris(as_frame=True).frame

@@ -278,6 +278,40 @@ def test_a_running_job_follows_a_raised_concurrency_limit(engine: Any) -> None:
     assert max(view.trials_running for view in seen) == 2, [v.trials_running for v in seen]
 
 
+@pytest.mark.parametrize("packing", [True, False], ids=["from packed", "from unpacked"])
+def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
+    engine: Any, packing: bool
+) -> None:
+    space = {**TINY, "epochs": 4, "lr": {"grid": [0.003, 0.01, 0.03]}}
+    first, trials = engine({"dataset": {"builtin": "iris"}, "search_space": space,
+                            "packing": packing})  # fmt: skip
+    assert first.state == "succeeded", first.error
+    ranked = sorted(trials, key=lambda t: -t.best_metrics["val_accuracy"])[:2]
+    spec = {"dataset": {"builtin": "iris"}, "search_space": space,
+            "continue_from": {"job": first.id, "trials": [t.trial_id for t in ranked],
+                              "epochs": 9}}  # fmt: skip
+    job, continued = engine(spec)
+    assert job.state == "succeeded", job.error
+    assert job.engine is not None and "continues trials of job" in job.engine
+    by_source = {t.config["continues"]: t for t in continued}
+    assert set(by_source) == {f"{first.id}/{t.trial_id}" for t in ranked}
+    for earlier in ranked:
+        trial = by_source[f"{first.id}/{earlier.trial_id}"]
+        assert trial.iterations == 9 and not trial.early_stopped
+        assert {k: v for k, v in trial.config.items() if k not in ("continues", "epochs")} == {
+            k: v for k, v in earlier.config.items() if k != "epochs"
+        }
+        history = engine.jobs.results.history(job.id, trial.trial_id)
+        before = engine.jobs.results.history(first.id, earlier.trial_id)
+        # It went on from its best checkpoint (an epoch where the first job's trial had
+        # its best value), not from scratch, and on to the epochs asked for.
+        best = max(epoch["val_accuracy"] for epoch in before)
+        at_best = {e["training_iteration"] for e in before if e["val_accuracy"] == best}
+        assert history[0]["training_iteration"] - 1 in at_best
+        assert history[-1]["training_iteration"] == 9
+        assert history[0]["training_loss"] < before[0]["training_loss"]
+
+
 def test_a_job_that_runs_every_trial_says_no_rule_ended_it(engine: Any) -> None:
     job, trials = engine(
         {"dataset": {"builtin": "iris"}, "search_space": TINY, "stop": {"target": 0.9999}}

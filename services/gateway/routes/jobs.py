@@ -10,7 +10,7 @@ import pyarrow.csv
 import pyarrow.parquet
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
@@ -22,7 +22,7 @@ from shared.data import target_of
 from shared.errors import ConflictError, InvalidInputError, NotFoundError
 from shared.job_views import JobView
 from shared.results import TrialRow, best_first, trials_table
-from shared.spec import JobEdit, JobSpec
+from shared.spec import ContinueFrom, JobEdit, JobSpec, SchedulerSpec, StopRules
 from shared.vocabulary import JOB_ID_PATTERN, JOB_ID_PREFIX_PATTERN, JobStatus, Subject
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=FiniteJSONRoute)
@@ -50,6 +50,8 @@ def submit_job(
     # An unknown upload (404), or one uploaded to be scored (422): now, not a failed job later.
     target_of(spec.dataset, services.datasets_of(principal.tenant))
     _check_limits(spec, services, principal.tenant)
+    if spec.continue_from is not None:
+        _check_continued(spec.continue_from, services, principal)
     job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
@@ -109,6 +111,58 @@ def edit_job(
     edited = edit.applied_to(job.spec)
     _check_limits(edited, services, principal.tenant)
     return services.jobs.edit(job_id, edited, edit.priority).seen_by(principal.admin)
+
+
+class ContinueRequest(BaseModel):
+    epochs: int = Field(
+        ge=2, le=100_000, description="Each trial's epochs in all, more than it ran."
+    )
+    top: int = Field(default=3, ge=1, le=100, description="How many of the best trials go on.")
+
+
+@router.post(
+    "/{job_id}/continue",
+    status_code=202,
+    responses={409: {"description": "The job has not succeeded."}},
+)
+def continue_job(
+    job_id: JobId,
+    request: ContinueRequest,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JobAccepted:
+    """Train the best ``top`` trials of a succeeded job on to ``epochs`` epochs, from
+    their checkpoints, as a new job (its own trials table and model): more epochs
+    without starting over."""
+    job = own_job(job_id, services, principal)
+    if not isinstance(job.spec, JobSpec) or job.state != JobStatus.SUCCEEDED:
+        what = "a batch job" if not isinstance(job.spec, JobSpec) else job.state.value
+        raise ConflictError(f"job {job_id} is {what}; only a succeeded tuning job's trials go on")
+    metric, mode = job.metric or "val_loss", job.mode or "min"
+    ranked = best_first(services.results.trial_records(job_id), metric, mode)
+    chosen = [row for row in ranked if metric in row.get("best_metrics", {})][: request.top]
+    if not chosen:
+        raise ConflictError(f"job {job_id} has no trial that reported {metric}")
+    ran = max(int(row.get("iterations", 0)) for row in chosen)
+    if request.epochs <= ran:
+        raise InvalidInputError(
+            f"epochs: {request.epochs}; the trials have run up to {ran} epochs, so ask for more"
+        )
+    spec = job.spec.model_copy(
+        update={
+            "name": f"{job.spec.name or job_id[:8]} continued",
+            "continue_from": ContinueFrom(
+                job=job_id, trials=[str(row["trial_id"]) for row in chosen], epochs=request.epochs
+            ),
+            "scheduler": SchedulerSpec(),
+            "stop": StopRules(),
+            "time_budget_s": None,
+        }
+    )
+    _check_limits(spec, services, principal.tenant)
+    new_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
+    return JobAccepted(id=new_id, status_url=f"/jobs/{new_id}")
 
 
 @router.get(
@@ -192,6 +246,18 @@ def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView
     return job
 
 
+def _check_continued(source: ContinueFrom, services: ServicesDep, principal: Principal) -> None:
+    """A spec may continue only its own tenant's trials, and trials that exist."""
+    own_job(source.job, services, principal)
+    known = {str(row["trial_id"]) for row in services.results.trial_records(source.job)}
+    unknown = [trial for trial in source.trials if trial not in known]
+    if unknown:
+        raise InvalidInputError(
+            f"continue_from.trials: job {source.job} has no trial {unknown[0]!r}; "
+            f"GET /jobs/{source.job}/trials lists them"
+        )
+
+
 def _check_limits(spec: JobSpec, services: ServicesDep, tenant: str) -> None:
     settings = services.settings
     allowed_high = settings.high_priority_tenants
@@ -216,7 +282,7 @@ def _check_limits(spec: JobSpec, services: ServicesDep, tenant: str) -> None:
             f"search: the spec asks for {spec.trial_count()} trials; at most "
             f"{settings.max_trials} are allowed here (TUNEFLEET_MAX_TRIALS)"
         )
-    epochs = spec.search_space.most_epochs()
+    epochs = spec.most_epochs()
     if epochs > settings.max_epochs:
         raise InvalidInputError(
             f"search_space.epochs: up to {epochs} epochs asked; at most {settings.max_epochs} "

@@ -28,4 +28,4 @@ for name in names:
     inputs.append(tensor)
 result = client.infer(model, inputs)
 print("predictions:", result.as_numpy("predictions").tolist())  # the labels /predict answers
-print("probabilities:", result.as_numpy("probabilities").round(3).tolist())
+print("probabilities:", result.as_numpy("probabilities").astype(float).round(3).tolist())

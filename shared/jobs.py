@@ -62,6 +62,15 @@ class Lease:
     lost: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
+# How an error says a job has ended, or is ending, by its state.
+ENDED_AS = {
+    "succeeded": "has already succeeded",
+    "failed": "has already failed",
+    "cancelled": "has already been cancelled",
+    "cancelling": "is being cancelled",
+}
+
+
 class JobStore(RedisStore):
     """Jobs, their queue and their progress: the only place that touches job keys. The
     progress is here, with the queue, because every write of it is fenced by the job's
@@ -161,7 +170,7 @@ class JobStore(RedisStore):
         outcome = self._cancel(
             keys=[redis_keys.job(job_id)], args=[job_id, self.policy.retention_s]
         )
-        return self._changed(job_id, outcome, "has already ended ({state}); nothing to cancel")
+        return self._changed(job_id, outcome, "has already ended ({raw}); nothing to cancel")
 
     def edit(self, job_id: str, spec: JobSpec, priority: str | None = None) -> JobView:
         """Store a queued or running job's edited spec, and move a queued job to the
@@ -171,9 +180,7 @@ class JobStore(RedisStore):
             keys=[redis_keys.job(job_id)],
             args=[job_id, spec.model_dump_json(), spec.trial_count(), priority or ""],
         )
-        return self._changed(
-            job_id, outcome, "is {state}; only a queued or running job can be edited"
-        )
+        return self._changed(job_id, outcome, "{state}; only a queued or running job can be edited")
 
     def _changed(self, job_id: str, outcome: str, refusal: str) -> JobView:
         """The job's view after a script changed it; NotFoundError if it does not exist,
@@ -181,8 +188,8 @@ class JobStore(RedisStore):
         if outcome == "missing":
             raise NotFoundError.no(Subject.JOB, job_id)
         if outcome.startswith("ended:"):
-            state = outcome.removeprefix("ended:")
-            raise ConflictError(f"job {job_id} {refusal.format(state=state)}")
+            raw = outcome.removeprefix("ended:")
+            raise ConflictError(f"job {job_id} {refusal.format(state=ENDED_AS[raw], raw=raw)}")
         self.results.job_changed(job_id)
         return self.get(job_id)
 

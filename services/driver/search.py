@@ -143,7 +143,8 @@ def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
     return BasicVariantGenerator(points_to_evaluate=configurations(spec, seed), random_state=seed)
 
 
-# In a continued trial's config: "<job id>/<trial id>", the trial it goes on from.
+# In a continued trial's config: the id of the trial (of the job in the spec's
+# continue_from) it goes on from.
 CONTINUES_KEY = "continues"
 
 

@@ -414,9 +414,8 @@ def _continued_trials(job: _Job) -> tuple[list[dict[str, Any]], dict[str, Storag
                 "job's checkpoints other than its model's are removed after "
                 "TUNEFLEET_RETENTION_DAYS)"
             )
-        key = f"{source.job}/{trial_id}"
-        configs.append({**row.config, search.CONTINUES_KEY: key})
-        checkpoints[key] = checkpoint
+        configs.append({**row.config, search.CONTINUES_KEY: trial_id})
+        checkpoints[trial_id] = checkpoint
     return configs, checkpoints
 
 

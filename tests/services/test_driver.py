@@ -294,9 +294,9 @@ def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
     assert job.state == "succeeded", job.error
     assert job.engine is not None and "continues trials of job" in job.engine
     by_source = {t.config["continues"]: t for t in continued}
-    assert set(by_source) == {f"{first.id}/{t.trial_id}" for t in ranked}
+    assert set(by_source) == {t.trial_id for t in ranked}
     for earlier in ranked:
-        trial = by_source[f"{first.id}/{earlier.trial_id}"]
+        trial = by_source[earlier.trial_id]
         assert trial.iterations == 9 and not trial.early_stopped
         assert {k: v for k, v in trial.config.items() if k not in ("continues", "epochs")} == {
             k: v for k, v in earlier.config.items() if k != "epochs"

@@ -86,5 +86,5 @@ def test_an_ended_job_is_409_and_another_tenants_is_not_found(
     assert beta.patch(f"/jobs/{job_id}", json={"max_concurrent_trials": 2}).status_code == 404
     assert alpha.delete(f"/jobs/{job_id}").json()["state"] == "cancelled"
     ended = alpha.patch(f"/jobs/{job_id}", json={"max_concurrent_trials": 2})
-    assert ended.status_code == 409 and "is cancelled" in ended.json()["detail"]
+    assert ended.status_code == 409 and "has already been cancelled" in ended.json()["detail"]
     assert alpha.patch("/jobs/" + "0" * 32, json={"priority": "low"}).status_code == 404

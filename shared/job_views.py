@@ -56,6 +56,7 @@ class JobView(BaseModel):
         "still a trial of its own), or unpacked and why.",
     )
     attempts: int = 0
+    edits: int = Field(default=0, description="How many times PATCH /jobs/{id} edited it.")
     driver: str | None = None
     tenant: str = DEFAULT_TENANT
     rows_used: int | None = Field(
@@ -105,6 +106,7 @@ def job_view(raw: dict[str, Any]) -> JobView:
         stopped_by=raw.get("stopped_by"),
         error=raw.get("error"),
         attempts=int(raw.get("attempts", 0)),
+        edits=int(raw.get("edits", 0)),
         driver=raw.get("driver"),
         tenant=raw.get("tenant", DEFAULT_TENANT),
         rows_used=int(raw["rows_used"]) if "rows_used" in raw else None,

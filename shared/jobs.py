@@ -172,14 +172,37 @@ class JobStore(RedisStore):
         )
         return self._changed(job_id, outcome, "has already ended ({raw}); nothing to cancel")
 
-    def edit(self, job_id: str, spec: JobSpec, priority: str | None = None) -> JobView:
+    def edit(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        priority: str | None = None,
+        read_at: int = 0,
+        only_queued: bool = False,
+    ) -> JobView | None:
         """Store a queued or running job's edited spec, and move a queued job to the
-        back of the line of a new ``priority``; ConflictError once it has ended (or is
-        being cancelled). A running job's driver follows the edit (edit_count)."""
+        back of the line of a new ``priority``; None (nothing written) if the job was
+        edited after its spec was read (its ``edits`` was ``read_at``): read it again.
+        ConflictError once it has ended (or is being cancelled), or, ``only_queued``,
+        once it runs. A running job's driver follows the edit (edit_count)."""
         outcome = self._edit(
             keys=[redis_keys.job(job_id)],
-            args=[job_id, spec.model_dump_json(), spec.trial_count(), priority or ""],
+            args=[
+                job_id,
+                spec.model_dump_json(),
+                spec.trial_count(),
+                priority or "",
+                read_at,
+                "1" if only_queued else "0",
+            ],
         )
+        if outcome == "stale":
+            return None
+        if outcome.startswith("not_queued:"):
+            raise ConflictError(
+                f"job {job_id} is {outcome.removeprefix('not_queued:')}; num_samples can be "
+                "raised while it is queued"
+            )
         return self._changed(job_id, outcome, "{state}; only a queued or running job can be edited")
 
     def _changed(self, job_id: str, outcome: str, refusal: str) -> JobView:

@@ -438,8 +438,10 @@ return "ended:" .. state
 """
 )
 
-# KEYS: job. ARGV: job id, spec (JSON), trials total, priority ("" to keep the job's).
-# A queued job's new priority moves it to the back of that priority's line.
+# KEYS: job. ARGV: job id, spec (JSON), trials total, priority ("" to keep the job's),
+# the edit count the spec was read at, "1" if the edit applies to a queued job only.
+# Refused ("stale") when another edit came after that read. A queued job's new priority
+# moves it to the back of that priority's line.
 EDIT = (
     QUEUE_LIB
     + NOW
@@ -447,6 +449,8 @@ EDIT = (
 local state = redis.call("HGET", KEYS[1], "state")
 if not state then return "missing" end
 if state ~= "queued" and state ~= "running" then return "ended:" .. state end
+if (redis.call("HGET", KEYS[1], "edits") or "0") ~= ARGV[5] then return "stale" end
+if ARGV[6] == "1" and state ~= "queued" then return "not_queued:" .. state end
 if ARGV[4] ~= "" and redis.call("HGET", KEYS[1], "priority") ~= ARGV[4] then
   if state == "queued" then
     migrate()

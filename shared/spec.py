@@ -327,7 +327,7 @@ class JobEdit(_Strict):
         gt=0,
         le=7 * 24 * 3600,
         allow_inf_nan=False,
-        description="Extend (never shorten) the budget, counted from the job's start.",
+        description="Extend (never shorten) the budget, counted from when its trials started.",
     )
     num_samples: int | None = Field(
         default=None,
@@ -337,6 +337,13 @@ class JobEdit(_Strict):
     priority: Priority | None = Field(
         default=None, description="A queued job moves to the back of that priority's line."
     )
+
+    @field_validator("max_concurrent_trials", "time_budget_s", "num_samples", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON true is not 1 here
+            raise ValueError("a number is needed, not true or false")
+        return value
 
     @model_validator(mode="after")
     def _something(self) -> JobEdit:

@@ -88,6 +88,12 @@ def _mlmodel(bundle: ModelBundle) -> dict[str, Any]:
             "outputs": json.dumps(_output_signature(bundle)),
             "params": None,
         },
+        # What the signature's "any" leaves out: how the model reads each column.
+        "metadata": {
+            "roles": {name: bundle.columns.get(name, "numeric") for name in bundle.feature_names},
+            "task": bundle.task,
+            "classes": list(bundle.classes),
+        },
         "saved_input_example_info": {
             "artifact_path": "input_example.json",
             "type": "dataframe",
@@ -97,16 +103,15 @@ def _mlmodel(bundle: ModelBundle) -> dict[str, Any]:
 
 
 def _input_signature(bundle: ModelBundle) -> list[dict[str, Any]]:
-    """MLflow's column specs: numbers as double, categories and dates as text; a column
-    the model ignores may be left out."""
+    """MLflow's column specs: the columns the model reads, each of MLflow's type "any".
+    Typed specs make MLflow refuse common dataframes before the model sees them (an int64
+    column for a "double", numbers or a category dtype for a "string", datetime64 for
+    dates: "Can not safely convert"), where the model's plan reads them all as /predict
+    does. Each column's role is in the model's metadata."""
     return [
-        {
-            "type": "double" if role == "numeric" else "string",
-            "name": name,
-            "required": role != "ignore",
-        }
+        {"type": "any", "name": name, "required": True}
         for name in bundle.feature_names
-        if (role := bundle.columns.get(name, "numeric")) != "ignore"
+        if bundle.columns.get(name, "numeric") != "ignore"
     ]
 
 

@@ -73,8 +73,10 @@ class TunefleetModel:
 
 def _cell(value: Any) -> Any:
     """A cell as /predict's JSON would carry it: None for a gap, text for a date."""
-    if value is None or (isinstance(value, float) and value != value):
+    if value is None or (np.ndim(value) == 0 and pd.isna(value)):  # NaN, NaT, pd.NA
         return None
     if hasattr(value, "isoformat"):  # a pandas Timestamp, a datetime or a date
-        return None if str(value) == "NaT" else value.isoformat()
+        return value.isoformat()
+    if isinstance(value, np.generic):  # a NumPy scalar: what the plan reads as Python's
+        return value.item()
     return value

@@ -229,7 +229,8 @@ def _tensor_values(inputs: Sequence[RequestInput], binary: bytes) -> dict[str, A
         size = math.prod(tensor.shape)
         binary_size = (tensor.parameters or {}).get("binary_data_size")
         if binary_size is not None:
-            if not isinstance(binary_size, int) or not 0 <= binary_size <= len(binary) - offset:
+            fits = isinstance(binary_size, int) and not isinstance(binary_size, bool)
+            if not fits or not 0 <= binary_size <= len(binary) - offset:
                 raise InvalidInputError(
                     f"input {tensor.name!r}: binary_data_size {binary_size!r} is more than "
                     "the bytes after the JSON part"
@@ -255,12 +256,25 @@ def _from_json(tensor: RequestInput) -> Any:
         if not all(value is None or isinstance(value, str) for value in flat):
             raise InvalidInputError(f"input {tensor.name!r} is BYTES: its values are strings")
         return flat
-    if not all(value is None or isinstance(value, int | float) for value in flat):
+    # A bool is an int to Python; only a BOOL tensor holds them.
+    takes = (bool,) if tensor.datatype == "BOOL" else (int, float)
+    if not all(
+        value is None
+        or (isinstance(value, takes) and (tensor.datatype == "BOOL" or not isinstance(value, bool)))
+        for value in flat
+    ):
         raise InvalidInputError(
-            f"input {tensor.name!r} is {tensor.datatype}: its values are numbers "
-            "(BYTES takes strings)"
+            f"input {tensor.name!r} is {tensor.datatype}: its values are "
+            + ("true or false" if tensor.datatype == "BOOL" else "numbers (BYTES takes strings)")
         )
-    numbers = np.array([math.nan if value is None else value for value in flat], dtype=np.float64)
+    try:
+        numbers = np.array(
+            [math.nan if value is None else value for value in flat], dtype=np.float64
+        )
+    except OverflowError:
+        raise InvalidInputError(
+            f"input {tensor.name!r} holds a number too large for a float"
+        ) from None
     if np.isinf(numbers).any():
         raise InvalidInputError(
             f"input {tensor.name!r} holds an infinite number; every number must be finite"

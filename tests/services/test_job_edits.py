@@ -11,6 +11,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from shared.jobs import JobStore
+from shared.spec import JobEdit, JobSpec
 
 GRID = {"dataset": {"builtin": "iris"}, "search_space": {"epochs": 1, "lr": {"grid": [0.1, 0.2]}}}
 RANDOM = {
@@ -65,6 +66,7 @@ def test_a_queued_job_takes_new_limits_and_moves_to_another_priority(
         (RANDOM, {"priority": "high"}, "tenant alpha may not submit"),
         (RANDOM, {"max_concurrent_trials": 0}, "greater than or equal to 1"),
         (RANDOM, {"epochs": 3}, "Extra inputs are not permitted"),
+        (RANDOM, {"time_budget_s": True}, "not true or false"),
     ],
 )
 def test_edits_that_cannot_apply_say_what_to_fix(
@@ -88,3 +90,34 @@ def test_an_ended_job_is_409_and_another_tenants_is_not_found(
     ended = alpha.patch(f"/jobs/{job_id}", json={"max_concurrent_trials": 2})
     assert ended.status_code == 409 and "has already been cancelled" in ended.json()["detail"]
     assert alpha.patch("/jobs/" + "0" * 32, json={"priority": "low"}).status_code == 404
+
+
+def test_edits_that_meet_are_each_applied_and_none_is_lost(
+    clients: dict[str, TestClient], redis_client: redis.Redis
+) -> None:
+    alpha = clients["alpha"]
+    job_id = submit(alpha, RANDOM)
+    store = JobStore(redis_client)
+    read = store.get(job_id)
+    assert alpha.patch(f"/jobs/{job_id}", json={"max_concurrent_trials": 2}).status_code == 200
+    # An edit made from the spec as it was before that one is refused, not written over it.
+    assert isinstance(read.spec, JobSpec)
+    stale = JobEdit(time_budget_s=120).applied_to(read.spec)
+    assert store.edit(job_id, stale, None, read.edits) is None
+    # Through the route, the edit is applied to the spec as it is now: both stay.
+    assert alpha.patch(f"/jobs/{job_id}", json={"time_budget_s": 120}).status_code == 200
+    spec = alpha.get(f"/jobs/{job_id}").json()["spec"]
+    assert spec["max_concurrent_trials"] == 2 and spec["time_budget_s"] == 120
+
+
+def test_a_spec_may_continue_only_its_tenants_succeeded_job(
+    clients: dict[str, TestClient],
+) -> None:
+    alpha, beta = clients["alpha"], clients["beta"]
+    queued = submit(alpha, RANDOM)
+    spec = {**RANDOM, "continue_from": {"job": queued, "trials": ["x_00000"], "epochs": 5}}
+    assert beta.post("/jobs", json=spec).status_code == 404  # another tenant's job
+    refused = alpha.post("/jobs", json=spec)
+    assert refused.status_code == 422 and "not a succeeded tuning job" in refused.text
+    early = alpha.post(f"/jobs/{queued}/continue", json={"epochs": 5})
+    assert early.status_code == 409 and "only a succeeded tuning job" in early.text

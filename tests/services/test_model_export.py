@@ -341,9 +341,22 @@ import mlflow.pyfunc, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
 frame = pd.read_json(sys.stdin, orient="split", convert_dates=False)
 answer = model.predict(frame)
+# The same rows in the dtypes a user's dataframe has: whole numbers as (nullable)
+# integers, categories as a category or string dtype, dates as datetime64, gaps as NA.
+typed = frame.copy()
+for name in typed.columns:
+    if pd.api.types.is_float_dtype(typed[name]) and (typed[name].dropna() % 1 == 0).all():
+        typed[name] = typed[name].astype("Int64")
+    elif name == "signup":
+        typed[name] = pd.to_datetime(typed[name], format="ISO8601")
+    elif name == "region":
+        typed[name] = typed[name].astype("category")
+    elif typed[name].dtype == object:
+        typed[name] = typed[name].astype("string")
 example = model.input_example
 print(json.dumps({
     "answer": answer.to_dict(orient="list"),
+    "typed": model.predict(typed).to_dict(orient="list"),
     "inputs": model.metadata.get_input_schema().input_names(),
     "outputs": model.metadata.get_output_schema().input_names(),
     "example": model.predict(example).to_dict(orient="list"),
@@ -392,7 +405,7 @@ def messy_rows() -> pd.DataFrame:
             "customer_id": ["C1", "C2", "C3", "C4"],
             "region": ["north", None, "atlantis", "west"],
             "plan": ["yes", "no", "yes", None],
-            "age": [61.0, np.nan, 38.5, 25.0],
+            "age": [61.0, np.nan, 38.0, 25.0],
             "signup": ["2022-08-14", "2021-02-01T09:30:00", None, "2023-06-30"],
             "country": ["NL"] * 4,
         }
@@ -411,6 +424,7 @@ def test_an_mlflow_model_of_a_raw_table_predicts_what_the_service_does(
     expected = served.json()
     answers = loaded_answers(models, mlflow_python, model_id, frame, tmp_path)
     assert answers["answer"]["prediction"] == expected["predictions"]
+    assert answers["typed"] == answers["answer"]  # whatever the dataframe's dtypes
     classes = expected["model"]["classes"]
     probabilities = [answers["answer"][f"probability_{label}"] for label in classes]
     np.testing.assert_allclose(np.array(probabilities).T, expected["probabilities"], atol=1e-5)
@@ -429,6 +443,7 @@ def test_an_mlflow_regression_model_answers_in_the_targets_units(
     served = models.post(f"/{model_id}/predict", json={"instances": rows}).json()
     answers = loaded_answers(models, mlflow_python, model_id, pd.DataFrame(rows), tmp_path)
     np.testing.assert_allclose(answers["answer"]["prediction"], served["predictions"], rtol=1e-6)
+    np.testing.assert_allclose(answers["typed"]["prediction"], served["predictions"], rtol=1e-6)
     assert answers["outputs"] == ["prediction"]
 
 

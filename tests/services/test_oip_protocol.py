@@ -88,6 +88,10 @@ def test_binary_tensors_after_the_json_part() -> None:
     assert found["city"] == ["Oslo", "Zürich"]
     with pytest.raises(InvalidInputError, match="binary_data_size"):
         oip.columns_of(*oip.read_request(header + ages, str(len(header))), record(), 100)
+    flagged = header.replace(b'"binary_data_size": 8', b'"binary_data_size": true')
+    assert flagged != header
+    with pytest.raises(InvalidInputError, match="binary_data_size"):
+        oip.columns_of(*oip.read_request(flagged + ages + cities, str(len(flagged))), record(), 100)
     with pytest.raises(InvalidInputError, match="Inference-Header-Content-Length"):
         oip.read_request(header, "12345678")
 
@@ -104,6 +108,8 @@ def test_binary_tensors_after_the_json_part() -> None:
         ([AGE, {**CITY, "data": [1, 2]}, JOINED], "BYTES: its values are strings"),
         ([{"name": "rows", "shape": [2, 3], "datatype": "FP32", "data": [0] * 6}], "[N, 4]"),
         ([{**t, "shape": [0], "data": []} for t in (AGE, CITY, JOINED)], "no rows"),
+        ([{**AGE, "data": [10**400, 1]}, CITY, JOINED], "too large for a float"),
+        ([{**AGE, "data": [True, 1]}, CITY, JOINED], "its values are numbers"),
     ],
 )
 def test_inputs_that_do_not_fit_the_model_say_what_to_fix(

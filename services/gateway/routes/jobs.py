@@ -32,6 +32,10 @@ TrialId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9_]{1,64}$", description="A trial id from the trials table.")
 ]
 TABLE_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+# A job spec's longest name (JobSpec.name).
+NAME_CHARS = 200
+# Edits of one job that meet are each read and applied again, up to this many times.
+EDIT_TRIES = 5
 
 
 class JobAccepted(BaseModel):
@@ -51,7 +55,7 @@ def submit_job(
     target_of(spec.dataset, services.datasets_of(principal.tenant))
     _check_limits(spec, services, principal.tenant)
     if spec.continue_from is not None:
-        _check_continued(spec.continue_from, services, principal)
+        _check_continued(spec, services, principal)
     job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
@@ -108,9 +112,17 @@ def edit_job(
         raise ConflictError(
             f"job {job_id} is {job.state.value}; num_samples can be raised while it is queued"
         )
-    edited = edit.applied_to(job.spec)
-    _check_limits(edited, services, principal.tenant)
-    return services.jobs.edit(job_id, edited, edit.priority).seen_by(principal.admin)
+    # Read, edited and written only if no other edit came between (else read again).
+    for _ in range(EDIT_TRIES):
+        edited = edit.applied_to(job.spec)
+        _check_limits(edited, services, job.tenant)  # the job's tenant's, not an admin's
+        only_queued = "num_samples" in edit.model_fields_set
+        written = services.jobs.edit(job_id, edited, edit.priority, job.edits, only_queued)
+        if written is not None:
+            return written.seen_by(principal.admin)
+        job = own_job(job_id, services, principal)
+        assert isinstance(job.spec, JobSpec)
+    raise ConflictError(f"job {job_id} is being edited by others at once; try again")
 
 
 class ContinueRequest(BaseModel):
@@ -149,9 +161,10 @@ def continue_job(
         raise InvalidInputError(
             f"epochs: {request.epochs}; the trials have run up to {ran} epochs, so ask for more"
         )
+    name = (job.spec.name or job_id[:8]).removesuffix(" continued")
     spec = job.spec.model_copy(
         update={
-            "name": f"{job.spec.name or job_id[:8]} continued",
+            "name": f"{name[: NAME_CHARS - len(' continued')]} continued",
             "continue_from": ContinueFrom(
                 job=job_id, trials=[str(row["trial_id"]) for row in chosen], epochs=request.epochs
             ),
@@ -160,8 +173,9 @@ def continue_job(
             "time_budget_s": None,
         }
     )
-    _check_limits(spec, services, principal.tenant)
-    new_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
+    # The job's own tenant's (an admin may continue another tenant's job): its data.
+    _check_limits(spec, services, job.tenant)
+    new_id, _ = services.jobs.enqueue(spec, idempotency_key, job.tenant)
     return JobAccepted(id=new_id, status_url=f"/jobs/{new_id}")
 
 
@@ -246,9 +260,20 @@ def own_job(job_id: str, services: ServicesDep, principal: Principal) -> JobView
     return job
 
 
-def _check_continued(source: ContinueFrom, services: ServicesDep, principal: Principal) -> None:
-    """A spec may continue only its own tenant's trials, and trials that exist."""
-    own_job(source.job, services, principal)
+def _check_continued(spec: JobSpec, services: ServicesDep, principal: Principal) -> None:
+    """A spec may continue only trials of its own tenant's succeeded job, on that job's
+    data, and trials that exist."""
+    source = spec.continue_from
+    assert source is not None
+    earlier = own_job(source.job, services, principal)
+    if not isinstance(earlier.spec, JobSpec) or earlier.state != JobStatus.SUCCEEDED:
+        raise InvalidInputError(
+            f"continue_from.job: job {source.job} is not a succeeded tuning job"
+        )
+    if earlier.spec.dataset != spec.dataset:
+        raise InvalidInputError(
+            f"continue_from: the dataset must be job {source.job}'s, as its trials learned it"
+        )
     known = {str(row["trial_id"]) for row in services.results.trial_records(source.job)}
     unknown = [trial for trial in source.trials if trial not in known]
     if unknown:

@@ -50,13 +50,19 @@ def saved(content: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def replica(settings: Settings) -> TestClient:
+def replica(settings: Settings, keep_models: bool = False) -> TestClient:
+    """One predictor replica's app in process; it loads a model's checkpoint for every
+    prediction (a deleted one is gone at once), or, ``keep_models``, once (as Serve's
+    replicas do)."""
     assert settings.redis_url is not None
     registry = ModelRegistry(redis.Redis.from_url(settings.redis_url, decode_responses=True))
+    kept: dict[str, ModelBundle] = {}
 
     async def predict(model_id: str, columns: dict[str, Any]) -> dict[str, Any]:
         record = registry.get(model_id)
-        bundle = ModelBundle.load(record.checkpoint_uri)
+        bundle = kept.get(model_id) or ModelBundle.load(record.checkpoint_uri)
+        if keep_models:
+            kept[model_id] = bundle
         predictions, probabilities = bundle.predict_encoded(bundle.encode(columns))
         return {
             "predictions": predictions,

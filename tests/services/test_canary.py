@@ -7,15 +7,22 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from services.edge.metrics import metrics_of
 from services.gateway.app import create_app as create_gateway
 from shared.settings import Settings
-from tests.helpers.models import LOCAL, import_model
+from tests.helpers.models import LOCAL, import_model, replica
 
 ROWS = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 REQUESTS = 1000
+
+
+@pytest.fixture
+def models(settings: Settings) -> TestClient:
+    """A replica that keeps the models it loaded: a thousand predictions in seconds."""
+    return replica(settings, keep_models=True)
 
 
 def predicted_counts(models: TestClient, settings: Settings) -> dict[str, int]:

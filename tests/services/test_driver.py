@@ -242,12 +242,13 @@ def edit_once_running(
 @pytest.mark.parametrize("packing", [True, False], ids=["packed", "unpacked"])
 def test_a_running_job_follows_an_extended_time_budget(engine: Any, packing: bool) -> None:
     seen: list[JobView] = []
-    watcher = edit_once_running(engine.jobs, {"time_budget_s": 14}, 1.0, seen)
+    watcher = edit_once_running(engine.jobs, {"time_budget_s": 12}, 1.0, seen)
     started = time.monotonic()
+    # A minute's work or more at 1,000 epochs: only a budget ends it.
     job, _ = engine(
         {
             "dataset": {"builtin": "digits"},
-            "search_space": {"hidden_units": 64, "batch_size": 8, "epochs": 200, "lr": 0.001},
+            "search_space": {"hidden_units": 64, "batch_size": 8, "epochs": 1000, "lr": 0.001},
             "time_budget_s": 5,
             "packing": packing,
         }
@@ -257,8 +258,8 @@ def test_a_running_job_follows_an_extended_time_budget(engine: Any, packing: boo
     assert job.state == "succeeded", job.error
     assert job.stopped_by == "time_budget"
     # It ran past the budget it started with, to the one it was given.
-    assert took >= 14, took
-    assert isinstance(job.spec, JobSpec) and job.spec.time_budget_s == 14
+    assert took >= 12, took
+    assert isinstance(job.spec, JobSpec) and job.spec.time_budget_s == 12
 
 
 def test_a_running_job_follows_a_raised_concurrency_limit(engine: Any) -> None:
@@ -282,14 +283,14 @@ def test_a_running_job_follows_a_raised_concurrency_limit(engine: Any) -> None:
 def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
     engine: Any, packing: bool
 ) -> None:
-    space = {**TINY, "epochs": 4, "lr": {"grid": [0.003, 0.01, 0.03]}}
+    space = {**TINY, "epochs": 4, "lr": {"grid": [0.003, 0.03]}}
     first, trials = engine({"dataset": {"builtin": "iris"}, "search_space": space,
                             "packing": packing})  # fmt: skip
     assert first.state == "succeeded", first.error
     ranked = sorted(trials, key=lambda t: -t.best_metrics["val_accuracy"])[:2]
     spec = {"dataset": {"builtin": "iris"}, "search_space": space,
             "continue_from": {"job": first.id, "trials": [t.trial_id for t in ranked],
-                              "epochs": 9}}  # fmt: skip
+                              "epochs": 7}}  # fmt: skip
     job, continued = engine(spec)
     assert job.state == "succeeded", job.error
     assert job.engine is not None and "continues trials of job" in job.engine
@@ -297,7 +298,7 @@ def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
     assert set(by_source) == {t.trial_id for t in ranked}
     for earlier in ranked:
         trial = by_source[earlier.trial_id]
-        assert trial.iterations == 9 and not trial.early_stopped
+        assert trial.iterations == 7 and not trial.early_stopped
         assert {k: v for k, v in trial.config.items() if k not in ("continues", "epochs")} == {
             k: v for k, v in earlier.config.items() if k != "epochs"
         }
@@ -308,7 +309,7 @@ def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
         best = max(epoch["val_accuracy"] for epoch in before)
         at_best = {e["training_iteration"] for e in before if e["val_accuracy"] == best}
         assert history[0]["training_iteration"] - 1 in at_best
-        assert history[-1]["training_iteration"] == 9
+        assert history[-1]["training_iteration"] == 7
         assert history[0]["training_loss"] < before[0]["training_loss"]
 
 

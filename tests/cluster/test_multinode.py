@@ -53,7 +53,13 @@ def cluster_stack(
     """`tunefleet up` joined to the cluster (no second Ray), as on a cluster's head."""
     stack = Stack(tmp_path_factory.mktemp("cluster-stack"))
     stack.env.update(
-        RAY_ADDRESS=ray_cluster.address, RAY_AUTH_TOKEN=ray_cluster.token, TUNEFLEET_LEASE_S="10"
+        RAY_ADDRESS=ray_cluster.address,
+        RAY_AUTH_TOKEN=ray_cluster.token,
+        TUNEFLEET_LEASE_S="10",
+        # As a deployed driver does: live once its warm-up tasks (one per CPU, on every
+        # node) are done. Taking the first job at once, its first epochs met worker CPUs
+        # still held by the warm-up and ran on one node (seen in the suite).
+        TUNEFLEET_DRIVER_WARM_WAIT_S="60",
     )
     stack.start()
     yield stack

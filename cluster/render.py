@@ -174,6 +174,10 @@ def trials_table(table: pd.DataFrame, metric: str, wide: bool = False) -> None:
     rest = [last, "metrics/val_loss", "iterations", "state", "time_total_s", "early_stopped"]
     if "error" in table.columns and table["error"].notna().any():
         rest.append("error")
+    if "carried_from" in table.columns and table["carried_from"].notna().any():
+        # Carried over by a warm start: the earlier job's short id, as the CLI takes it.
+        table = table.assign(carried_from=table["carried_from"].str[:8])
+        rest.append("carried_from")
     order = [c for c in dict.fromkeys(["trial_id", best, *rest]) if c in table.columns]
     ranks = {name: rank if rank < 2 else rank + 1 for rank, name in enumerate(order)}
     ranks |= {c: 2 if table[c].nunique(dropna=False) > 1 else len(order) + 1 for c in config}

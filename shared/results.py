@@ -51,6 +51,11 @@ class TrialRow(BaseModel):
     )
     device: str | None = Field(default=None, description="Where it trained: cpu or cuda:N.")
     error: str | None = None
+    carried_from: str | None = Field(
+        default=None,
+        description="The earlier job this trial ran in, for a trial carried over by the "
+        "spec's warm_start (it was not trained again).",
+    )
 
 
 class ResultStore:

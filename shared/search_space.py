@@ -223,6 +223,14 @@ class SearchSpace(_Strict):
         """The parameters whose domain is one of ``kinds``."""
         return [name for name, d in self.domains().items() if isinstance(d, kinds)]
 
+    def admits(self, config: dict[str, Any]) -> bool:
+        """Whether the space could have drawn ``config``: each parameter it sets is in
+        ``config``, equal to its constant or inside its domain."""
+        return all(
+            name in config and _inside(domain, config[name])
+            for name, domain in self.domains().items()
+        )
+
     def most_epochs(self) -> int:
         """The most epochs any trial can run."""
         epochs = self.epochs
@@ -237,3 +245,24 @@ class SearchSpace(_Strict):
         if isinstance(epochs, QUniform):
             return int(epochs.quniform[1])
         return int(epochs)
+
+
+def _inside(domain: Any, value: Any) -> bool:
+    """Whether ``value`` is a constant's own value or lies in a domain (its bounds
+    included: a drawn float may round onto the upper one)."""
+    if isinstance(domain, Grid):
+        return value in domain.grid
+    if isinstance(domain, Choice):
+        return value in domain.choice
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return not isinstance(domain, SAMPLED) and value == domain
+    if isinstance(domain, Uniform | LogUniform):
+        low, high = domain.uniform if isinstance(domain, Uniform) else domain.loguniform
+        return bool(low <= value <= high)
+    if isinstance(domain, QUniform):
+        low, high, q = domain.quniform
+        return bool(low <= value <= high) and _is_multiple(float(value), q)
+    if isinstance(domain, RandInt):
+        low, high = domain.randint
+        return float(value).is_integer() and bool(low <= value < high)
+    return bool(value == domain)

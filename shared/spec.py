@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -177,6 +177,26 @@ class ContinueFrom(_Strict):
     epochs: int = Field(ge=2, le=100_000, description="Each trial's epochs in all.")
 
 
+class WarmStart(_Strict):
+    """Earlier jobs whose results seed this one (see services/driver/warm_start.py)."""
+
+    jobs: list[Annotated[str, Field(pattern=JOB_ID_PATTERN)]] = Field(
+        min_length=1,
+        max_length=10,
+        description="Ended tuning jobs of the same tenant. On the same dataset and split, "
+        "their finished trials whose configuration this job would train are carried over "
+        "(not trained again) and Optuna learns from them; on other data, their best "
+        "configurations are tried first.",
+    )
+
+    @field_validator("jobs")
+    @classmethod
+    def _each_once(cls, jobs: list[str]) -> list[str]:
+        if len(set(jobs)) != len(jobs):
+            raise ValueError("name each job once")
+        return jobs
+
+
 class JobSpec(_Strict):
     """A tuning job as a user submits it."""
 
@@ -227,6 +247,9 @@ class JobSpec(_Strict):
         description="Train an earlier job's trials on from their checkpoints, instead "
         "of the search (POST /jobs/{id}/continue writes it).",
     )
+    warm_start: WarmStart | None = Field(
+        default=None, description="Start from what earlier jobs learned."
+    )
 
     @field_validator("search", "scheduler", mode="before")
     @classmethod
@@ -251,6 +274,11 @@ class JobSpec(_Strict):
             raise ValueError(
                 f"search 'optuna' cannot take a grid ({', '.join(gridded)}); "
                 'use {"choice": [...]} for those parameters'
+            )
+        if self.warm_start is not None and self.continue_from is not None:
+            raise ValueError(
+                "warm_start and continue_from do not go together: a continued job trains "
+                "the trials it names, and no others"
             )
         if self.metric is not None:
             implied = _task_of_metric(self.metric)

@@ -104,8 +104,11 @@ class PackedRun:
         autoscaler_slots: int = 0,
         memory_bytes: int = 0,
         live_spec: Callable[[], JobSpec] | None = None,
+        configurations: list[dict[str, Any]] | None = None,
     ) -> None:
         self._job_id = job_id
+        # What to train (a warm start leaves some out); default: the search's every one.
+        self._drawn = configurations
         # The spec as last edited (PATCH /jobs/{id}): its concurrency and time budget.
         self._live_spec = live_spec or (lambda: spec)
         # The bytes one pack may take; 0: from the nodes' memory (see _memory_budget).
@@ -213,7 +216,9 @@ class PackedRun:
         if path.is_file():
             saved = json.loads(path.read_text())
             return saved["trials"], saved["packs"]
-        drawn = search.configurations(self._spec, self._plan.seed)
+        drawn = self._drawn
+        if drawn is None:
+            drawn = search.configurations(self._spec, self._plan.seed)
         prefix = self._job_id[:8]
         configs = {f"{prefix}_{index:05d}": config for index, config in enumerate(drawn)}
         groups: dict[PackKey, list[str]] = {}

@@ -23,7 +23,15 @@ from ray.tune.search.search_algorithm import SearchAlgorithm
 from ray.tune.search.variant_generator import generate_variants
 
 from services.driver.training import SEED_KEY, trial_seed
-from shared.search_space import Choice, Grid, LogUniform, QUniform, RandInt, Uniform
+from shared.search_space import (
+    SAMPLED,
+    Choice,
+    Grid,
+    LogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+)
 from shared.spec import JobSpec
 
 EPOCH = "training_iteration"
@@ -39,11 +47,6 @@ def tune_config(spec: JobSpec) -> dict[str, Any]:
             config[name] = tune.choice(list(spec.search_space.domains()[name].grid))
         config[SEED_KEY] = tune.randint(0, 2**31)
     return config
-
-
-def num_samples(spec: JobSpec) -> int:
-    """tune.run's num_samples for the spec."""
-    return spec.trial_count() if _hands_out_configurations(spec) else spec.search.num_samples
 
 
 def _space(spec: JobSpec) -> dict[str, Any]:
@@ -136,11 +139,46 @@ def _domain(value: Any) -> Any:
     return value
 
 
-def search_algorithm(spec: JobSpec, seed: int) -> Searcher | SearchAlgorithm:
-    """Tune's searcher for the spec, seeded so the same spec draws the same configs."""
+def search_algorithm(
+    spec: JobSpec,
+    seed: int,
+    to_run: list[dict[str, Any]] | None = None,
+    told: list[tuple[dict[str, Any], float]] | None = None,
+    first: list[dict[str, Any]] | None = None,
+) -> Searcher | SearchAlgorithm:
+    """Tune's searcher for the spec, seeded so the same spec draws the same configs:
+    for grid and random searches, ``to_run`` of them (default: every one); Optuna told
+    the values of the points in ``told`` and asked to try ``first`` first."""
     if not _hands_out_configurations(spec):
-        return OptunaSearch(seed=seed)
-    return BasicVariantGenerator(points_to_evaluate=configurations(spec, seed), random_state=seed)
+        return WarmOptunaSearch(seed, told or [], first or [])
+    points = configurations(spec, seed) if to_run is None else to_run
+    return BasicVariantGenerator(points_to_evaluate=points, random_state=seed)
+
+
+class WarmOptunaSearch(OptunaSearch):
+    """Tune's OptunaSearch that starts from trials run before (a warm start): their
+    points and values go into its study as finished trials once it knows its space,
+    before it suggests anything (Tune's own ``evaluated_rewards`` cannot be given
+    beside points that have no value yet)."""
+
+    def __init__(
+        self,
+        seed: int,
+        told: list[tuple[dict[str, Any], float]],
+        first: list[dict[str, Any]],
+    ) -> None:
+        super().__init__(seed=seed, points_to_evaluate=first or None)
+        self._told = told
+
+    def _setup_study(self, mode: Any) -> None:
+        super()._setup_study(mode)
+        for point, value in self._told:
+            self.add_evaluated_point(point, value)
+
+
+def optuna_parameters(spec: JobSpec) -> list[str]:
+    """The parameters Optuna suggests for the spec (every sampled one)."""
+    return spec.search_space.named(*SAMPLED)
 
 
 # In a continued trial's config: the id of the trial (of the job in the spec's

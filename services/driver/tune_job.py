@@ -16,7 +16,7 @@ import torch
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from services.driver import nodes, packs, search
+from services.driver import nodes, packs, search, warm_start
 from services.driver.live_edits import LiveSpec
 from services.driver.pack_task import checkpoint_folder
 from services.driver.prepared import PreparedData
@@ -29,7 +29,7 @@ from shared.data import DatasetStore, load_frame, target_of
 from shared.errors import TunefleetError
 from shared.job_views import BestTrial
 from shared.jobs import JobStore, Lease
-from shared.model import CHECKPOINT_FILE, ModelBundle
+from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
@@ -137,7 +137,17 @@ def run_job(
     live = LiveSpec(
         jobs, lease.job_id, spec, lambda edited: _within_operator_limits(edited, settings)
     )
-    job = _Job(lease, spec, plan, settings, jobs, should_stop, live)
+    warm = warm_start.WarmPlan()
+    if spec.continue_from is None:
+        warm = warm_start.plan(
+            spec,
+            jobs,
+            data.task,
+            (metric, mode),
+            plan.seed,
+            settings.experiments_dir / lease.job_id,
+        )
+    job = _Job(lease, spec, plan, settings, jobs, should_stop, live, warm)
     found = _run_trials(job)
     if found is None:
         return
@@ -227,6 +237,10 @@ def _run_trials(job: _Job) -> _Found | None:
     trial and its checkpoint, or None once the job was told to stop."""
     unpacked_reason = search.unpacked_reason(job.spec)
     progress = TrialProgress(job.jobs, job.lease, job.plan.metric, job.plan.mode, job.spec.stop)
+    warm_start.carry(job.warm, progress, job.jobs)
+    if job.warm.runs_nothing():
+        job.jobs.record_engine(job.lease, "none: every configuration was carried over")
+        return _carried_best(job, progress)
     if unpacked_reason is None:
         return _run_packed(job, progress)
     job.jobs.record_engine(job.lease, f"unpacked: {unpacked_reason}")
@@ -263,6 +277,18 @@ class _Job:
     should_stop: Callable[[], bool]
     # The spec as last edited: concurrency and time budget, followed while running.
     live: Callable[[], JobSpec]
+    # Trials carried over from earlier jobs, and what is left to train.
+    warm: warm_start.WarmPlan
+
+
+def _carried_best(job: _Job, progress: TrialProgress) -> _Found | None:
+    """The job's best trial if it is one carried over (its checkpoint copied into the
+    job's folder by the warm start), else None."""
+    best = progress.best
+    if best is None or best.trial_id not in job.warm.carried_ids:
+        return None
+    experiment = job.settings.experiments_dir / job.lease.job_id
+    return best, checkpoint_folder(experiment, best.trial_id), progress.stopped_by
 
 
 def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
@@ -273,6 +299,7 @@ def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
         autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
         memory_bytes=settings.pack_memory_bytes, live_spec=job.live,
+        configurations=job.warm.to_run,
     )  # fmt: skip
     jobs.record_engine(lease, run.plan())
     started = time.monotonic()
@@ -295,7 +322,7 @@ def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     # A job run before resumes its experiment (AUTO: finished trials kept, the rest
     # continue from their checkpoints); a new one starts without the noise Tune logs
     # when asked to resume what does not exist.
-    resume = "AUTO" if experiment.exists() else None
+    resume = "AUTO" if _tune_ran(experiment) else None
     # The trials read the data from the job's folder (see trainable.write_plan). The
     # trainable is registered under the job's own name, so that jobs running at once on
     # one cluster never pick up each other's trainable (and data).
@@ -318,13 +345,15 @@ def _run_unpacked(job: _Job, progress: TrialProgress) -> _Found | None:
     log.info("job %s: tune.run took %.1f s", job_id, took)
     if should_stop():
         return None
-
+    _keep_best_checkpoints(analysis, metric, mode, settings.experiments_dir)
+    carried = _carried_best(job, progress)
+    if carried is not None:
+        return carried
     best_trial = analysis.get_best_trial(metric, mode, scope="all")
     if best_trial is None:
         errors = [trial_error(t) for t in analysis.trials if t.status == t.ERROR]
         first = errors[0] if errors else "no trial reported a result"
         raise JobFailedError(f"all {len(analysis.trials)} trials failed; the first: {first}")
-    _keep_best_checkpoints(analysis, metric, mode, settings.experiments_dir)
     checkpoint = analysis.get_best_checkpoint(best_trial, metric, mode)
     if checkpoint is None:
         raise JobFailedError(f"the best trial {best_trial.trial_id} left no checkpoint")
@@ -357,7 +386,9 @@ def _tune_run(
         samples = len(continued[0])
     else:
         param_space, scheduler = search.tune_config(spec), search.scheduler(spec)
-        search_alg, samples = search.search_algorithm(spec, plan.seed), search.num_samples(spec)
+        warm = job.warm
+        search_alg = search.search_algorithm(spec, plan.seed, warm.to_run, warm.told, warm.first)
+        samples = warm.trials_to_run()
     if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
         search_alg = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
     else:
@@ -402,11 +433,13 @@ def _continued_trials(job: _Job) -> tuple[list[dict[str, Any]], dict[str, Storag
     source = job.spec.continue_from
     assert source is not None
     rows = {row.trial_id: row for row in job.jobs.results.trials(source.job)}
-    folder = job.settings.experiments_dir / source.job
+    experiments = job.settings.experiments_dir
     configs, checkpoints = [], {}
     for trial_id in source.trials:
         row = rows.get(trial_id)
-        checkpoint = _trial_checkpoint(folder, trial_id) if row is not None else None
+        checkpoint = (
+            warm_start.trial_checkpoint(experiments, source.job, row) if row is not None else None
+        )
         if row is None or checkpoint is None:
             missing = "no such trial" if row is None else "its checkpoint is gone"
             raise JobFailedError(
@@ -419,18 +452,12 @@ def _continued_trials(job: _Job) -> tuple[list[dict[str, Any]], dict[str, Storag
     return configs, checkpoints
 
 
-def _trial_checkpoint(experiment: StoragePath, trial_id: str) -> StoragePath | None:
-    """A trial's best checkpoint folder: a packed trial's own folder, or the one Tune
-    kept in an unpacked trial's folder (named with its trial id)."""
-    packed = checkpoint_folder(experiment, trial_id)
-    if (packed / CHECKPOINT_FILE).exists():
-        return packed
-    for entry in experiment.entries():
-        if entry.is_dir and f"_{trial_id}_" in entry.name:
-            kept = sorted(e.name for e in entry.path.entries() if e.name.startswith("checkpoint_"))
-            if kept:
-                return entry.path / kept[-1]
-    return None
+def _tune_ran(experiment: StoragePath) -> bool:
+    """Whether Tune has run the experiment before (its state file is there); the
+    folder alone may hold a warm start's checkpoint."""
+    return experiment.is_dir() and any(
+        entry.name.startswith("experiment_state") for entry in experiment.entries()
+    )
 
 
 def _keep_best_checkpoints(analysis: Any, metric: str, mode: str, experiments: StoragePath) -> None:

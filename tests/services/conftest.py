@@ -1,4 +1,5 @@
-"""A predictor replica in process (``models``, on a ``settings`` of the test's Redis and
+"""A driver's engine on a local Ray (``engine``: a spec in, the job and its trials out), a
+predictor replica in process (``models``, on a ``settings`` of the test's Redis and
 folder), and a headless Chromium for the dashboard's tests (test_dashboard*.py).
 
 Needs /usr/bin/chromium (the Debian package; .ci/run installs it) and the playwright
@@ -10,21 +11,55 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import ray
 import redis
 from fastapi.testclient import TestClient
 
 from cluster.redis_server import RedisServer
+from services.driver.driver import Driver
 from services.gateway.app import create_app as create_gateway
 from shared.auth import KeyStore
+from shared.job_views import JobView
+from shared.jobs import JobStore
+from shared.registry import ModelRegistry
+from shared.results import TrialRow
 from shared.settings import Settings
+from shared.spec import JobSpec
 from tests.helpers.browser import CHROMIUM, WAIT_MS
 from tests.helpers.models import replica
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A local Ray whose node declares one logical GPU (there is no CUDA here)."""
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_path: Path) -> Any:
+    settings = Settings(redis_url=redis_server.url, home=tmp_path, storage=tmp_path / "storage")
+    jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
+
+    def run(spec: dict[str, Any], **operator: Any) -> tuple[JobView, list[TrialRow]]:
+        driver = Driver(settings.model_copy(update=operator), jobs, registry)
+        job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
+        lease = jobs.claim(driver.driver_id)
+        assert lease is not None and lease.job_id == job_id
+        driver.run_one(lease)
+        return jobs.get(job_id), jobs.results.trials(job_id)
+
+    run.registry = registry  # type: ignore[attr-defined]
+    run.settings = settings  # type: ignore[attr-defined]
+    run.jobs = jobs  # type: ignore[attr-defined]
+    return run
 
 
 @pytest.fixture

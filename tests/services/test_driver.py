@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,6 @@ import ray
 import redis
 from ray._private.internal_api import memory_summary
 
-from services.driver.driver import Driver
 from services.driver.packed import member_bytes
 from services.driver.packs import PackedRun
 from services.driver.progress import TrialProgress
@@ -24,42 +23,13 @@ from shared.data import DatasetStore, load_frame
 from shared.job_views import JobView
 from shared.jobs import JobStore
 from shared.model import ModelBundle
-from shared.registry import ModelRegistry
 from shared.results import TrialRow
-from shared.settings import Settings
 from shared.spec import JobEdit, JobSpec
 from shared.storage import StoragePath
 
 pytestmark = pytest.mark.ray
 
 TINY = {"hidden_units": 16, "batch_size": 16, "epochs": 3}
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    """A local Ray whose node declares one logical GPU (there is no CUDA here)."""
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def engine(local_ray: None, redis_server: Any, redis_client: redis.Redis, tmp_path: Path) -> Any:
-    settings = Settings(redis_url=redis_server.url, home=tmp_path, storage=tmp_path / "storage")
-    jobs, registry = JobStore(redis_client), ModelRegistry(redis_client)
-
-    def run(spec: dict[str, Any], **operator: Any) -> tuple[JobView, list[TrialRow]]:
-        driver = Driver(settings.model_copy(update=operator), jobs, registry)
-        job_id, _ = jobs.enqueue(JobSpec.model_validate(spec))
-        lease = jobs.claim(driver.driver_id)
-        assert lease is not None and lease.job_id == job_id
-        driver.run_one(lease)
-        return jobs.get(job_id), jobs.results.trials(job_id)
-
-    run.registry = registry  # type: ignore[attr-defined]
-    run.settings = settings  # type: ignore[attr-defined]
-    run.jobs = jobs  # type: ignore[attr-defined]
-    return run
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def handed_out_by_tune(spec: JobSpec, seed: int) -> list[dict[str, Any]]:
         "job",
         run=lambda config: None,
         config=search.tune_config(spec),
-        num_samples=search.num_samples(spec),
+        num_samples=spec.trial_count(),
     )
     searcher.add_configurations([experiment])
     configs = []

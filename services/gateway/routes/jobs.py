@@ -56,6 +56,8 @@ def submit_job(
     _check_limits(spec, services, principal.tenant)
     if spec.continue_from is not None:
         _check_continued(spec, services, principal)
+    if spec.warm_start is not None:
+        _check_warm_start(spec, services, principal)
     job_id, _ = services.jobs.enqueue(spec, idempotency_key, principal.tenant)
     return JobAccepted(id=job_id, status_url=f"/jobs/{job_id}")
 
@@ -170,6 +172,7 @@ def continue_job(
             ),
             "scheduler": SchedulerSpec(),
             "stop": StopRules(),
+            "warm_start": None,
             "time_budget_s": None,
         }
     )
@@ -281,6 +284,23 @@ def _check_continued(spec: JobSpec, services: ServicesDep, principal: Principal)
             f"continue_from.trials: job {source.job} has no trial {unknown[0]!r}; "
             f"GET /jobs/{source.job}/trials lists them"
         )
+
+
+def _check_warm_start(spec: JobSpec, services: ServicesDep, principal: Principal) -> None:
+    """A spec may start from its own tenant's tuning jobs that have ended (404 for one
+    it cannot see)."""
+    assert spec.warm_start is not None
+    for job_id in spec.warm_start.jobs:
+        earlier = own_job(job_id, services, principal)
+        if not isinstance(earlier.spec, JobSpec):
+            raise InvalidInputError(
+                f"warm_start.jobs: job {job_id} is a batch job; name tuning jobs"
+            )
+        if not earlier.state.is_terminal():
+            raise InvalidInputError(
+                f"warm_start.jobs: job {job_id} is {earlier.state.value}; a job can start "
+                "from jobs that have ended, so submit it once that one has"
+            )
 
 
 def _check_limits(spec: JobSpec, services: ServicesDep, tenant: str) -> None:

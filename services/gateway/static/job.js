@@ -531,7 +531,14 @@ function trialState(row) {
     { class: `trial-state trial-${state}`, title: row.error ?? null },
     label,
     row.error ? " ⚠" : "",
+    // Carried over by the spec's warm_start: it ran in that job, not this one.
+    row.carried_from ? carriedFrom(row.carried_from) : "",
   );
+}
+
+function carriedFrom(jobId) {
+  const link = h("a", { href: `#/jobs/${jobId}` }, jobId.slice(0, 8));
+  return [" (carried over from ", link, ")"];
 }
 
 /** Missing values last whichever the direction; numbers as numbers. */

@@ -160,7 +160,7 @@ def edit(
     ] = None,
     num_samples: Annotated[
         int | None,
-        typer.Option("--num-samples", help="Raise a random or optuna search's (while queued)."),
+        typer.Option("--num-samples", help="Raise a random or optuna search's."),
     ] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="high, normal or low.")] = None,
     url: UrlOption = None,

@@ -200,8 +200,9 @@ class JobStore(RedisStore):
             return None
         if outcome.startswith("not_queued:"):
             raise ConflictError(
-                f"job {job_id} is {outcome.removeprefix('not_queued:')}; num_samples can be "
-                "raised while it is queued"
+                f"job {job_id} is {outcome.removeprefix('not_queued:')}; num_samples of a "
+                "random search that runs unpacked (packing off, or hyperband) can be raised "
+                "while it is queued"
             )
         return self._changed(job_id, outcome, "{state}; only a queued or running job can be edited")
 

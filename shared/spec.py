@@ -360,7 +360,8 @@ class JobEdit(_Strict):
     num_samples: int | None = Field(
         default=None,
         ge=1,
-        description="Raise search.num_samples of a random or optuna search, while queued.",
+        description="Raise search.num_samples of a random or optuna search; a running job "
+        "trains the new trials too (one that runs unpacked: while queued).",
     )
     priority: Priority | None = Field(
         default=None, description="A queued job moves to the back of that priority's line."
@@ -387,6 +388,10 @@ class JobEdit(_Strict):
         """The spec as edited (InvalidInputError for what it refuses)."""
         changes = self.model_dump(exclude_unset=True)
         if "num_samples" in changes:
+            if spec.continue_from is not None:
+                raise InvalidInputError(
+                    "num_samples: a continued job trains the trials it continues, and no others"
+                )
             if spec.search.algorithm == "grid":
                 raise InvalidInputError(
                     "num_samples: a grid search's trials are its points; num_samples can "

@@ -108,7 +108,10 @@ class PackedRun:
     ) -> None:
         self._job_id = job_id
         # What to train (a warm start leaves some out); default: the search's every one.
-        self._drawn = configurations
+        self._to_train = configurations
+        # How many configurations the search has drawn (a warm start's carried included);
+        # raising a random search's num_samples draws on from there.
+        self._drawn = 0
         # The spec as last edited (PATCH /jobs/{id}): its concurrency and time budget.
         self._live_spec = live_spec or (lambda: spec)
         # The bytes one pack may take; 0: from the nodes' memory (see _memory_budget).
@@ -154,6 +157,7 @@ class PackedRun:
             if index in absorbed
         ]
         ready = [pack for pack in resumed if pack is not None and pack.configs]
+        ready += self._draw_more(self._spec)  # an edit its last attempt did not draw
         self._node_slots = self._slots_per_node()
         largest = max((len(p.configs) for p in ready), default=1)
         slots = self._slots(largest)
@@ -165,6 +169,7 @@ class PackedRun:
                     return False
                 edited = self._live_spec()
                 if edited is not self._spec:  # packs start as the new limit allows
+                    ready += self._draw_more(edited)
                     self._spec = edited
                     slots = self._slots(largest)
                 out_of_time = (
@@ -215,22 +220,36 @@ class PackedRun:
         path = self._dir / PLAN_FILE
         if path.is_file():
             saved = json.loads(path.read_text())
+            self._drawn = saved.get("drawn", self._spec.trial_count())
             return saved["trials"], saved["packs"]
-        drawn = self._drawn
+        drawn = self._to_train
         if drawn is None:
             drawn = search.configurations(self._spec, self._plan.seed)
+        self._drawn = self._spec.trial_count()
+        configs = self._numbered(drawn, 0)
+        packs = self._grouped(configs, len(configs))
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._save_plan(configs, packs)
+        return configs, packs
+
+    def _numbered(self, drawn: list[dict[str, Any]], start: int) -> dict[str, dict[str, Any]]:
+        """Configurations by trial id: the job's id's first characters and a number."""
         prefix = self._job_id[:8]
-        configs = {f"{prefix}_{index:05d}": config for index, config in enumerate(drawn)}
+        return {f"{prefix}_{start + i:05d}": config for i, config in enumerate(drawn)}
+
+    def _grouped(self, configs: dict[str, dict[str, Any]], trials: int) -> list[list[str]]:
+        """Configurations that share a pack key as packs of even size (within the pack
+        limit for a job of ``trials``), longest first (most steps per epoch), so that
+        the last pack to finish is short."""
         groups: dict[PackKey, list[str]] = {}
         for trial_id, config in configs.items():
             groups.setdefault(pack_key(config), []).append(trial_id)
         packs = []
         for members in groups.values():
-            limit = self._pack_limit([configs[m] for m in members], len(configs))
+            limit = self._pack_limit([configs[m] for m in members], trials)
             count = math.ceil(len(members) / limit)
             even = math.ceil(len(members) / count)
             packs += [members[start : start + even] for start in range(0, len(members), even)]
-        # Longest first (most steps per epoch), so that the last pack to finish is short.
         rows = len(self._plan.data.y_train)
 
         def steps(members: list[str]) -> float:
@@ -238,9 +257,35 @@ class PackedRun:
             return -epochs * math.ceil(rows / batch_size)
 
         packs.sort(key=steps)
-        self._dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"trials": configs, "packs": packs}))
-        return configs, packs
+        return packs
+
+    def _save_plan(self, configs: dict[str, dict[str, Any]], packs: list[list[str]]) -> None:
+        plan = {"trials": configs, "packs": packs, "drawn": self._drawn}
+        (self._dir / PLAN_FILE).write_text(json.dumps(plan))
+
+    def _draw_more(self, spec: JobSpec) -> list[_Pack]:
+        """New packs of the configurations a random search draws past those drawn so far,
+        when its num_samples was raised (PATCH /jobs/{id}); Tune's variant generator draws
+        the same first ones for any num_samples, so these are the ones a job submitted
+        with the higher num_samples would have had."""
+        if spec.search.algorithm != "random" or spec.trial_count() <= self._drawn:
+            return []
+        more = search.configurations(spec, self._plan.seed)[self._drawn :]
+        configs = self._numbered(more, len(self._configs))
+        packs = self._grouped(configs, len(self._configs) + len(configs))
+        first = len(self._packs)
+        self._drawn = spec.trial_count()
+        self._configs.update(configs)
+        self._packs += packs
+        self._save_plan(self._configs, self._packs)
+        self._add_trials(configs)
+        log.info("job %s: %d more configurations drawn", self._job_id, len(configs))
+        return [self._fresh_pack(first + i, members) for i, members in enumerate(packs)]
+
+    def _fresh_pack(self, index: int, members: list[str]) -> _Pack:
+        state = PackState.new({m: self._configs[m] for m in members})
+        steps = math.ceil(len(self._plan.data.y_train) / state.batch_size)
+        return _Pack(index, {m: self._configs[m] for m in members}, state, steps=steps)
 
     def _member_bytes(self, config: dict[str, Any]) -> int:
         data = self._plan.data_for(config.get("scaler"))
@@ -327,7 +372,7 @@ class PackedRun:
             state = saved.without({m.trial_id for m in saved.members} - set(left))
             left = [m.trial_id for m in state.members]
         else:
-            state = PackState.new({m: configs[m] for m in left})
+            return self._fresh_pack(index, left)
         steps = math.ceil(len(self._plan.data.y_train) / state.batch_size)
         return _Pack(index, {m: configs[m] for m in left}, state, epoch=state.epoch, steps=steps)
 
@@ -522,10 +567,7 @@ class PackedRun:
     def _replay_history(self, configs: dict[str, dict[str, Any]]) -> None:
         """Tell the scheduler every trial, and what earlier attempts of the job reported,
         so that a resumed job's rungs hold the results they held before."""
-        for trial_id, config in configs.items():
-            trial = Trial("tunefleet", config=config, trial_id=trial_id, stub=True)
-            self._trials[trial_id] = trial
-            self._scheduler.on_trial_add(self._controller, trial)  # type: ignore[arg-type]
+        self._add_trials(configs)
         for row in self._progress.rows():
             if row.trial_id not in self._trials:
                 continue
@@ -536,6 +578,12 @@ class PackedRun:
                     result,
                 )
             self._time_total_s[row.trial_id] = row.time_total_s or 0.0
+
+    def _add_trials(self, configs: dict[str, dict[str, Any]]) -> None:
+        for trial_id, config in configs.items():
+            trial = Trial("tunefleet", config=config, trial_id=trial_id, stub=True)
+            self._trials[trial_id] = trial
+            self._scheduler.on_trial_add(self._controller, trial)  # type: ignore[arg-type]
 
 
 def _result_line(trial_id: str, config: dict[str, Any], result: dict[str, Any], done: bool) -> str:

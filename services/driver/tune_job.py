@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
 from services.driver import nodes, packs, search, warm_start
 from services.driver.live_edits import LiveSpec
@@ -100,14 +100,28 @@ class StopWhen(tune.Stopper):
 class FollowEdits(tune.Callback):
     """Each step of the run, the searcher's concurrency limit from the spec as last
     edited (PATCH /jobs/{id}): raised, more trials start; lowered, none start until
-    fewer run."""
+    fewer run. Optuna's run (``generator``) takes a raised num_samples too, less the
+    trials a warm start ``carried``."""
 
-    def __init__(self, live: Callable[[], JobSpec], search_alg: Any) -> None:
+    def __init__(
+        self,
+        live: Callable[[], JobSpec],
+        search_alg: Any,
+        generator: SearchGenerator | None = None,
+        carried: int = 0,
+    ) -> None:
         self._live = live
         self._search_alg = search_alg
+        self._generator = generator
+        self._carried = carried
 
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        self._search_alg.max_concurrent = search.concurrency(self._live(), self._search_alg)
+        spec = self._live()
+        self._search_alg.max_concurrent = search.concurrency(spec, self._search_alg)
+        if self._generator is not None:
+            # Tune has no public setter: its total is fixed by tune.run's num_samples.
+            wanted = spec.search.num_samples - self._carried
+            self._generator._total_samples = max(self._generator.total_samples, wanted)
 
 
 def run_job(
@@ -389,10 +403,13 @@ def _tune_run(
         warm = job.warm
         search_alg = search.search_algorithm(spec, plan.seed, warm.to_run, warm.told, warm.first)
         samples = warm.trials_to_run()
+    generator = None
     if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
         search_alg = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
+        generator = SearchGenerator(search_alg)  # as tune.run would wrap it; its total moves
     else:
         search_alg.max_concurrent = search.concurrency(spec, search_alg)
+    follow = FollowEdits(job.live, search_alg, generator, len(job.warm.carried))
     return tune.run(
         trainable_name,
         name=lease.job_id,
@@ -403,7 +420,7 @@ def _tune_run(
         storage_filesystem=experiments.filesystem,
         config=param_space,
         num_samples=samples,
-        search_alg=search_alg,
+        search_alg=generator or search_alg,
         scheduler=scheduler,
         metric=metric,
         mode=mode,
@@ -421,7 +438,7 @@ def _tune_run(
         ),
         reuse_actors=True,
         raise_on_failed_trial=False,
-        callbacks=[ProgressToRedis(progress), FollowEdits(job.live, search_alg)],
+        callbacks=[ProgressToRedis(progress), follow],
         verbose=0,
     )
 

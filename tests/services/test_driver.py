@@ -249,6 +249,27 @@ def test_a_running_job_follows_a_raised_concurrency_limit(engine: Any) -> None:
     assert max(view.trials_running for view in seen) == 2, [v.trials_running for v in seen]
 
 
+@pytest.mark.parametrize("algorithm", ["random", "optuna"])
+def test_a_running_job_trains_the_samples_it_is_raised_to(engine: Any, algorithm: str) -> None:
+    seen: list[JobView] = []
+    watcher = edit_once_running(engine.jobs, {"num_samples": 4}, 1.0, seen)
+    job, trials = engine(
+        {
+            "dataset": {"builtin": "digits"},
+            "search_space": {**TINY, "epochs": 40, "lr": {"loguniform": [0.001, 0.1]}},
+            "search": {"algorithm": algorithm, "num_samples": 2, "seed": 3},
+            "max_concurrent_trials": 1,
+        }
+    )
+    watcher.join(timeout=10)
+    assert job.state == "succeeded", job.error
+    assert job.trials_total == job.trials_done == len(trials) == 4
+    assert all(t.iterations == 40 for t in trials)
+    assert len({t.config["lr"] for t in trials}) == 4
+    # The job had started with two: the edit came while they trained.
+    assert any(view.trials_total == 2 and view.state == "running" for view in seen)
+
+
 @pytest.mark.parametrize("packing", [True, False], ids=["from packed", "from unpacked"])
 def test_a_continued_job_trains_the_best_trials_on_from_their_checkpoints(
     engine: Any, packing: bool

@@ -47,11 +47,22 @@ def test_a_queued_job_takes_new_limits_and_moves_to_another_priority(
     drivers = JobStore(redis_client)
     claimed = [lease.job_id for lease in iter(lambda: drivers.claim("driver"), None)]
     assert claimed == [second, first]
-    # Running, its concurrency and budget can still change; num_samples no longer.
+    # Running, its concurrency, budget and samples can still change (its driver follows).
     assert ops.patch(f"/jobs/{second}", json={"max_concurrent_trials": 1}).status_code == 200
-    late = ops.patch(f"/jobs/{second}", json={"num_samples": 20})
-    assert late.status_code == 409 and "while it is queued" in late.json()["detail"]
-    assert drivers.edit_count(second) == 2
+    raised = ops.patch(f"/jobs/{second}", json={"num_samples": 20})
+    assert raised.status_code == 200 and raised.json()["trials_total"] == 20
+    assert drivers.edit_count(second) == 3
+
+
+def test_an_unpacked_random_search_takes_more_samples_only_while_queued(
+    clients: dict[str, TestClient], redis_client: redis.Redis
+) -> None:
+    alpha = clients["alpha"]
+    job_id = submit(alpha, {**RANDOM, "packing": False})
+    assert JobStore(redis_client).claim("driver") is not None
+    late = alpha.patch(f"/jobs/{job_id}", json={"num_samples": 20})
+    assert late.status_code == 409 and "runs unpacked" in late.json()["detail"]
+    assert alpha.get(f"/jobs/{job_id}").json()["trials_total"] == 4
 
 
 @pytest.mark.parametrize(

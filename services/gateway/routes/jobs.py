@@ -104,27 +104,30 @@ def edit_job(
     job_id: JobId, edit: JobEdit, services: ServicesDep, principal: PrincipalDep
 ) -> JobView:
     """Edit a queued or running tuning job: raise or lower max_concurrent_trials,
-    extend time_budget_s, raise num_samples of a random or optuna search (while queued),
+    extend time_budget_s, raise num_samples of a random or optuna search,
     change its priority (within what the tenant may use). A running job's driver follows
     the edit within seconds. 409 once the job has ended or is being cancelled."""
     job = own_job(job_id, services, principal)
     if not isinstance(job.spec, JobSpec):
         raise ConflictError(f"job {job_id} is a batch job; only tuning jobs can be edited")
-    if "num_samples" in edit.model_fields_set and job.state != JobStatus.QUEUED:
-        raise ConflictError(
-            f"job {job_id} is {job.state.value}; num_samples can be raised while it is queued"
-        )
     # Read, edited and written only if no other edit came between (else read again).
     for _ in range(EDIT_TRIES):
         edited = edit.applied_to(job.spec)
         _check_limits(edited, services, job.tenant)  # the job's tenant's, not an admin's
-        only_queued = "num_samples" in edit.model_fields_set
+        only_queued = "num_samples" in edit.model_fields_set and _unpacked_random(edited)
         written = services.jobs.edit(job_id, edited, edit.priority, job.edits, only_queued)
         if written is not None:
             return written.seen_by(principal.admin)
         job = own_job(job_id, services, principal)
         assert isinstance(job.spec, JobSpec)
     raise ConflictError(f"job {job_id} is being edited by others at once; try again")
+
+
+def _unpacked_random(spec: JobSpec) -> bool:
+    """A random search whose trials run unpacked (packing off, or HyperBand): Tune's
+    variant generator fixes its trials when the run starts."""
+    unpacked = spec.packing is False or spec.scheduler.type == "hyperband"
+    return spec.search.algorithm == "random" and unpacked
 
 
 class ContinueRequest(BaseModel):

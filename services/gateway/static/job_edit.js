@@ -1,5 +1,5 @@
 // The job page's "Edit" form: PATCH /jobs/<id> for a queued or running job (its trials
-// at once, its time budget, its priority; num_samples while queued).
+// at once, its time budget, its priority, a random or optuna search's num_samples).
 
 import { api } from "./api.js";
 import { detailText, h } from "./dom.js";
@@ -32,7 +32,7 @@ export function editForm(job, onEdited) {
     if (asked(concurrent) !== (spec.max_concurrent_trials ?? null))
       found.max_concurrent_trials = asked(concurrent);
     if (asked(budget) !== (spec.time_budget_s ?? null)) found.time_budget_s = asked(budget);
-    if (sampled && job.state === "queued" && asked(samples) !== spec.search.num_samples)
+    if (sampled && asked(samples) !== spec.search.num_samples)
       found.num_samples = asked(samples);
     if (priority.value !== job.priority) found.priority = priority.value;
     return found;
@@ -69,9 +69,7 @@ export function editForm(job, onEdited) {
       { class: "edit-fields" },
       field("Trials at once", concurrent, "raise or lower; empty: no limit of its own"),
       field("Time budget (s)", budget, "from the job's start; it can only grow"),
-      sampled && job.state === "queued"
-        ? field("Samples", samples, "random and optuna searches, while queued")
-        : null,
+      sampled ? field("Samples", samples, "random and optuna searches; it can only grow") : null,
       field("Priority", priority, "a queued job moves to that line"),
     ),
     errors,

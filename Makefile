@@ -10,7 +10,7 @@ UV := $(BIN)/uv
 # else PyTorch's own page of CPU wheels (never PyPI's torch, a multi-GB CUDA build).
 TORCH_WHEELS ?= $(firstword $(wildcard /opt/wheels) https://download.pytorch.org/whl/cpu/torch/)
 
-.PHONY: run test test-fast test-random lint bench lock clean
+.PHONY: run test test-fast test-random lint docs docs-serve bench lock clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,20 @@ test-random: $(BIN)/.installed
 		-p random_order --random-order
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check shared services cluster tests bench
-	$(BIN)/ruff format --check shared services cluster tests bench
+	$(BIN)/ruff check shared services cluster tests bench docs
+	$(BIN)/ruff format --check shared services cluster tests bench docs
 	$(BIN)/mypy
 
-# Benchmarks print JSON lines; see README.md for what each measures.
+# The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link, a missing
+# page or reference fails it. The reference pages are generated from the code as it builds.
+DOCS_ENV := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true
+docs: $(BIN)/.installed
+	$(DOCS_ENV) $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(BIN)/.installed
+	$(DOCS_ENV) $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+# Benchmarks print JSON lines; see docs/benchmarks.md for what each measures.
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.epoch_speed
 	$(BIN)/python -m bench.packed_speed
@@ -63,4 +72,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.control_plane
 
 clean:
-	rm -rf $(VENV) .tunefleet
+	rm -rf $(VENV) .tunefleet site

@@ -98,6 +98,6 @@ def _mapping(spec: Any, name: str) -> dict[str, Any]:
         kind = "nothing" if spec is None else f"a {type(spec).__name__}"
         raise InvalidInputError(
             f"{name} holds {kind}, not a job spec: a mapping of fields such as dataset "
-            "and search_space (README: Job spec)"
+            "and search_space (docs/guides/job-spec.md)"
         )
     return spec

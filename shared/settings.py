@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     serve_proxy: Literal["default", "haproxy"] = Field(
         default="haproxy",
         description="Serve's HTTP proxy: the HAProxy-based one (faster), or its Python "
-        "proxy ('default' in Serve's own terms); see README 'Serving'.",
+        "proxy ('default' in Serve's own terms); see docs/guides/serving.md.",
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)

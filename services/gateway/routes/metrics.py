@@ -3,7 +3,7 @@
 Every figure is read from Redis at scrape time (counters are kept by the queue's own
 scripts, in keys.STATS), so any gateway replica answers the same and nothing is lost
 when one restarts. Ray's and Serve's own metrics (replicas, requests, latencies) are
-exported by Ray next to these; see README "Metrics".
+exported by Ray next to these; see docs/guides/metrics.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ UV := $(BIN)/uv
 # else PyTorch's own page of CPU wheels (never PyPI's torch, a multi-GB CUDA build).
 TORCH_WHEELS ?= $(firstword $(wildcard /opt/wheels) https://download.pytorch.org/whl/cpu/torch/)
 
-.PHONY: run test test-fast test-random lint docs docs-serve bench lock clean
+SOURCES := shared services cluster tests bench docs
+
+.PHONY: run test test-fast test-random cov lint format typecheck docs docs-serve bench lock clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +48,16 @@ test-random: $(BIN)/.installed
 		-p random_order --random-order
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check shared services cluster tests bench docs
-	$(BIN)/ruff format --check shared services cluster tests bench docs
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/mypy
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix --quiet $(SOURCES)
+	$(BIN)/ruff format --quiet $(SOURCES)
+
+# mypy over shared, services and cluster; strict for shared/ and the SDK (pyproject.toml).
+typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 # The documentation site (docs/, mkdocs.yml) into site/; strict: a broken link, a missing

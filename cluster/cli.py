@@ -30,6 +30,7 @@ from cluster.cli_options import (
 )
 from cluster.client import ClientError, GatewayClient
 from cluster.specs import read_spec
+from shared.about import tunefleet_version
 from shared.errors import InvalidInputError
 from shared.settings import get_settings
 from shared.vocabulary import DEFAULT_METRIC_OF_TASK, JobStatus, mode_of
@@ -45,6 +46,25 @@ app = typer.Typer(
 app.add_typer(models_app)
 app.add_typer(datasets_app)
 app.add_typer(keys_app, name="keys")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"tunefleet {tunefleet_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """tunefleet: hyperparameter tuning for PyTorch networks on Ray."""
+
 
 # Trials in `results`' table unless --top says otherwise (its --json has every trial).
 RESULTS_SHOWN = 10

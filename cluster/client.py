@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -120,7 +120,7 @@ class GatewayClient:
         return self._call("GET", f"/jobs/{job_id}")
 
     def jobs(self, **params: Any) -> list[dict[str, Any]]:
-        return self._call("GET", "/jobs", params=params)
+        return self._call_list("GET", "/jobs", params=params)
 
     def resolve_job(self, ref: str) -> str:
         """The id of the job that ``ref`` names: its id, or the first characters of it
@@ -139,10 +139,10 @@ class GatewayClient:
         return _only_match(ref, "job", [view["id"] for view in found], "tunefleet jobs")
 
     def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/models")
+        return self._call_list("GET", "/models")
 
     def aliases(self) -> dict[str, str]:
-        return self._call("GET", "/models/aliases")
+        return cast(dict[str, str], self._call("GET", "/models/aliases"))
 
     def resolve_model(self, ref: str) -> str:
         """What to ask the predictor for: a model id as it is; an alias as it is (an
@@ -173,7 +173,7 @@ class GatewayClient:
         return self._call("PATCH", f"/jobs/{job_id}", json=changes)
 
     def trials(self, job_id: str, **params: Any) -> list[dict[str, Any]]:
-        return self._call("GET", f"/jobs/{job_id}/trials", params=params)
+        return self._call_list("GET", f"/jobs/{job_id}/trials", params=params)
 
     def trials_csv(self, job_id: str, **params: Any) -> str:
         response = self._request(
@@ -182,7 +182,7 @@ class GatewayClient:
         return response.text
 
     def history(self, job_id: str, trial_id: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/jobs/{job_id}/trials/{trial_id}/history")
+        return self._call_list("GET", f"/jobs/{job_id}/trials/{trial_id}/history")
 
     def predict(self, model: str, instances: list[Any]) -> dict[str, Any]:
         return self._call("POST", f"/models/{model}/predict", json={"instances": instances})
@@ -234,10 +234,10 @@ class GatewayClient:
         )
 
     def datasets(self) -> list[dict[str, Any]]:
-        return list(self._call("GET", "/datasets"))
+        return self._call_list("GET", "/datasets")
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/datasets/{dataset_id}"))
+        return self._call("GET", f"/datasets/{dataset_id}")
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/healthz")
@@ -274,8 +274,13 @@ class GatewayClient:
             failures += 1
         raise ClientError(f"lost the event stream of job {job_id}; `tunefleet status` shows it")
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
+    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = self._request(method, path, **kwargs).json()
+        return answer
+
+    def _call_list(self, method: str, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self._request(method, path, **kwargs).json()
+        return answer
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:

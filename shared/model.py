@@ -136,8 +136,10 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedded is None:
-            return self.layers(x)
-        others, h = self.embedded(x)
+            out: torch.Tensor = self.layers(x)
+            return out
+        others, embedded = self.embedded(x)
+        h: torch.Tensor = embedded
         for index, layer in enumerate(self.layers):
             h = layer(others) + h if index == 0 else layer(h)
         return h
@@ -291,7 +293,8 @@ class ModelBundle:
     def _outputs(self, encoded: np.ndarray) -> torch.Tensor:
         scale, offset = self.scaler
         x = torch.as_tensor(encoded, dtype=torch.float32) * scale + offset
-        return self.model(x)
+        out: torch.Tensor = self.model(x)
+        return out
 
     def predict(self, features: np.ndarray) -> tuple[list[Any], np.ndarray | None]:
         """Predictions for raw rows, a matrix in the order of ``feature_names`` (NaN for

@@ -235,9 +235,9 @@ class SearchSpace(_Strict):
         """The most epochs any trial can run."""
         epochs = self.epochs
         if isinstance(epochs, Grid):
-            return max(epochs.grid)
+            return int(max(epochs.grid))
         if isinstance(epochs, Choice):
-            return max(epochs.choice)
+            return int(max(epochs.choice))
         if isinstance(epochs, RandInt):
             return int(epochs.randint[1]) - 1
         if isinstance(epochs, Uniform | LogUniform):

@@ -172,17 +172,17 @@ class StoragePath:
     def exists(self) -> bool:
         if self.local is not None:
             return self.local.exists()
-        return self._info().type != pafs.FileType.NotFound
+        return bool(self._info().type != pafs.FileType.NotFound)
 
     def is_file(self) -> bool:
         if self.local is not None:
             return self.local.is_file()
-        return self._info().type == pafs.FileType.File
+        return bool(self._info().type == pafs.FileType.File)
 
     def is_dir(self) -> bool:
         if self.local is not None:
             return self.local.is_dir()
-        return self._info().type == pafs.FileType.Directory
+        return bool(self._info().type == pafs.FileType.Directory)
 
     def stat(self) -> Stat:
         """Size and modification time; FileNotFoundError if there is nothing here."""

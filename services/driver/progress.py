@@ -116,11 +116,15 @@ class TrialProgress:
         return objective >= target if self._mode == "max" else objective <= target
 
     def settled(self) -> bool:
-        """A stop rule has ended the job, and the trial whose result did it has ended
-        too (its checkpoint saved): the rest may stop now."""
-        return self.stopped_by is not None and (
-            self._ended_by is None or self._ended_by in self.ended
-        )
+        """A stop rule has ended the job, and the trial whose checkpoint must be kept
+        has ended too (its checkpoint saved): the one whose result reached the target,
+        or, past the time budget, the best so far. The rest may stop now."""
+        if self.stopped_by is None:
+            return False
+        kept = self._ended_by
+        if self.stopped_by == "time_budget" and self.best is not None:
+            kept = self.best.trial_id
+        return kept is None or kept in self.ended
 
     def end(
         self,

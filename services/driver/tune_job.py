@@ -57,6 +57,8 @@ class StopWhen(tune.Stopper):
     The trial whose result reaches the target is stopped first, on its own: Tune saves
     the checkpoint that came with that result before it ends the trial, where ending
     the whole experiment at once would drop the save. The rest stop once it has ended.
+    Past the time budget likewise: each trial stops at its next result, and the rest
+    at once when the best trial so far has ended (its checkpoint saved).
     """
 
     def __init__(
@@ -75,6 +77,8 @@ class StopWhen(tune.Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if self._progress is not None and self._progress.reaches_target(result):
             return True
+        if self._out_of_time():
+            return True
         return self.stop_all()
 
     # Tune saves its stopper with the experiment state; the check reaches into this
@@ -86,9 +90,12 @@ class StopWhen(tune.Stopper):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(lambda: False)  # type: ignore[misc]
 
-    def stop_all(self) -> bool:
+    def _out_of_time(self) -> bool:
         budget_s = self._budget_s()
-        if budget_s is not None and time.monotonic() - self._started >= budget_s:
+        return budget_s is not None and time.monotonic() - self._started >= budget_s
+
+    def stop_all(self) -> bool:
+        if self._out_of_time():
             if self._progress is None:
                 return True
             self._progress.stop_for("time_budget")

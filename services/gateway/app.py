@@ -13,6 +13,7 @@ from services.gateway.routes import datasets, health, jobs, metrics, outputs
 from services.predictor import oip_routes
 from services.predictor.deps import ModelServices, PredictFn
 from services.predictor.model_files import ImportedModelFiles
+from shared.about import tunefleet_version
 from shared.capacity import CapacityStore
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
@@ -30,7 +31,7 @@ def create_app(settings: Settings, predict: PredictFn | None = None) -> FastAPI:
         title="tunefleet",
         summary="Hyperparameter tuning for PyTorch networks on a Ray cluster. "
         "Models and predictions: /models/docs.",
-        version="0.1.0",
+        version=tunefleet_version(),
     )
     results = ResultStore(client)
     app.state.services = Services(

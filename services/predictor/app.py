@@ -15,6 +15,7 @@ from services.edge import install_edge
 from services.predictor import oip_routes, routes
 from services.predictor.deps import ModelServices, PredictFn
 from services.predictor.model_files import ImportedModelFiles
+from shared.about import tunefleet_version
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.settings import Settings
@@ -28,7 +29,7 @@ def create_app(settings: Settings, registry: ModelRegistry, predict: PredictFn) 
     app = FastAPI(
         title="tunefleet models",
         summary="Registered models, their aliases, and predictions. Jobs: /docs.",
-        version="0.1.0",
+        version=tunefleet_version(),
     )
     app.state.services = ModelServices(
         settings=settings,

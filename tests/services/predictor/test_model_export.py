@@ -331,7 +331,7 @@ def test_exports_of_a_model_with_embedded_columns_predict_what_the_service_does(
 
 # MLflow
 
-MLFLOW_LOCK = Path(__file__).resolve().parents[1] / "mlflow" / "mlflow-env.lock"
+MLFLOW_LOCK = Path(__file__).resolve().parents[2] / "mlflow" / "mlflow-env.lock"
 # What a user of the exported model runs, where tunefleet was never installed.
 MLFLOW_LOADER = """
 import importlib.util, json, sys

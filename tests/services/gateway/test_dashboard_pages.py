@@ -283,7 +283,7 @@ def test_a_tenant_sees_no_checkpoint_path(
     stack: Stack, quick_job: dict[str, Any], page: Page
 ) -> None:
     """The API answers a checkpoint's server path to admins only (null to a tenant's
-    key; tests/services/test_model_import.py): the model page then leaves it out. This
+    key; tests/services/predictor/test_model_import.py): the model page then leaves it out. This
     stack has no keys, so the model's answer is made a tenant's on its way."""
 
     def as_a_tenant_sees_it(route: Route) -> None:

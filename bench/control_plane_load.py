@@ -26,7 +26,8 @@ import aiohttp
 import redis
 
 from shared.errors import LeaseLostError
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.settings import QueuePolicy
 from shared.spec import JobSpec
 
@@ -97,7 +98,7 @@ def driver(config: dict[str, Any]) -> None:
     stop = Stop(config["hard_deadline"])
     store = JobStore(
         redis.Redis.from_url(config["redis_url"], decode_responses=True),
-        QueuePolicy(lease_s=config["lease_s"]),
+        QueuePolicy.default(lease_s=config["lease_s"]),
     )
     driver_id = f"bench-driver-{config['index']}"
     store.drivers.heartbeat(driver_id)

@@ -21,7 +21,7 @@ from ray import tune
 
 from bench.common import emit
 from cluster.redis_server import RedisServer
-from services.driver import pack_task
+from services.driver import warm
 from services.driver.driver import Driver
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
@@ -42,7 +42,7 @@ def main() -> None:
         jobs = JobStore(client)
         settings = Settings(redis_url=server.url, home=Path(folder))
         driver = Driver(settings, jobs, ModelRegistry(client))
-        ray.get(pack_task.warm_up.remote())  # as the driver does when it starts
+        ray.get(warm.warm_up.remote())  # as the driver does when it starts
 
         def ours(packing: bool) -> float:
             spec = JobSpec.model_validate(

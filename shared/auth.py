@@ -14,8 +14,6 @@ import json
 import re
 import secrets
 import time
-from pathlib import Path
-from typing import TypeVar
 
 import redis
 import redis.asyncio
@@ -24,13 +22,11 @@ from pydantic import BaseModel
 from shared import redis_keys
 from shared.errors import InvalidInputError
 from shared.redis_client import connect_async
-from shared.storage import StoragePath
 from shared.vocabulary import DEFAULT_TENANT, TENANT_PATTERN
 
 KEY_PREFIX = "tfk_"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 RECONNECT_RETRIES = 3
-FolderT = TypeVar("FolderT", Path, StoragePath)
 
 
 class Principal(BaseModel):
@@ -106,16 +102,6 @@ def _principal(raw: object) -> Principal | None:
         return None
     record = json.loads(str(raw))
     return Principal(tenant=record["tenant"], admin=bool(record["admin"]))
-
-
-# Below a shared root (datasets, models, batch outputs), the folders of the tenants other
-# than the default one, whose folder is the root itself.
-TENANTS_FOLDER = "tenants"
-
-
-def tenant_folder(root: FolderT, tenant: str) -> FolderT:
-    """A tenant's own folder below ``root`` (the default tenant's is ``root``)."""
-    return root if tenant == DEFAULT_TENANT else root / TENANTS_FOLDER / tenant
 
 
 def _digest(key: str) -> str:

@@ -80,7 +80,7 @@ class BatchSpec(BatchRequest):
 def attempt_folder(batches_dir: StoragePath, job_id: str, attempt: str) -> StoragePath:
     """What one attempt (one claim of the job, by its token) writes: its parts and its
     output. An attempt whose lease ended while it wrote touches only its own folder.
-    ``batches_dir`` is the tenant's: ``tenant_folder(settings.batches_dir, tenant)``."""
+    ``batches_dir`` is the tenant's: ``settings.batches_of(tenant)``."""
     return batches_dir / job_id / attempt
 
 
@@ -98,7 +98,7 @@ def output_file(
 
 def batch_bytes(tenant_root: StoragePath) -> int:
     """Bytes of one tenant's batch outputs: its folder below the batches folder
-    (``tenant_folder(settings.batches_dir, tenant)``), job folders only."""
+    (``settings.batches_of(tenant)``), job folders only."""
     return sum(
         file.size
         for entry in tenant_root.entries()

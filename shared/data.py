@@ -208,7 +208,7 @@ class DatasetStore:
 
     def used_bytes(self) -> int:
         """Bytes of the uploads and summaries kept here. Only this folder's own files: the default
-        tenant's folder holds the other tenants' folders (see shared.auth.tenant_folder)."""
+        tenant's folder holds the other tenants' folders (see shared.folders.tenant_folder)."""
         # The Parquet copies are derived (see parquet_copy): the quota counts the uploads.
         return sum(
             e.size

@@ -16,10 +16,8 @@ a job that another driver now holds. Lease deadlines are Redis's clock, not a dr
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -36,6 +34,7 @@ from shared.errors import (
 )
 from shared.index_pruning import PrunedIndexes, prune_job_indexes
 from shared.job_views import BestTrial, JobView, job_view
+from shared.lease import Lease
 from shared.redis_client import RedisStore
 from shared.results import ResultStore, TrialRow
 from shared.settings import QueuePolicy
@@ -50,16 +49,6 @@ Fields = dict[Any, Any]
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A driver's claim on one job. ``token`` fences the claim's writes; ``lost`` is set
-    once the claim has ended under the driver (not renewed in time, or a write refused)."""
-
-    job_id: str
-    token: str
-    lost: threading.Event = field(default_factory=threading.Event, compare=False)
 
 
 # How an error says a job has ended, or is ending, by its state.
@@ -87,7 +76,7 @@ class JobStore(RedisStore):
         """``results`` and ``drivers`` are built on ``client`` unless given: a service
         passes the ones it also uses itself."""
         super().__init__(client)
-        self.policy = policy or QueuePolicy()
+        self.policy = policy or QueuePolicy.default()
         self._enqueue = client.register_script(queue_scripts.ENQUEUE)
         self._claim = client.register_script(queue_scripts.CLAIM)
         self._renew = client.register_script(queue_scripts.RENEW)

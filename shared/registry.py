@@ -19,7 +19,7 @@ from shared.redis_client import RedisStore
 from shared.vocabulary import DEFAULT_TENANT, TEST_METRIC_OF_TASK, Subject
 
 if TYPE_CHECKING:
-    from shared.jobs import Lease
+    from shared.lease import Lease
 
 
 class ModelRecord(BaseModel):

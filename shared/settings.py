@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.folders import tenant_folder
 
 if TYPE_CHECKING:
     from shared.storage import StoragePath
@@ -21,18 +23,24 @@ DEFAULT_MAX_CLASSES = 1_000
 
 
 class QueuePolicy(BaseModel):
-    """The queue's limits and timings, for JobStore (Settings.queue_policy)."""
+    """The queue's limits and timings, for JobStore (Settings.queue_policy). Its
+    defaults are Settings' own, and only there: ``QueuePolicy.default()``."""
 
-    max_queued: int = 10_000
-    max_active_per_tenant: int = 1_000
-    lease_s: float = 30.0
-    max_attempts: int = 3
-    retention_s: int = 7 * 24 * 3600
-    idempotency_ttl_s: int = 24 * 3600
+    max_queued: int
+    max_active_per_tenant: int
+    lease_s: float
+    max_attempts: int
+    retention_s: int
+    idempotency_ttl_s: int
     # Fair share: at most this many of one tenant's jobs run at once (0: no limit).
-    max_running_per_tenant: int = 0
+    max_running_per_tenant: int
     # A job that waits this long in its priority moves up one (0: never).
-    aging_s: float = 3600.0
+    aging_s: float
+
+    @classmethod
+    def default(cls, **changes: Any) -> QueuePolicy:
+        """Settings' defaults (not what the environment says), with ``changes``."""
+        return Settings.model_construct().queue_policy().model_copy(update=changes)
 
 
 class Settings(BaseSettings):
@@ -306,6 +314,14 @@ class Settings(BaseSettings):
     def batches_dir(self) -> StoragePath:
         """Outputs of batch scoring jobs, one folder per job."""
         return self.storage_root / "batches"
+
+    def datasets_of(self, tenant: str) -> StoragePath:
+        """A tenant's uploaded datasets (the default tenant's: datasets_dir itself)."""
+        return tenant_folder(self.datasets_dir, tenant)
+
+    def batches_of(self, tenant: str) -> StoragePath:
+        """A tenant's batch scoring outputs, counted in its quota."""
+        return tenant_folder(self.batches_dir, tenant)
 
     @property
     def models_dir(self) -> StoragePath:

@@ -35,11 +35,11 @@ import ray
 import torch
 from ray.actor import ActorHandle
 
-from shared.auth import tenant_folder
 from shared.batch import BatchSpec, attempt_folder, check_scorable, output_columns, output_file
 from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.model import ModelBundle
 from shared.preprocessing import ValueReadError
 from shared.registry import ModelRecord, ModelRegistry
@@ -225,11 +225,11 @@ def run_batch(
     """
     job_id = lease.job_id
     record = registry.get(spec.model)  # NotFoundError once deleted: the job fails, saying so
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
+    datasets = DatasetStore(settings.datasets_of(tenant))
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)
     table = datasets.table(spec.dataset.upload)
-    batches = tenant_folder(settings.batches_dir, tenant)  # counted in the tenant's quota
+    batches = settings.batches_of(tenant)  # counted in the tenant's quota
     folder = attempt_folder(batches, job_id, lease.token)
     parts = folder / PARTS_FOLDER
     published = False

@@ -23,13 +23,14 @@ import ray
 import redis
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from services.driver import nodes, pack_task, warm
+from services.driver import nodes, warm
 from services.driver.batch import run_batch
 from services.driver.retention import sweep_batches, sweep_experiments
 from services.driver.tune_job import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.registry import ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
@@ -137,7 +138,7 @@ class Driver:
         for node in ray.nodes():
             cpus = int(node["Resources"].get("CPU", 0)) if node.get("Alive") else 0
             on_node = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
-            task = pack_task.warm_up.options(scheduling_strategy=on_node)
+            task = warm.warm_up.options(scheduling_strategy=on_node)
             self._warming += [task.remote() for _ in range(cpus)]
 
     def stop(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import io
-import os
 import time
 from typing import Any
 
@@ -150,13 +149,3 @@ def _save(payload: dict[str, Any], folder: StoragePath) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     (folder / CHECKPOINT_FILE).write_bytes(buffer.getvalue())
-
-
-@ray.remote(num_cpus=1)
-def warm_up() -> int:
-    """Start a worker and run a tiny job's epochs in it (services.driver.warm), so that
-    the first job's epochs find it as warm as the next job's do."""
-    from services.driver import warm  # here: it imports this module
-
-    warm.warm_worker(torch_for_this_worker())
-    return os.getpid()

@@ -12,7 +12,8 @@ from ray.tune.experiment import Trial
 
 from shared.errors import LeaseLostError
 from shared.job_views import BestTrial
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.results import TrialRow
 from shared.spec import StopRules
 from shared.vocabulary import METRICS, StopReason, mode_of

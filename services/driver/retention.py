@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from shared.auth import TENANTS_FOLDER
 from shared.errors import NotFoundError
+from shared.folders import TENANTS_FOLDER
 from shared.jobs import JobStore
 from shared.registry import ModelRegistry
 from shared.storage import Entry, StoragePath, storage_path

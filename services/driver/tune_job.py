@@ -24,11 +24,11 @@ from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.splits import prepare
 from services.driver.trainable import PLAN_FILE, tunefleet_trial, write_plan
 from services.driver.training import TrialPlan, evaluate
-from shared.auth import tenant_folder
 from shared.data import DatasetStore, load_frame, target_of
 from shared.errors import TunefleetError
 from shared.job_views import BestTrial
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
@@ -202,7 +202,7 @@ def _load_data(
     """The job's dataset split and prepared with the dataset's scaler, prepared again
     with each scaler the search space tries (the same rows in the same splits), and its
     target column."""
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
+    datasets = DatasetStore(settings.datasets_of(tenant))
     target = target_of(spec.dataset, datasets)
     # The limits again: they may have been lowered since the upload.
     frame = load_frame(

@@ -2,21 +2,23 @@
 for what runs only once in a process: imports, torch's first operations (its thread
 pools, its kernels' set-up), the first preprocessing fit, the first checkpoint loaded.
 
-Ray's workers run a pack's epochs when the driver starts (pack_task.warm_up); the
+Ray's workers run a pack's epochs when the driver starts (warm_up); the
 driver runs them too, and its own parts (preparing a table, scoring a checkpoint),
 before it takes jobs.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import ray
 import torch
 
-from services.driver.pack_task import checkpoint_folder, run_epoch
+from services.driver.pack_task import checkpoint_folder, run_epoch, torch_for_this_worker
 from services.driver.pack_training import PackState
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, evaluate
@@ -61,6 +63,14 @@ def warm_worker(device: str) -> None:
     """A pack's epochs, in a Ray worker."""
     with tempfile.TemporaryDirectory() as folder:
         train_tiny(tiny_plan(), StoragePath(Path(folder)), device)
+
+
+@ray.remote(num_cpus=1)
+def warm_up() -> int:
+    """Start a worker and run a tiny job's epochs in it, so that the first job's epochs
+    find it as warm as the next job's do; the worker's process id."""
+    warm_worker(torch_for_this_worker())
+    return os.getpid()
 
 
 def warm_driver() -> None:

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from services.edge import install_edge
 from services.gateway.dashboard import add_dashboard
 from services.gateway.deps import Services
-from services.gateway.events import StreamSlots
 from services.gateway.routes import datasets, health, jobs, metrics, outputs
+from services.gateway.stream_slots import StreamSlots
 from services.predictor import oip_routes
 from services.predictor.deps import ModelServices, PredictFn
 from services.predictor.model_files import ImportedModelFiles

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from services.gateway.events import StreamSlots
-from shared.auth import tenant_folder
+from services.gateway.stream_slots import StreamSlots
 from shared.capacity import CapacityStore
 from shared.data import DatasetStore
 from shared.jobs import JobStore
@@ -29,7 +28,7 @@ class Services:
 
     def datasets_of(self, tenant: str) -> DatasetStore:
         """A tenant's uploaded datasets (each tenant has its own folder)."""
-        return DatasetStore(tenant_folder(self.settings.datasets_dir, tenant))
+        return DatasetStore(self.settings.datasets_of(tenant))
 
 
 async def _services(request: Request) -> Services:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
@@ -15,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from services.edge.errors import REDIS_RETRY_AFTER_S
-from shared.errors import TooManyStreamsError
+from services.gateway.stream_slots import StreamSlots
 from shared.redis_client import UNREACHABLE
 from shared.results import JOB_CHANGED, TRIAL_RESULT
 
@@ -26,40 +25,6 @@ if TYPE_CHECKING:
 KEEPALIVE_S = 15
 
 log = logging.getLogger(__name__)
-
-
-class StreamSlots:
-    """How many event streams each tenant has open on this gateway replica, and the
-    limit of them.
-
-    Each replica counts its own, so with N replicas a tenant may hold up to N times the
-    limit. The count lives in the process rather than in Redis: it then ends with the
-    streams it counts (a replica that dies leaves no count behind that would need a
-    lease to heal), and it costs no Redis call per stream. Only the event loop's thread
-    touches it, so it needs no lock.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: Counter[str] = Counter()
-
-    def take(self, tenant: str) -> None:
-        """Count one more open stream of ``tenant``; TooManyStreamsError at the limit."""
-        if self._open[tenant] >= self.limit:
-            raise TooManyStreamsError(
-                f"tenant {tenant} already has {self._open[tenant]} open event streams, the "
-                f"limit (TUNEFLEET_MAX_EVENT_STREAMS_PER_TENANT); close one, or poll "
-                "GET /jobs/{id} instead"
-            )
-        self._open[tenant] += 1
-
-    def give_back(self, tenant: str) -> None:
-        self._open[tenant] -= 1
-        if self._open[tenant] <= 0:
-            del self._open[tenant]
-
-    def open_count(self, tenant: str) -> int:
-        return self._open[tenant]
 
 
 class EventStreamResponse(StreamingResponse):

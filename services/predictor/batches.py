@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from shared.auth import tenant_folder
 from shared.batch import BatchRequest, BatchSpec, batch_bytes, check_scorable
 from shared.data import DatasetStore
 from shared.errors import InvalidInputError
@@ -24,12 +23,12 @@ def batch_spec(
             f'priority: tenant {tenant} may not submit "high" jobs here '
             "(TUNEFLEET_HIGH_PRIORITY_TENANTS); submit it as normal"
         )
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, tenant))
+    datasets = DatasetStore(settings.datasets_of(tenant))
     summary = datasets.summary(request.dataset.upload)
     check_scorable(summary, record)
     table, _ = datasets.table(request.dataset.upload)
     ensure_room(
-        used_bytes=batch_bytes(tenant_folder(settings.batches_dir, tenant)),
+        used_bytes=batch_bytes(settings.batches_of(tenant)),
         # The output holds the table's rows with the model's columns added: at least
         # the table's size.
         adding_bytes=table.stat().st_size,

@@ -12,7 +12,7 @@ import logging
 import re
 from pathlib import Path, PurePath
 
-from shared.auth import tenant_folder
+from shared.folders import tenant_folder
 from shared.model import CHECKPOINT_FILE
 from shared.quotas import ensure_room, tree_bytes
 from shared.storage import StoragePath, storage_path

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from shared.job_views import BestTrial
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.registry import ModelRecord
 from shared.spec import JobSpec
 

@@ -39,7 +39,7 @@ def test_a_tenant_name_is_checked(redis_client: redis.Redis) -> None:
 
 
 def test_each_tenant_has_its_own_limit_of_active_jobs(redis_client: redis.Redis) -> None:
-    store = JobStore(redis_client, QueuePolicy(max_active_per_tenant=2))
+    store = JobStore(redis_client, QueuePolicy.default(max_active_per_tenant=2))
     first, _ = store.enqueue(spec(), tenant="a")
     store.enqueue(spec(), tenant="a")
     with pytest.raises(TooManyJobsError, match="tenant a has 2 queued and running jobs"):

@@ -20,7 +20,7 @@ SPEC = JobSpec.model_validate({"dataset": {"builtin": "iris"}, "search_space": {
 
 def test_expired_jobs_leave_every_job_index(redis_client: redis.Redis) -> None:
     # Records of ended jobs expire one second after they end.
-    jobs = JobStore(redis_client, QueuePolicy(retention_s=1))
+    jobs = JobStore(redis_client, QueuePolicy.default(retention_s=1))
     live: set[str] = set()
     ended: set[str] = set()
     # More than a batch, and more than Redis keeps in its compact encoding (128).

@@ -9,7 +9,8 @@ from cluster.redis_server import RedisServer
 from shared import queue_scripts, redis_keys
 from shared.errors import ConflictError, LeaseLostError, NotFoundError, QueueFullError
 from shared.job_views import BestTrial
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.registry import ModelRecord, ModelRegistry
 from shared.results import TrialRow
 from shared.settings import QueuePolicy
@@ -121,7 +122,7 @@ def test_unknown_job_is_not_found(store: JobStore) -> None:
 
 
 def policy_store(redis_client: redis.Redis, **policy: float) -> JobStore:
-    return JobStore(redis_client, QueuePolicy(**policy))
+    return JobStore(redis_client, QueuePolicy.default(**policy))
 
 
 def test_high_priority_jumps_the_queue_and_each_priority_is_fifo(store: JobStore) -> None:

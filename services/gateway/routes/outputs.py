@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from services.edge.deps import PrincipalDep
 from services.gateway.deps import Services, ServicesDep
 from services.gateway.routes.jobs import JobId, own_job
-from shared.auth import Principal, tenant_folder
+from shared.auth import Principal
 from shared.batch import MEDIA_TYPE_OF_FORMAT, BatchSpec, output_file
 from shared.errors import ConflictError, NotFoundError
 from shared.storage import StoragePath
@@ -67,7 +67,7 @@ def _located(job_id: str, services: Services, principal: Principal) -> tuple[Sto
     # Outputs from before attempts had folders lie in the job's folder, below no tenant's.
     batches = services.settings.batches_dir
     if job.output_attempt is not None:
-        batches = tenant_folder(batches, job.tenant)
+        batches = services.settings.batches_of(job.tenant)
     output = output_file(batches, job_id, job.spec.format, job.output_attempt)
     try:
         size = output.stat().st_size

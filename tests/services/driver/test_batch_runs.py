@@ -20,10 +20,10 @@ import redis
 from cluster.redis_server import RedisServer
 from services.driver.batch import BatchFailedError, run_batch
 from services.predictor.batches import batch_spec
-from shared.auth import tenant_folder
 from shared.batch import BatchRequest, BatchSpec, attempt_folder, output_file
 from shared.data import DatasetStore
-from shared.jobs import JobStore, Lease
+from shared.jobs import JobStore
+from shared.lease import Lease
 from shared.model import ModelBundle
 from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
@@ -91,7 +91,7 @@ def batch(
         feature_names=["f0", "f1", "f2", "f3"], classes=[0, 1, 2], created_at=time.time(),
     )  # fmt: skip
     registry.register(record)
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, DEFAULT_TENANT))
+    datasets = DatasetStore(settings.datasets_of(DEFAULT_TENANT))
     upload = datasets.save(table.to_csv(index=False).encode(), purpose="scoring")
     batch_request = BatchRequest.model_validate({"dataset": upload.id, "format": request.param})
     spec = batch_spec(batch_request, record, settings, DEFAULT_TENANT)
@@ -132,7 +132,7 @@ def test_a_row_that_cannot_be_read_fails_the_job_naming_it(
     batch: Batch, table: pd.DataFrame
 ) -> None:
     settings, jobs, registry, spec, lease = batch
-    datasets = DatasetStore(tenant_folder(settings.datasets_dir, DEFAULT_TENANT))
+    datasets = DatasetStore(settings.datasets_of(DEFAULT_TENANT))
     spoiled = table.copy()
     spoiled.loc[9000, "f2"] = np.inf  # in the third piece: a number, but not one to score
     upload = datasets.save(spoiled.to_csv(index=False).encode(), purpose="scoring")

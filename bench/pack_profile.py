@@ -3,7 +3,7 @@
 usage: python -m bench.pack_profile [rows] [epochs]
 One JSON line per (batch size, members): the seconds of each phase of an epoch, the
 mean over ``epochs`` epochs after the first, as a Ray task of the packed engine spends
-them (services.driver.pack_task.run_epoch), on one CPU thread:
+them (services.driver.packed.tasks.run_epoch), on one CPU thread:
   steps        the training steps (forward, backward, Adam; batches and masks drawn)
   validation   every member's metrics on the validation rows
   results      members' weights and moments taken out, checkpoints of improved members
@@ -29,10 +29,11 @@ import torch
 
 from bench.common import emit, seed_like_csv
 from bench.packed_speed import configs
-from services.driver.pack_task import keep_freed_memory, run_epoch
-from services.driver.pack_training import PackState, Phases
+from services.driver.packed.epoch import PackState, Phases
+from services.driver.packed.tasks import run_epoch
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan
+from services.driver.workers import keep_freed_memory
 from shared.spec import DatasetSpec
 from shared.storage import StoragePath
 
@@ -56,7 +57,7 @@ def profile(plan: TrialPlan, batch_size: int, members: int, epochs: int) -> dict
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-    # Torch as a pack's Ray task sets it up (pack_task.torch_for_this_worker).
+    # Torch as a pack's Ray task sets it up (services.driver.workers.torch_for_this_worker).
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
     keep_freed_memory()

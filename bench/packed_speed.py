@@ -17,7 +17,7 @@ import time
 import torch
 
 from bench.common import emit, seed_like_csv, seed_split
-from services.driver.pack_training import PackState, train_pack_epoch
+from services.driver.packed.epoch import PackState, train_pack_epoch
 from services.driver.training import TrialPlan, train_trial
 
 WIDTHS = (30, 50, 100, 200, 300)

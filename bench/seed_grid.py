@@ -79,7 +79,7 @@ def grid(rows: int, scheduler: str, engine: str) -> None:
         done = run_job(client, spec)
         if done["job"]["state"] != "succeeded":
             print(stack.log_tail(), file=sys.stderr)
-        # The driver's share of the packed engine's epochs (services.driver.packs).
+        # The driver's share of the packed engine's epochs (services.driver.packed.run).
         recorded = re.findall(
             r"(\d+) pack epochs, ([\d.]+) s recording", stack.log_path.read_text(errors="replace")
         )

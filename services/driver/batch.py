@@ -35,6 +35,7 @@ import ray
 import torch
 from ray.actor import ActorHandle
 
+from services.driver.context import JobContext
 from shared.batch import BatchSpec, attempt_folder, check_scorable, output_columns, output_file
 from shared.data import ROW_COLUMN, DatasetStore
 from shared.errors import TunefleetError
@@ -42,10 +43,9 @@ from shared.jobs import JobStore
 from shared.lease import Lease
 from shared.model import ModelBundle
 from shared.preprocessing import ValueReadError
-from shared.registry import ModelRecord, ModelRegistry
+from shared.registry import ModelRecord
 from shared.settings import Settings
 from shared.storage import StoragePath
-from shared.vocabulary import DEFAULT_TENANT
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +206,7 @@ def _part_writer(out: Any, schema: pa.Schema, output_format: str, header: bool) 
     return pyarrow.parquet.ParquetWriter(out, schema)
 
 
-def run_batch(
-    lease: Lease,
-    spec: BatchSpec,
-    settings: Settings,
-    jobs: JobStore,
-    registry: ModelRegistry,
-    should_stop: Callable[[], bool] = lambda: False,
-    tenant: str = DEFAULT_TENANT,
-) -> None:
+def run_batch(context: JobContext, spec: BatchSpec) -> None:
     """Score a batch job's table, write its output and mark it succeeded.
 
     Each attempt (a claim of the job) writes into a folder of its own, named by its
@@ -223,8 +215,11 @@ def run_batch(
     the attempt's own folder removed: never another attempt's. When ``should_stop``
     turns true the job is left for the caller. A job run again starts over.
     """
-    job_id = lease.job_id
-    record = registry.get(spec.model)  # NotFoundError once deleted: the job fails, saying so
+    lease, settings, jobs, tenant = context.lease, context.settings, context.jobs, context.tenant
+    should_stop, job_id = context.should_stop, context.job_id
+    record = context.registry.get(
+        spec.model
+    )  # NotFoundError once deleted: the job fails, saying so
     datasets = DatasetStore(settings.datasets_of(tenant))
     # Checked at submit; again here, as the model or the upload may have changed since.
     check_scorable(datasets.summary(spec.dataset.upload), record)

@@ -25,8 +25,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import nodes, warm
 from services.driver.batch import run_batch
+from services.driver.context import JobContext
 from services.driver.retention import sweep_batches, sweep_experiments
-from services.driver.tune_job import run_job
+from services.driver.tuning import run_job
 from shared.capacity import CapacityStore
 from shared.errors import LeaseLostError, TunefleetError
 from shared.jobs import JobStore
@@ -171,15 +172,17 @@ class Driver:
         try:
             job = self._jobs.get(job_id)
             self._check_storage()
-            stores = (self._settings, self._jobs, self._registry)
 
             def stop() -> bool:
                 return self._should_stop(lease, cancelled)
 
+            context = JobContext(
+                lease, self._settings, self._jobs, self._registry, stop, job.tenant
+            )
             if isinstance(job.spec, JobSpec):
-                run_job(lease, job.spec, *stores, should_stop=stop, tenant=job.tenant)
+                run_job(context, job.spec)
             else:
-                run_batch(lease, job.spec, *stores, should_stop=stop, tenant=job.tenant)
+                run_batch(context, job.spec)
         except (LeaseLostError, redis.RedisError):
             raise
         except TunefleetError as exc:

@@ -20,9 +20,9 @@ import ray
 import torch
 from ray import tune
 
-from services.driver.pack_task import torch_for_this_worker
 from services.driver.search import CONTINUES_KEY
 from services.driver.training import TrialPlan, train_trial
+from services.driver.workers import torch_for_this_worker
 from shared.model import CHECKPOINT_FILE
 from shared.storage import StoragePath
 

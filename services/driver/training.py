@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from services.driver.prepared import PreparedData
+from services.driver.sampling import balanced_weights, epoch_order
 from shared.model import MLP, ModelBundle, embedding_layout
 
 EVAL_BATCH_ROWS = 65_536
@@ -98,13 +99,13 @@ def train_trial(
     y_val = torch.from_numpy(data.y_val).to(device)
     sample_weights = None
     if plan.balance and data.task != "regression":
-        sample_weights = _balanced_weights(data.y_train, len(data.classes))
+        sample_weights = balanced_weights(data.y_train, len(data.classes))
     bundle = _bundle(model, architecture, data)
     epochs = int(config["epochs"])
     batch_size = int(config["batch_size"])
 
     for epoch in range(first_epoch, epochs + 1):
-        order = _epoch_order(len(y_train), sample_weights, order_generator).to(device)
+        order = epoch_order(len(y_train), sample_weights, order_generator).to(device)
         training = _train_epoch(model, optimizer, x_train, y_train, order, batch_size, data)
         validation = evaluate(model, x_val, y_val, data)
         metrics: dict[str, Any] = {
@@ -191,21 +192,6 @@ def _bundle(model: MLP, architecture: dict[str, Any], data: PreparedData) -> Mod
         preprocessing=data.plan,
         target_transform=data.target_transform,
     )
-
-
-def _balanced_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
-    """The seed's WeightedRandomSampler weights: 1 / (rows of the row's class)."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    return torch.from_numpy(1.0 / counts[labels])
-
-
-def _epoch_order(
-    n_rows: int, sample_weights: torch.Tensor | None, generator: torch.Generator
-) -> torch.Tensor:
-    """Row indices for one epoch: a balanced draw with replacement, else a shuffle."""
-    if sample_weights is None:
-        return torch.randperm(n_rows, generator=generator)
-    return torch.multinomial(sample_weights, n_rows, replacement=True, generator=generator)
 
 
 def _train_epoch(

@@ -18,10 +18,11 @@ import pandas as pd
 import ray
 import torch
 
-from services.driver.pack_task import checkpoint_folder, run_epoch, torch_for_this_worker
-from services.driver.pack_training import PackState
+from services.driver.packed.epoch import PackState
+from services.driver.packed.tasks import checkpoint_folder, run_epoch
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, evaluate
+from services.driver.workers import torch_for_this_worker
 from shared.model import ModelBundle
 from shared.spec import DatasetSpec
 from shared.storage import StoragePath
@@ -75,7 +76,7 @@ def warm_up() -> int:
 
 def warm_driver() -> None:
     """The driver's share of a job besides: a table prepared, the best checkpoint loaded
-    and scored (tune_job._score_on_test)."""
+    and scored (tuning._score_on_test)."""
     plan = tiny_plan()
     with tempfile.TemporaryDirectory() as folder:
         model = ModelBundle.load(train_tiny(plan, StoragePath(Path(folder)))).model

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from services.driver import search
-from services.driver.pack_task import checkpoint_folder
+from services.driver.packed.tasks import checkpoint_folder
 from services.driver.progress import TrialProgress
 from services.driver.training import SEED_KEY
 from shared.errors import NotFoundError

@@ -19,6 +19,7 @@ import redis
 
 from cluster.redis_server import RedisServer
 from services.driver.batch import BatchFailedError, run_batch
+from services.driver.context import JobContext
 from services.predictor.batches import batch_spec
 from shared.batch import BatchRequest, BatchSpec, attempt_folder, output_file
 from shared.data import DatasetStore
@@ -113,7 +114,7 @@ def test_a_table_scored_in_pieces_comes_out_whole_and_in_order(
     batch: Batch, table: pd.DataFrame
 ) -> None:
     settings, jobs, registry, spec, lease = batch
-    run_batch(lease, spec, settings, jobs, registry)
+    run_batch(JobContext(lease, settings, jobs, registry), spec)
 
     job = jobs.get(lease.job_id)
     assert job.state is JobStatus.SUCCEEDED and job.rows_done == ROWS
@@ -141,7 +142,7 @@ def test_a_row_that_cannot_be_read_fails_the_job_naming_it(
     )
 
     with pytest.raises(BatchFailedError, match="9001st row of the table"):
-        run_batch(lease, spec, settings, jobs, registry)
+        run_batch(JobContext(lease, settings, jobs, registry), spec)
     assert not attempt_folder(settings.batches_dir, lease.job_id, lease.token).exists()
 
 
@@ -160,10 +161,10 @@ def test_a_stale_attempt_neither_doubles_nor_removes_the_output(batch: Batch) ->
             second = jobs.claim("driver-2")
             assert second is not None
             seconds.append(second.token)
-            run_batch(second, spec, settings, jobs, registry)
+            run_batch(JobContext(second, settings, jobs, registry), spec)
         return not jobs.renew(first)
 
-    run_batch(first, spec, settings, jobs, registry, should_stop=first_should_stop)
+    run_batch(JobContext(first, settings, jobs, registry, first_should_stop), spec)
 
     job = jobs.get(job_id)
     assert job.state is JobStatus.SUCCEEDED and job.output_attempt == seconds[0]
@@ -182,7 +183,7 @@ def test_an_attempt_that_ends_abruptly_stops_its_scorers_and_leaves_nothing(
         raise redis.ConnectionError("Redis went away")
 
     with pytest.raises(redis.ConnectionError):
-        run_batch(lease, spec, settings, jobs, registry, should_stop=redis_gone)
+        run_batch(JobContext(lease, settings, jobs, registry, redis_gone), spec)
     folder = attempt_folder(settings.batches_dir, lease.job_id, lease.token)
     assert not folder.exists()
     time.sleep(2.0)  # scorers still running would write parts again by now

@@ -14,8 +14,8 @@ import ray
 import redis
 from ray._private.internal_api import memory_summary
 
-from services.driver.packed import member_bytes
-from services.driver.packs import PackedRun
+from services.driver.packed.network import member_bytes
+from services.driver.packed.run import PackedRun
 from services.driver.progress import TrialProgress
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan

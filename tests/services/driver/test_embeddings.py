@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from services.driver.pack_training import PackState, pack_key, train_pack_epoch
+from services.driver.packed.epoch import PackState, pack_key, train_pack_epoch
 from services.driver.prepared import PreparedData
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial

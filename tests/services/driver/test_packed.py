@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from services.driver.pack_training import (
+from services.driver.packed.epoch import (
     PackState,
     state_from_payload,
     state_to_payload,
     train_pack_epoch,
 )
-from services.driver.packed import Member, PackedMLP
+from services.driver.packed.network import Member, PackedMLP
 from services.driver.prepared import PreparedData
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial, trial_seed

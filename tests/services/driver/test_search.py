@@ -11,8 +11,8 @@ from ray.tune.experiment import Experiment
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from services.driver import search
-from services.driver.pack_training import pack_key
-from services.driver.packed import initial_state_dict
+from services.driver.packed.epoch import pack_key
+from services.driver.packed.network import initial_state_dict
 from services.driver.splits import prepare
 from services.driver.training import TrialPlan, train_trial
 from shared.data import DatasetStore, load_frame

@@ -16,9 +16,11 @@ import torch
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 
-from services.driver import nodes, packs, search, warm_start
+from services.driver import nodes, search, warm_start
+from services.driver.context import JobContext
 from services.driver.live_edits import LiveSpec
-from services.driver.pack_task import checkpoint_folder
+from services.driver.packed.run import PackedRun
+from services.driver.packed.tasks import checkpoint_folder
 from services.driver.prepared import PreparedData
 from services.driver.progress import ProgressToRedis, TrialProgress, trial_error
 from services.driver.splits import prepare
@@ -34,7 +36,7 @@ from shared.registry import ModelRecord, ModelRegistry
 from shared.settings import Settings
 from shared.spec import JobSpec
 from shared.storage import StoragePath
-from shared.vocabulary import DEFAULT_TENANT, StopReason
+from shared.vocabulary import StopReason
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +133,7 @@ class FollowEdits(tune.Callback):
             self._generator._total_samples = max(self._generator.total_samples, wanted)
 
 
-def run_job(
-    lease: Lease,
-    spec: JobSpec,
-    settings: Settings,
-    jobs: JobStore,
-    registry: ModelRegistry,
-    should_stop: Callable[[], bool] = lambda: False,
-    tenant: str = DEFAULT_TENANT,
-) -> None:
+def run_job(context: JobContext, spec: JobSpec) -> None:
     """Tune a job, register its best model and mark it succeeded.
 
     A job run before (its driver died) resumes its experiment from storage: finished
@@ -148,6 +142,8 @@ def run_job(
     Raises a TunefleetError with a reason for the user when the job cannot succeed,
     LeaseLostError when the job is no longer this driver's (nothing more is written).
     """
+    lease, settings, jobs = context.lease, context.settings, context.jobs
+    should_stop, tenant = context.should_stop, context.tenant
     spec = _within_operator_limits(spec, settings)
     data, by_scaler, target = _load_data(spec, settings, tenant)
     metric, mode = spec.objective(data.task)
@@ -192,7 +188,7 @@ def run_job(
         created_at=time.time(),
         tenant=tenant,
     )
-    _register(record, spec, registry, lease)
+    _register(record, spec, context.registry, lease)
     jobs.succeed(lease, best, test_metrics, stopped_by)
 
 
@@ -316,7 +312,7 @@ def _run_packed(job: _Job, progress: TrialProgress) -> _Found | None:
     """The trials as packs on warm Ray workers; None if stopped before the end."""
     lease, spec, plan, settings, jobs = job.lease, job.spec, job.plan, job.settings, job.jobs
     job_id = lease.job_id
-    run = packs.PackedRun(
+    run = PackedRun(
         job_id, spec, plan, settings.experiments_dir / job_id, progress, job.should_stop,
         autoscaler_slots=nodes.autoscaler_slots(spec.resources, settings.autoscaler_config),
         memory_bytes=settings.pack_memory_bytes, live_spec=job.live,

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from services.driver.packed import Member, PackedMLP, initial_state_dict
+from services.driver.packed.network import Member, PackedMLP, initial_state_dict
 from services.driver.prepared import PreparedData
-from services.driver.training import SEED_KEY, TrialPlan, _balanced_weights, _epoch_order
+from services.driver.sampling import balanced_weights, epoch_order
+from services.driver.training import SEED_KEY, TrialPlan
 from shared.model import checkpoint_payload, embedding_layout
 
 # What may differ inside a pack is in Member; the rest of a config must match.
@@ -235,8 +236,8 @@ def _train(
     y_train = torch.from_numpy(np.array(data.y_train)).to(device)
     sample_weights = None
     if plan.balance and not regression:
-        sample_weights = _balanced_weights(data.y_train, len(data.classes))
-    order = _epoch_order(len(y_train), sample_weights, order_generator).to(device)
+        sample_weights = balanced_weights(data.y_train, len(data.classes))
+    order = epoch_order(len(y_train), sample_weights, order_generator).to(device)
     train_loss, train_correct = pack.train_epoch(
         x_train, y_train, order, state.batch_size, regression, dropout_rng
     )

@@ -31,7 +31,14 @@ from ray.tune.schedulers import TrialScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from services.driver import search
-from services.driver.pack_task import (
+from services.driver.packed.epoch import (
+    PackKey,
+    PackState,
+    pack_key,
+    state_from_payload,
+)
+from services.driver.packed.network import member_bytes
+from services.driver.packed.tasks import (
     PACKS_FOLDER,
     checkpoint_folder,
     committed_file,
@@ -39,13 +46,6 @@ from services.driver.pack_task import (
     state_file,
     train_epoch,
 )
-from services.driver.pack_training import (
-    PackKey,
-    PackState,
-    pack_key,
-    state_from_payload,
-)
-from services.driver.packed import member_bytes
 from services.driver.progress import TrialProgress
 from services.driver.training import TrialPlan
 from shared.job_views import BestTrial

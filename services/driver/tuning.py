@@ -396,7 +396,6 @@ def _tune_run(
     lease, spec, plan, settings = job.lease, job.spec, job.plan, job.settings
     metric, mode = plan.metric, plan.mode
     experiments = settings.experiments_dir
-    # Its limit is set on the searcher (not tune.run's, which is fixed once given).
     search_alg: Any
     if continued is not None:
         param_space, search_alg, scheduler = search.continued_search(spec, continued[0])
@@ -406,12 +405,7 @@ def _tune_run(
         warm = job.warm
         search_alg = search.search_algorithm(spec, plan.seed, warm.to_run, warm.told, warm.first)
         samples = warm.trials_to_run()
-    generator = None
-    if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
-        search_alg = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
-        generator = SearchGenerator(search_alg)  # as tune.run would wrap it; its total moves
-    else:
-        search_alg.max_concurrent = search.concurrency(spec, search_alg)
+    search_alg, generator = _following_edits(search_alg, spec)
     follow = FollowEdits(job.live, search_alg, generator, len(job.warm.carried))
     return tune.run(
         trainable_name,
@@ -444,6 +438,18 @@ def _tune_run(
         callbacks=[ProgressToRedis(progress), follow],
         verbose=0,
     )
+
+
+def _following_edits(search_alg: Any, spec: JobSpec) -> tuple[Any, SearchGenerator | None]:
+    """The run's searcher with a concurrency limit that can move (tune.run's own is
+    fixed once given), and for Optuna the SearchGenerator around it, whose trial count
+    can move too (tune.run wraps a Searcher in one; here it is made where it can be
+    reached)."""
+    if isinstance(search_alg, Searcher):  # Optuna: Tune's limiter, whose limit can move
+        limited = ConcurrencyLimiter(search_alg, search.concurrency(spec, search_alg))
+        return limited, SearchGenerator(limited)
+    search_alg.max_concurrent = search.concurrency(spec, search_alg)
+    return search_alg, None
 
 
 def _continued_trials(job: _Job) -> tuple[list[dict[str, Any]], dict[str, StoragePath]]:

@@ -91,6 +91,17 @@ def check_claims(payload: Any, limits: ImportLimits) -> None:
     _check_embeddings(architecture.get("embeddings"), n_features)
     _check_weights(architecture, payload.get("state_dict"))
     _check_tensors_own_their_storage(payload)
+    _check_feature_names(payload, architecture, n_features, limits)
+    _check_classes(payload.get("classes"))
+    _check_outputs(payload.get("task", "classification"), payload.get("classes"), n_outputs)
+    _check_scaler(payload, n_features)
+
+
+def _check_feature_names(
+    payload: dict[str, Any], architecture: dict[str, Any], n_features: int, limits: ImportLimits
+) -> None:
+    """The checkpoint's feature names, distinct, within the column limit, and matching
+    its preprocessing plan (or, without one, the first layer's inputs)."""
     feature_names = payload.get("feature_names")
     if (
         not isinstance(feature_names, list)
@@ -103,7 +114,6 @@ def check_claims(payload: Any, limits: ImportLimits) -> None:
             f"feature_names has {len(feature_names)} columns; this service takes at most "
             f"{limits.max_columns} (TUNEFLEET_MAX_DATASET_COLUMNS)"
         )
-    _check_classes(payload.get("classes"))
     if payload.get("preprocessing") is not None:
         check_plan(payload["preprocessing"], feature_names, n_features)
         embedded = [(p, c) for p, c, _ in architecture.get("embeddings") or []]
@@ -119,8 +129,10 @@ def check_claims(payload: Any, limits: ImportLimits) -> None:
             f"feature_names has {len(feature_names)} names, but the first layer takes "
             f"{n_features} inputs"
         )
-    task = payload.get("task", "classification")
-    classes = payload.get("classes")
+
+
+def _check_outputs(task: Any, classes: Any, n_outputs: Any) -> None:
+    """One output for a regression, one per class label for a classification."""
     if task == "regression":
         if n_outputs != 1:
             raise InvalidInputError(
@@ -136,6 +148,9 @@ def check_claims(payload: Any, limits: ImportLimits) -> None:
         raise InvalidInputError(
             f"task {task!r}: a checkpoint's task is classification or regression"
         )
+
+
+def _check_scaler(payload: dict[str, Any], n_features: int) -> None:
     for name in ("scale", "offset"):
         tensor = payload.get(name)
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != (n_features,):

@@ -37,7 +37,7 @@ def test_the_walkthrough_runs_as_written(stack: Stack, tmp_path: Path) -> None:
     (first, second), python = [code for _, code in marked_blocks()[:2]], marked_blocks()[2][1]
     # A job's id after each step the reader would look at, printed by the script itself.
     script = "set -euo pipefail\n" + at_stack(first + second, stack)
-    script += '\necho "JOB=$JOB"; echo "CHURN=$CHURN"\n'
+    script += '\nprintf "\\nJOB=%s\\nCHURN=%s\\n" "$JOB" "$CHURN"\n'
     env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
     shell = subprocess.run(
         ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600

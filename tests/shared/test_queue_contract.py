@@ -1,7 +1,8 @@
-"""The queue's contract in one table: each of its scripts (claim, renew, reap, finish,
+"""The queue's contract in two tables: each of its scripts (claim, renew, reap, finish,
 release, cancel, edit) from each state a job can be in, with the answer and the state
-it leaves. The finer cases (aging, fair share, fencing, Redis's clock) each have their
-own test in test_jobs.py; this table is where to read what every transition does."""
+it leaves; and the order claims take jobs in (first in first out, priority, tenants'
+turns, aging, a tenant's running limit). The finer cases (fencing, Redis's clock,
+retention) each have their own test in test_jobs.py."""
 
 from __future__ import annotations
 
@@ -132,3 +133,43 @@ def test_each_script_from_each_state(redis_client: redis.Redis, case: Case) -> N
         assert answer == expected
     job = store.get(job_id)
     assert (job.state, job.attempts) == (case.state, case.attempts)
+
+
+# The order claims take jobs in: each row queues jobs as (name, tenant, priority), waits
+# ``aged_s`` after the first, and names the jobs the claims take, in order. The
+# ``running`` row keeps each claimed job running (fair share counts running jobs).
+ORDERS = [
+    ("first in, first out", {}, [("a", "t", "normal"), ("b", "t", "normal")], 0, "ab"),
+    ("priority first", {}, [("a", "t", "low"), ("b", "t", "normal"), ("c", "t", "high")], 0, "cba"),
+    ("tenants take turns", {}, [("a", "x", "normal"), ("b", "x", "normal"), ("c", "y", "normal")],
+     0, "acb"),
+    ("aging moves a waiting job up", {"aging_s": 0.4},
+     [("a", "t", "low"), ("b", "t", "normal")], 0.5, "ab"),
+    ("a tenant at its running limit waits", {"max_running_per_tenant": 1},
+     [("a", "x", "normal"), ("b", "x", "normal"), ("c", "y", "normal")], 0, "ac"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "queued", "aged_s", "order"),
+    [row[1:] for row in ORDERS],
+    ids=[row[0] for row in ORDERS],
+)
+def test_claims_take_jobs_in_the_queues_order(
+    redis_client: redis.Redis,
+    policy: dict[str, float],
+    queued: list[tuple[str, str, str]],
+    aged_s: float,
+    order: str,
+) -> None:
+    store = JobStore(redis_client, QueuePolicy.default(**policy))
+    ids = {}
+    for index, (name, tenant, priority) in enumerate(queued):
+        job = spec(name).model_copy(update={"priority": priority})
+        ids[store.enqueue(job, tenant=tenant)[0]] = name
+        if index == 0 and aged_s:
+            time.sleep(aged_s)
+    claimed = []
+    while (lease := store.claim("driver")) is not None:  # each stays running
+        claimed.append(ids[lease.job_id])
+    assert "".join(claimed) == order

@@ -5,6 +5,7 @@ its Typer commands, and every setting from ``Settings``. Nothing here is a copy.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,8 @@ from shared.spec import JobEdit, JobSpec
 
 # The apps are built for their schemas only: nothing connects to this address.
 UNUSED_REDIS = "redis://127.0.0.1:1/0"
+# A search-space parameter's domains: pydantic names each use of one after its types.
+DOMAINS = re.compile(r"^(Grid|Choice|Uniform|QUniform|LogUniform|RandInt)_")
 
 
 def _cell(text: Any) -> str:
@@ -31,6 +34,9 @@ def _type(schema: dict[str, Any]) -> str:
     """A JSON schema's type as a reader says it."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
+        domain = DOMAINS.match(name)
+        if domain:
+            return f'`{{"{domain.group(1).lower()}": ...}}`'
         return f"[{name}](#{name.lower()})"
     if "anyOf" in schema or "oneOf" in schema:
         kinds = [_type(s) for s in schema.get("anyOf", schema.get("oneOf", []))]
@@ -71,7 +77,12 @@ def _model_section(name: str, schema: dict[str, Any]) -> Iterator[str]:
     yield "| field | type | default | limits | what it is |"
     yield "| --- | --- | --- | --- | --- |"
     for field, prop in properties.items():
-        default = "required" if field in required else f"`{json.dumps(prop.get('default'))}`"
+        if field in required:
+            default = "required"
+        elif "default" in prop:
+            default = f"`{json.dumps(prop['default'])}`"
+        else:
+            default = "its own defaults"
         description = prop.get("description", "")
         yield (
             f"| `{field}` | {_cell(_type(prop))} | {_cell(default)} | "
@@ -88,7 +99,7 @@ def spec_page() -> str:
         "`shared/search_space.py` that validate every submission. A search space "
         'parameter is a constant or one domain: `{"grid": [...]}`, `{"choice": [...]}`, '
         '`{"uniform": [lo, hi]}`, `{"quniform": [lo, hi, q]}`, `{"loguniform": [lo, hi]}`, '
-        '`{"randint": [lo, hi]}`. The guide with examples: [Tuning a table]'
+        '`{"randint": [lo, hi]}`. The guide with examples: [Writing a job spec]'
         "(../guides/job-spec.md).",
         "",
     ]
@@ -97,7 +108,7 @@ def spec_page() -> str:
         definitions = schema.pop("$defs", {})
         lines += list(_model_section(model.__name__, schema))
         for name, definition in definitions.items():
-            if name not in {line.removeprefix("## ") for line in lines}:
+            if not DOMAINS.match(name) and name not in {x.removeprefix("## ") for x in lines}:
                 lines += list(_model_section(name, definition))
     return "\n".join(lines) + "\n"
 

@@ -34,11 +34,12 @@ run: $(BIN)/.installed
 	$(BIN)/tunefleet up
 
 # Line coverage of the code the tests run in their own process (the stack's processes
-# are not measured): the fast tier measured 70 % when the floor was set.
-COVERAGE := --cov=shared --cov=services --cov=cluster --cov-report= --cov-fail-under=68
+# are not measured), held to floors a little under what was measured when they were set:
+# the whole suite 82 %, the fast tier 70 %.
+COVERAGE := --cov=shared --cov=services --cov=cluster --cov-report=
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(COVERAGE)
+	$(BIN)/python -m pytest $(COVERAGE) --cov-fail-under=80
 
 # No Ray, no stack: the API through FastAPI's test client on a real redis-server, the
 # spec, the queue, datasets, features, plots.
@@ -51,10 +52,10 @@ test-random: $(BIN)/.installed
 	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray and not venv" \
 		-p random_order --random-order
 
-# The fast tier with coverage, file by file (htmlcov/index.html), held to the same floor.
+# The fast tier with coverage, file by file (htmlcov/index.html), held to its own floor.
 cov: $(BIN)/.installed
 	TUNEFLEET_TEST_TIER=fast $(BIN)/python -m pytest -m "not e2e and not slow and not ray and not venv" \
-		$(COVERAGE) --cov-report=term:skip-covered --cov-report=html
+		$(COVERAGE) --cov-fail-under=68 --cov-report=term:skip-covered --cov-report=html
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check $(SOURCES)

@@ -181,6 +181,8 @@ def trials_table(table: pd.DataFrame, metric: str, wide: bool = False) -> None:
     order = [c for c in dict.fromkeys(["trial_id", best, *rest]) if c in table.columns]
     ranks = {name: rank if rank < 2 else rank + 1 for rank, name in enumerate(order)}
     ranks |= {c: 2 if table[c].nunique(dropna=False) > 1 else len(order) + 1 for c in config}
+    if "carried_from" in order:  # which rows a warm start carried over stays in view
+        ranks["carried_from"] = 2
     shown = table[[order[0], *config, *order[1:]]]
     frame_table(shown, ranks=ranks, wide=wide, headers=_trial_header)
 

@@ -123,7 +123,9 @@ class TrialProgress:
         if self.stopped_by is None:
             return False
         kept = self._ended_by
-        if self.stopped_by == "time_budget" and self.best is not None:
+        if self.stopped_by == "time_budget":
+            if self.best is None:  # a first result may be on its way, its checkpoint with it
+                return not self._running
             kept = self.best.trial_id
         return kept is None or kept in self.ended
 

@@ -90,23 +90,26 @@ class TrialProgress:
             self._ended_by = self._ended_by or trial_id
             self.stop_for("target")
 
-    def carry(self, row: TrialRow, history: list[dict[str, Any]]) -> None:
-        """An earlier job's finished trial counted as this job's (a warm start): its row
-        and epochs recorded, and it may be the best; a target it reached ends the job."""
-        for epoch in history:
-            self._store.record_trial(self._lease, row, epoch)
-        self._store.record_trial(self._lease, row, None)
-        self.ended.add(row.trial_id)
-        self._best_metrics[row.trial_id] = dict(row.best_metrics)
-        value = row.best_metrics.get(self._metric)
-        if value is not None and self._improves(value, row.trial_id):
-            self.best = BestTrial(
-                trial_id=row.trial_id, metric=self._metric, value=value, config=dict(row.config)
-            )
-            self._best_at_last_end = self.best
-        if value is not None and self.reaches_target({self._metric: value}):
-            self.stop_for("target")
-        self._progress()
+    def carry(self, trials: list[tuple[TrialRow, list[dict[str, Any]]]]) -> None:
+        """Earlier jobs' finished trials counted as this job's (a warm start): each row
+        and its epochs recorded, any may be the best, a target one reached ends the job;
+        the job's progress written once for them all."""
+        for row, history in trials:
+            for epoch in history:
+                self._store.record_trial(self._lease, row, epoch)
+            self._store.record_trial(self._lease, row, None)
+            self.ended.add(row.trial_id)
+            self._best_metrics[row.trial_id] = dict(row.best_metrics)
+            value = row.best_metrics.get(self._metric)
+            if value is not None and self._improves(value, row.trial_id):
+                self.best = BestTrial(
+                    trial_id=row.trial_id, metric=self._metric, value=value, config=dict(row.config)
+                )
+                self._best_at_last_end = self.best
+            if value is not None and self.reaches_target({self._metric: value}):
+                self.stop_for("target")
+        if trials:
+            self._progress()
 
     def reaches_target(self, result: dict[str, Any]) -> bool:
         """Whether ``result`` reaches the job's target (if it has one)."""

@@ -116,9 +116,15 @@ def plan(
 
 def carry(warm: WarmPlan, progress: TrialProgress, jobs: JobStore) -> None:
     """The carried trials' rows and histories recorded as the job's own."""
-    for carried in warm.carried:
-        row = carried.row.model_copy(update={"carried_from": carried.job_id})
-        progress.carry(row, jobs.results.history(carried.job_id, row.trial_id))
+    progress.carry(
+        [
+            (
+                carried.row.model_copy(update={"carried_from": carried.job_id}),
+                jobs.results.history(carried.job_id, carried.row.trial_id),
+            )
+            for carried in warm.carried
+        ]
+    )
     if warm.carried:
         log.info("warm start: %d trials carried over", len(warm.carried))
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from services.driver.packed.network import Member, PackedMLP, initial_state_dict
+from services.driver.packed.step import train_epoch
 from services.driver.prepared import PreparedData
 from services.driver.sampling import balanced_weights, epoch_order
 from services.driver.training import SEED_KEY, TrialPlan
@@ -238,8 +239,8 @@ def _train(
     if plan.balance and not regression:
         sample_weights = balanced_weights(data.y_train, len(data.classes))
     order = epoch_order(len(y_train), sample_weights, order_generator).to(device)
-    train_loss, train_correct = pack.train_epoch(
-        x_train, y_train, order, state.batch_size, regression, dropout_rng
+    train_loss, train_correct = train_epoch(
+        pack, x_train, y_train, order, state.batch_size, regression, dropout_rng
     )
     n_trained = max(1, len(order) // state.batch_size) * state.batch_size
     training = _metrics(train_loss, train_correct, min(n_trained, len(order)), data, regression)

@@ -469,43 +469,24 @@ class PackedMLP:
         )
         return losses.mean(dim=0)
 
-    def train_epoch(
+    def autograd_step(
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        order: torch.Tensor,
-        batch_size: int,
         regression: bool,
-        rng: np.random.Generator,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One epoch over ``order``'s rows: each member's mean loss and correct count."""
+        rng: np.random.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One training step through autograd (packs with embedded columns; see
+        services.driver.packed.step for the rest): each member's mean loss over the
+        batch, and its predicted classes (members, rows)."""
         self.training = True
-        # Full batches only (the seed's drop_last), but at least one batch on tiny data.
-        n_batches = max(1, len(order) // batch_size)
-        # Kept per step and summed once at the end: a few tensor operations fewer in a
-        # step that is mostly dispatch at small batch sizes.
-        losses_seen: list[torch.Tensor] = []
-        predictions: list[torch.Tensor] = []
-        # The epoch's rows gathered once; each batch is then a view, not a gather.
-        trained = order[: n_batches * batch_size]
-        x_epoch, y_epoch = x[trained], y[trained]
-        for start in range(0, n_batches * batch_size, batch_size):
-            y_batch = y_epoch[start : start + batch_size]
-            outputs = self.forward(x_epoch[start : start + batch_size], rng)
-            losses = self.member_losses(outputs, y_batch, regression)
-            self.flat_grad.zero_()
-            losses.sum().backward()
-            self.adam_step()
-            losses_seen.append(losses.detach())
-            if not regression:
-                predictions.append(outputs.detach().argmax(dim=2))
-        self.num_batches_tracked += n_batches
-        # Batches are all of one size, so the mean of their means is the mean per row.
-        mean_loss = torch.stack(losses_seen).mean(dim=0)
-        correct = torch.zeros(len(self.members), device=self.device, dtype=torch.long)
-        if predictions:
-            correct = (torch.cat(predictions) == y_epoch[:, None]).sum(dim=0)
-        return mean_loss, correct
+        outputs = self.forward(x, rng)
+        losses = self.member_losses(outputs, y, regression)
+        self.flat_grad.zero_()
+        losses.sum().backward()
+        self.adam_step()
+        predictions = None if regression else outputs.detach().argmax(dim=2).t()
+        return losses.detach(), predictions
 
     @torch.no_grad()
     def outputs_in_chunks(self, x: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:

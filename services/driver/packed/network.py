@@ -391,9 +391,15 @@ class PackedMLP:
             self._group_columns, weights, columns, strict=True
         ):
             part = part.reshape(rows, count, width)
-            # (count, rows, inputs) @ (count, inputs, outputs) -> (count, rows, outputs)
-            out = torch.bmm(part.transpose(0, 1), weight).transpose(0, 1)
-            parts.append(out.reshape(rows, -1) if flatten else out)
+            if flatten:
+                # (count, rows, inputs) @ (count, inputs, outputs) -> (count, rows, outputs)
+                out = torch.bmm(part.transpose(0, 1), weight).transpose(0, 1)
+                parts.append(out.reshape(rows, -1))
+            else:
+                # The few outputs made as (count, outputs, rows): MKL's batched matmul
+                # is 4-5x faster so than as (count, rows, outputs).
+                out = torch.bmm(weight.transpose(1, 2), part.permute(1, 2, 0))
+                parts.append(out.permute(2, 0, 1))
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _embedded(self, codes: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,8 @@ autograd gives it alone, to rounding, but for the bias before BatchNorm (see
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -28,72 +30,112 @@ from services.driver.packed.network import BN_EPS, BN_MOMENTUM, PackedMLP
 
 
 class HandStep:
-    """Training steps of one pack on batches of ``rows`` rows."""
+    """Training steps of one pack on batches of ``rows`` rows.
+
+    Every view a step reads or writes (each width group's block of an activation, each
+    weight and gradient, transposed where a matmul wants it) is made once here: at 8
+    rows a step's few dozen operations are what it costs, and making ~100 views a step
+    was a tenth of it."""
 
     def __init__(self, pack: PackedMLP, rows: int, regression: bool) -> None:
         if rows < 2:
             raise ValueError("BatchNorm in training needs at least 2 rows a batch")
         self.pack, self.rows, self.regression = pack, rows, regression
-        width, count = pack.total_width, len(pack.members)
+        width, count, layers = pack.total_width, len(pack.members), pack.hidden_layers
 
         def new(*shape: int) -> torch.Tensor:
             return torch.empty(shape, device=pack.device)
 
-        layers = range(pack.hidden_layers)
         # Per hidden layer: its input to BatchNorm, centred (then, going back, the
         # gradient with respect to it); the multiplier that is ReLU and dropout in one
         # (0, or 1 / keep); the layer's output.
-        self.centred = [new(rows, width) for _ in layers]
-        self.multiplier = [new(rows, width) for _ in layers]
-        self.output = [new(rows, width) for _ in layers]
-        self.rstd: list[torch.Tensor] = [torch.empty(0)] * pack.hidden_layers
-        self.scale: list[torch.Tensor] = [torch.empty(0)] * pack.hidden_layers
+        self.centred = [new(rows, width) for _ in range(layers)]
+        self.multiplier = [new(rows, width) for _ in range(layers)]
+        self.output = [new(rows, width) for _ in range(layers)]
         self.grad_output = new(rows, width)  # with respect to a layer's output
         # Outputs as (members, outputs, rows): MKL's batched matmul is 4-5x faster
         # making a few outputs per row so than (members, rows, outputs).
         self.logits = new(count, pack.n_outputs, rows)
         self.log_probs = new(count, pack.n_outputs, rows)
+        self.rstd: list[torch.Tensor] = [torch.empty(0)] * layers
+        self.scale: list[torch.Tensor] = [torch.empty(0)] * layers
         names = [t.name for t in pack.params]
-        self.weight = dict(zip(names, pack._views(pack.flat), strict=True))
-        self.grad = dict(zip(names, pack._views(pack.flat_grad), strict=True))
+        weight = dict(zip(names, pack._views(pack.flat), strict=True))
+        grad = dict(zip(names, pack._views(pack.flat_grad), strict=True))
+        self._layers = [self._layer_views(layer, weight, grad) for layer in range(layers)]
+        self._w0, self._grad_w0 = weight["h0.weight"], grad["h0.weight"]
+        self._out_bias = weight["out.bias"][:, :, None]
+        self._grad_out_bias = grad["out.bias"]
+        groups = range(len(pack.groups))
+        # (members, outputs, width): the output layer's weights and gradients transposed.
+        self._out_t = [weight[f"out.weight.{g}"].transpose(1, 2) for g in groups]
+        self._grad_out_t = [grad[f"out.weight.{g}"].transpose(1, 2) for g in groups]
+        self._logit_blocks = self._member_blocks(self.logits)
+        self._grad_logit_blocks = self._member_blocks(self.log_probs)
+        self._grad_logit_blocks_t = [block.transpose(1, 2) for block in self._grad_logit_blocks]
+        self._grad_output_blocks = self._blocks(self.grad_output)
 
-    def _groups(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+    def _blocks(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Each width group's block of a (rows, columns) tensor, as (members, rows, width)."""
         return [
             tensor[:, start:end].view(self.rows, count, width).transpose(0, 1)
             for start, end, count, width in self.pack._group_columns
         ]
 
-    def _member_groups(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+    def _member_blocks(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """Each width group's members of a (members, ...) tensor."""
         return [tensor[first : first + count] for _, first, count in self.pack.groups]
+
+    def _layer_views(
+        self, layer: int, weight: dict[str, torch.Tensor], grad: dict[str, torch.Tensor]
+    ) -> dict[str, Any]:
+        """A hidden layer's parameters, buffers and blocks, as its step uses them."""
+        groups = range(len(self.pack.groups))
+        views: dict[str, Any] = {
+            "bias": weight[f"h{layer}.bias"],
+            "grad_bias": grad[f"h{layer}.bias"],
+            "bn_scale": weight[f"bn{layer}.weight"],
+            "bn_shift": weight[f"bn{layer}.bias"],
+            "grad_bn_scale": grad[f"bn{layer}.weight"],
+            "grad_bn_shift": grad[f"bn{layer}.bias"],
+            "running_mean": self.pack.buffer_values[f"bn{layer}.running_mean"],
+            "running_var": self.pack.buffer_values[f"bn{layer}.running_var"],
+            "centred_blocks": self._blocks(self.centred[layer]),
+            "output_blocks": self._blocks(self.output[layer]),
+        }
+        views["output_blocks_t"] = [block.transpose(1, 2) for block in views["output_blocks"]]
+        if layer > 0:  # (members, inputs, outputs) per width, and transposed
+            views["weights"] = [weight[f"h{layer}.weight.{g}"] for g in groups]
+            views["weights_t"] = [w.transpose(1, 2) for w in views["weights"]]
+            views["grads"] = [grad[f"h{layer}.weight.{g}"] for g in groups]
+        return views
 
     # -- forward ---------------------------------------------------------------------
 
     def _hidden(self, layer: int, x: torch.Tensor, rng: np.random.Generator | None) -> None:
-        pack, w = self.pack, self.weight
-        centred = self.centred[layer]
+        views, centred, rows = self._layers[layer], self.centred[layer], self.rows
         if layer == 0:
-            torch.addmm(w["h0.bias"], x, w["h0.weight"], out=centred)
+            torch.addmm(views["bias"], x, self._w0, out=centred)
         else:
-            inputs = self._groups(self.output[layer - 1])
-            for g, (block, part) in enumerate(zip(self._groups(centred), inputs, strict=True)):
-                torch.bmm(part, w[f"h{layer}.weight.{g}"], out=block)
-            centred.add_(w[f"h{layer}.bias"])
+            below = self._layers[layer - 1]["output_blocks"]
+            for block, part, weight in zip(
+                views["centred_blocks"], below, views["weights"], strict=True
+            ):
+                torch.bmm(part, weight, out=block)
+            centred.add_(views["bias"])
         # Not torch.var_mean: its one-pass (Welford) kernel is ~15x slower on the CPU
         # than a sum, a subtraction and a dot product.
-        mean = torch.sum(centred, dim=0).div_(self.rows)
+        mean = torch.sum(centred, dim=0).div_(rows)
         centred.sub_(mean)
-        var = torch.linalg.vecdot(centred, centred, dim=0).div_(self.rows)
-        pack.buffer_values[f"bn{layer}.running_mean"].lerp_(mean, BN_MOMENTUM)
-        unbiased = var * (self.rows / (self.rows - 1))
-        pack.buffer_values[f"bn{layer}.running_var"].lerp_(unbiased, BN_MOMENTUM)
+        var = torch.linalg.vecdot(centred, centred, dim=0).div_(rows)
+        views["running_mean"].lerp_(mean, BN_MOMENTUM)
+        views["running_var"].lerp_(var * (rows / (rows - 1)), BN_MOMENTUM)
         rstd = (var + BN_EPS).rsqrt_()
-        scale = w[f"bn{layer}.weight"] * rstd
+        scale = views["bn_scale"] * rstd
         self.rstd[layer], self.scale[layer] = rstd, scale
-        output = torch.addcmul(w[f"bn{layer}.bias"], centred, scale, out=self.output[layer])
+        output = torch.addcmul(views["bn_shift"], centred, scale, out=self.output[layer])
         multiplier = self.multiplier[layer]
-        if pack._drops:
+        if self.pack._drops:
             self._dropout(multiplier, rng)
             # ReLU's gate as floats, in a buffer free until the backward pass: a bool
             # tensor multiplied in is ~3x slower (it is converted first).
@@ -126,11 +168,10 @@ class HandStep:
         target *= pack._inv_keep
 
     def _logits(self) -> None:
-        last = self._groups(self.output[-1])
-        for g, (block, part) in enumerate(zip(self._member_groups(self.logits), last, strict=True)):
-            weight = self.weight[f"out.weight.{g}"]
-            torch.bmm(weight.transpose(1, 2), part.transpose(1, 2), out=block)
-        self.logits.add_(self.weight["out.bias"][:, :, None])
+        last = self._layers[-1]["output_blocks_t"]
+        for block, part, weight in zip(self._logit_blocks, last, self._out_t, strict=True):
+            torch.bmm(weight, part, out=block)
+        self.logits.add_(self._out_bias)
 
     # -- loss ------------------------------------------------------------------------
 
@@ -153,31 +194,32 @@ class HandStep:
     # -- backward --------------------------------------------------------------------
 
     def _backward_output(self) -> None:
-        grad_logits = self.log_probs
-        torch.sum(grad_logits, dim=2, out=self.grad["out.bias"])
+        torch.sum(self.log_probs, dim=2, out=self._grad_out_bias)
         blocks = zip(
-            self._groups(self.output[-1]),
-            self._member_groups(grad_logits),
-            self._groups(self.grad_output),
+            self._layers[-1]["output_blocks"],
+            self._grad_logit_blocks,
+            self._grad_logit_blocks_t,
+            self._grad_output_blocks,
+            self._out_t,
+            self._grad_out_t,
             strict=True,
         )
-        for g, (part, grad_block, grad_part) in enumerate(blocks):
-            weight = self.weight[f"out.weight.{g}"]
+        for part, grad_block, grad_block_t, grad_part, weight_t, grad_weight_t in blocks:
             # Made as (members, outputs, width) and copied: as fast, where the batched
             # matmul writing (members, width, outputs) is not.
-            self.grad[f"out.weight.{g}"].copy_(torch.bmm(grad_block, part).transpose(1, 2))
-            torch.bmm(grad_block.transpose(1, 2), weight.transpose(1, 2), out=grad_part)
+            grad_weight_t.copy_(torch.bmm(grad_block, part))
+            torch.bmm(grad_block_t, weight_t, out=grad_part)
 
     def _backward_hidden(self, layer: int, x: torch.Tensor) -> None:
         """From the gradient with respect to the layer's output (``grad_output``) to its
         parameters' gradients and, above the first layer, to the gradient with respect
         to the output of the layer beneath."""
-        rows, grad = self.rows, self.grad
+        views, rows = self._layers[layer], self.rows
         grad_bn = self.grad_output.mul_(self.multiplier[layer])  # w.r.t. BatchNorm's output
         centred, rstd, scale = self.centred[layer], self.rstd[layer], self.scale[layer]
-        grad_shift = torch.sum(grad_bn, dim=0, out=grad[f"bn{layer}.bias"])
+        grad_shift = torch.sum(grad_bn, dim=0, out=views["grad_bn_shift"])
         grad_scale = torch.mul(
-            torch.linalg.vecdot(grad_bn, centred, dim=0), rstd, out=grad[f"bn{layer}.weight"]
+            torch.linalg.vecdot(grad_bn, centred, dim=0), rstd, out=views["grad_bn_scale"]
         )
         # BatchNorm's backward in training mode, per column:
         # dx = scale * (dy - mean(dy) - x_hat * mean(dy * x_hat)), x_hat = centred * rstd
@@ -190,20 +232,21 @@ class HandStep:
         # the rows gives, which Adam would scale up into a random walk of the bias
         # (one that depends on the pack's other members, through the rounding) and of
         # BatchNorm's running mean that follows it.
-        grad[f"h{layer}.bias"].zero_()
+        views["grad_bias"].zero_()
         if layer == 0:
-            torch.mm(x.t(), grad_in, out=grad["h0.weight"])
+            torch.mm(x.t(), grad_in, out=self._grad_w0)
             return
         blocks = zip(
-            self._groups(self.output[layer - 1]),
-            self._groups(grad_in),
-            self._groups(self.grad_output),
+            self._layers[layer - 1]["output_blocks_t"],
+            views["centred_blocks"],  # now the gradient with respect to the layer's input
+            self._grad_output_blocks,
+            views["weights_t"],
+            views["grads"],
             strict=True,
         )
-        for g, (part, grad_block, grad_part) in enumerate(blocks):
-            name = f"h{layer}.weight.{g}"
-            torch.bmm(part.transpose(1, 2), grad_block, out=grad[name])
-            torch.bmm(grad_block, self.weight[name].transpose(1, 2), out=grad_part)
+        for part_t, grad_block, grad_part, weight_t, grad_weight in blocks:
+            torch.bmm(part_t, grad_block, out=grad_weight)
+            torch.bmm(grad_block, weight_t, out=grad_part)
 
     # -- a step ----------------------------------------------------------------------
 

@@ -491,7 +491,7 @@ class PackedMLP:
         self.flat_grad.zero_()
         losses.sum().backward()
         self.adam_step()
-        predictions = None if regression else outputs.detach().argmax(dim=2).t()
+        predictions = None if regression else outputs.detach().max(dim=2).indices.t()
         return losses.detach(), predictions
 
     @torch.no_grad()

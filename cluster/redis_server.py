@@ -20,17 +20,19 @@ FREE_PORT_SPAN = (30000, 32768)
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that no socket holds right now, from FREE_PORT_SPAN.
+    """A TCP port that no socket on any address holds right now, from FREE_PORT_SPAN.
 
     Not the kernel's own choice (port 0), which is an ephemeral port: outgoing
     connections take those too, and one took a port probed free before the server
-    meant for it bound it (HAProxy failed to start: "Address already in use")."""
+    meant for it bound it (HAProxy failed to start: "Address already in use"). Probed on
+    every interface, as HAProxy binds its side ports: a socket on another address (the
+    node's) holds the port for them too, and a probe on 127.0.0.1 alone missed it."""
     draw = random.SystemRandom()
     for _ in range(200):
         port = draw.randrange(*FREE_PORT_SPAN)
         with socket.socket() as probe:
             try:
-                probe.bind(("127.0.0.1", port))
+                probe.bind(("", port))
             except OSError:
                 continue
             return port

@@ -420,28 +420,35 @@ class PackedMLP:
         return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _dropout_multiplier(
-        self, shape: tuple[int, ...], rng: np.random.Generator | None
+        self,
+        shape: tuple[int, ...],
+        rng: np.random.Generator | None,
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Each column's dropout mask, scaled by 1 / keep. On the CPU, NumPy's generator
-        draws one uniform number per row and column of each width, which every member
-        of that width compares with its own keep probability: each mask keeps its
-        member's rate, and a pack of the seed grid draws ~1/8 of the numbers (drawing
-        was ~3/4 of the mask's time, and the mask ~1/5 of a step at batch size 512)."""
+        """Each column's dropout mask, scaled by 1 / keep (into ``out`` if given). On
+        the CPU, NumPy's generator draws one uniform number per row and column of each
+        width, which every member of that width compares with its own keep probability:
+        each mask keeps its member's rate, and a pack of the seed grid draws ~1/8 of the
+        numbers (drawing was ~3/4 of the mask's time, and the mask ~1/5 of a step at
+        batch size 512)."""
+        if out is None:
+            out = torch.empty(shape, device=self.device)
         if self.device.type == "cpu" and rng is not None:
             rows = shape[0]
             draws = rng.random((rows, self._draw_width), dtype=np.float32)
-            kept = np.empty(shape, dtype=bool)
+            target = out.numpy()
             for (start, end, count, width), offset in zip(
                 self._group_columns, self._draw_offsets[:-1], strict=True
             ):
                 np.less(
                     draws[:, None, offset : offset + width],
                     self._keep[start:end].reshape(count, width),
-                    out=kept[:, start:end].reshape(rows, count, width),
+                    out=target[:, start:end].reshape(rows, count, width),
                 )
-            return torch.from_numpy(np.multiply(kept, self._inv_keep, dtype=np.float32))
-        keep = torch.rand(shape, device=self.device) < self._keep_torch
-        return keep * self._inv_keep_torch
+            target *= self._inv_keep
+            return out
+        torch.lt(torch.rand(shape, device=self.device), self._keep_torch, out=out)
+        return out.mul_(self._inv_keep_torch)
 
     def adam_step(self) -> None:
         """torch.optim.Adam's update (L2 weight decay, no amsgrad), every element with

@@ -114,7 +114,7 @@ class HandStep:
     # -- forward ---------------------------------------------------------------------
 
     def _hidden(self, layer: int, x: torch.Tensor, rng: np.random.Generator | None) -> None:
-        views, centred, rows = self._layers[layer], self.centred[layer], self.rows
+        views, centred, rows, pack = self._layers[layer], self.centred[layer], self.rows, self.pack
         if layer == 0:
             torch.addmm(views["bias"], x, self._w0, out=centred)
         else:
@@ -136,8 +136,10 @@ class HandStep:
         self.rstd[layer], self.scale[layer] = rstd, scale
         output = torch.addcmul(views["bn_shift"], centred, scale, out=self.output[layer])
         multiplier = self.multiplier[layer]
-        if self.pack._drops:
-            self._dropout(multiplier, rng)
+        if pack._drops:
+            # The autograd path's masks (the same numbers in the same order, so that a
+            # pack of one draws an unpacked trial's), into the buffer.
+            pack._dropout_multiplier((self.rows, pack.total_width), rng, out=multiplier)
             # ReLU's gate as floats, in a buffer free until the backward pass: a bool
             # tensor multiplied in is ~3x slower (it is converted first).
             gate = torch.gt(output, 0, out=self.grad_output)
@@ -145,28 +147,6 @@ class HandStep:
         else:
             torch.gt(output, 0, out=multiplier)
         output.mul_(multiplier)
-
-    def _dropout(self, out: torch.Tensor, rng: np.random.Generator | None) -> None:
-        """Each column's dropout mask scaled by 1 / keep, into ``out``: on the CPU from
-        the uniform numbers PackedMLP._dropout_multiplier draws (the same numbers in
-        the same order, so that a pack of one draws an unpacked trial's masks)."""
-        pack = self.pack
-        if pack.device.type != "cpu" or rng is None:
-            torch.lt(torch.rand(out.shape, device=pack.device), pack._keep_torch, out=out)
-            out.mul_(pack._inv_keep_torch)
-            return
-        rows = self.rows
-        draws = rng.random((rows, pack._draw_width), dtype=np.float32)
-        target = out.numpy()
-        for (start, end, count, width), offset in zip(
-            pack._group_columns, pack._draw_offsets[:-1], strict=True
-        ):
-            np.less(
-                draws[:, None, offset : offset + width],
-                pack._keep[start:end].reshape(count, width),
-                out=target[:, start:end].reshape(rows, count, width),
-            )
-        target *= pack._inv_keep
 
     def _logits(self) -> None:
         last = self._layers[-1]["output_blocks_t"]

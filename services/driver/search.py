@@ -227,12 +227,31 @@ def scheduler(spec: JobSpec) -> TrialScheduler:
             reduction_factor=chosen.reduction_factor,
         )
     if chosen.type == "hyperband":
-        return HyperBandScheduler(
+        return FinishingHyperBand(
             time_attr=EPOCH, max_t=max_epochs, reduction_factor=chosen.reduction_factor
         )
     if chosen.type == "median":
         return MedianStoppingRule(time_attr=EPOCH, grace_period=chosen.grace_period)
     return FIFOScheduler()
+
+
+class FinishingHyperBand(HyperBandScheduler):
+    """Tune's HyperBand, whose finished brackets also stop the trials that were still
+    pausing when the bracket finished.
+
+    A bracket that finishes stops its PAUSED trials, but a trial told to pause a moment
+    earlier is still saving (RUNNING) then: it becomes PAUSED after the bracket's
+    clean-up, nothing ever resumes or stops it, and the run never ends (seen on a busy
+    machine, where saves take longer). Before each choice of a trial to run, every
+    finished bracket stops the paused trials it still holds.
+    """
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        for band in self._hyperbands:
+            for bracket in band:
+                if bracket is not None and bracket.finished():
+                    bracket.cleanup_full(tune_controller)
+        return super().choose_trial_to_run(tune_controller)
 
 
 def pauses_trials(spec: JobSpec) -> bool:

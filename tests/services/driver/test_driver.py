@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import ray
 import redis
+from ray import tune
 from ray._private.internal_api import memory_summary
 
+from services.driver import search
 from services.driver.packed.network import member_bytes
 from services.driver.packed.run import PackedRun
 from services.driver.progress import TrialProgress
@@ -70,6 +72,53 @@ def test_each_scheduler_runs_a_tiny_job(engine: Any, scheduler: str) -> None:
     # HyperBand pauses and resumes trials, which packs cannot: the record says so.
     assert job.engine is not None
     assert job.engine.startswith("unpacked" if scheduler == "hyperband" else "packed")
+
+
+class _SlowSaves(tune.Trainable):
+    """Reports an epoch per step after ``delay`` seconds; each save takes 1.5 s."""
+
+    def step(self) -> dict[str, Any]:
+        time.sleep(self.config["delay"])
+        return {"score": self.config["delay"]}
+
+    def save_checkpoint(self, checkpoint_dir: str) -> dict[str, Any]:
+        time.sleep(1.5)
+        return {}
+
+    def load_checkpoint(self, checkpoint: Any) -> None:
+        pass
+
+
+def test_hyperband_ends_when_a_trial_is_still_pausing_as_its_bracket_finishes(
+    local_ray: None, tmp_path: Path
+) -> None:
+    # Three trials share HyperBand's single-rung bracket (max_t 4, factor 2); the fast
+    # two are told to pause at epoch 4 and are still saving when the slow one finishes
+    # the bracket. Tune's own HyperBand leaves those two paused for good, and the run
+    # goes on until its time budget.
+    budget_s = 45
+    spec = JobSpec.model_validate(
+        {
+            "dataset": {"builtin": "iris"},
+            "search_space": {"epochs": 4},
+            "scheduler": {"type": "hyperband", "reduction_factor": 2},
+        }
+    )
+    started = time.monotonic()
+    analysis = tune.run(
+        _SlowSaves,
+        config={"delay": tune.grid_search([0.0, 0.01, 0.3, 0.02])},
+        scheduler=search.scheduler(spec),
+        metric="score",
+        mode="max",
+        resources_per_trial={"cpu": 0.5},
+        time_budget_s=budget_s,
+        storage_path=str(tmp_path),
+        verbose=0,
+    )
+    assert time.monotonic() - started < budget_s, "the run ended only at its time budget"
+    assert [t.status for t in analysis.trials] == ["TERMINATED"] * 4
+    assert all(t.last_result["training_iteration"] <= 4 for t in analysis.trials)
 
 
 def test_asha_stops_trials_early(engine: Any) -> None:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from types import FrameType
 
@@ -56,11 +57,12 @@ DIRECT_INGRESS_SPAN = (20000, 30000)
 
 def up(settings: Settings) -> None:
     """Run the whole stack until SIGINT, SIGTERM or SIGHUP, then stop every part of it."""
-    stopping = False
+    stopping = hung_up = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
+        nonlocal stopping, hung_up
         stopping = True
+        hung_up = hung_up or signum == signal.SIGHUP
 
     # SIGHUP too: a terminal closed while the stack runs (or while Ctrl-C stops it) must
     # not end this process before it has stopped Redis, which is in a session of its own.
@@ -76,7 +78,7 @@ def up(settings: Settings) -> None:
         settings = settings.model_copy(update={"redis_url": redis_url})
         _check_exposure(settings, KeyStore.from_url(redis_url))
         settings.storage_root.mkdir(parents=True, exist_ok=True)
-        _start_ray_and_serve(settings, parts)
+        _start_ray_and_serve(settings, parts, lambda: hung_up)
         driver_env = {
             **os.environ,
             "TUNEFLEET_REDIS_URL": redis_url,
@@ -131,9 +133,12 @@ def _start_redis(settings: Settings, parts: ExitStack) -> tuple[RedisServer | No
     return server, redis_url
 
 
-def _start_ray_and_serve(settings: Settings, parts: ExitStack) -> None:
+def _start_ray_and_serve(settings: Settings, parts: ExitStack, hung_up: Callable[[], bool]) -> None:
     """A local Ray (or the cluster at TUNEFLEET_RAY_ADDRESS), Serve's proxy on the head,
-    and the two applications."""
+    and the two applications. At the stop, Serve is shut down, unless the terminal hung
+    up on a local Ray: its controller had the hang-up too, and serve.shutdown() would
+    wait ~25 s for it to answer before giving up; what the hang-up left of Serve is
+    ended with the rest of what the stop left running."""
     if settings.serve_proxy == "haproxy":
         # Read by Ray's own processes, which inherit this environment.
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
@@ -156,7 +161,9 @@ def _start_ray_and_serve(settings: Settings, parts: ExitStack) -> None:
         proxy_location="HeadOnly",
         http_options={"host": settings.http_host, "port": settings.http_port},
     )
-    parts.callback(serve.shutdown)
+    # A cluster's controller (RAY_ADDRESS) had no hang-up: Serve is shut down there.
+    local = settings.ray_address is None
+    parts.callback(lambda: None if local and hung_up() else serve.shutdown())
     # Two applications: Serve's proxy sends /models/... straight to the predictor.
     # The predictor first: once the gateway answers /healthz, /models answers too.
     serve.run(build_predictor(settings), name=PREDICTOR_APP, route_prefix=PREDICTOR_ROUTE)

@@ -92,10 +92,10 @@ class _SlowSaves(tune.Trainable):
 def test_hyperband_ends_when_a_trial_is_still_pausing_as_its_bracket_finishes(
     local_ray: None, tmp_path: Path
 ) -> None:
-    # Three trials share HyperBand's single-rung bracket (max_t 4, factor 2); the fast
-    # two are told to pause at epoch 4 and are still saving when the slow one finishes
-    # the bracket. Tune's own HyperBand leaves those two paused for good, and the run
-    # goes on until its time budget.
+    # The first three trials share HyperBand's single-rung bracket (max_t 4, factor 2;
+    # the fourth opens the next bracket); the fast two are told to pause at epoch 4 and
+    # are still saving when the slow one finishes the bracket. Tune's own HyperBand
+    # leaves those two paused for good, and the run goes on until its time budget.
     budget_s = 45
     spec = JobSpec.model_validate(
         {

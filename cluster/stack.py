@@ -142,6 +142,12 @@ def _start_ray_and_serve(settings: Settings, parts: ExitStack, hung_up: Callable
     if settings.serve_proxy == "haproxy":
         # Read by Ray's own processes, which inherit this environment.
         os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        # Serve's throughput mode, which Ray pairs with HAProxy: a replica runs its
+        # requests on its own event loop (not a second thread's) and buffers its
+        # access log. Its replicas would log to their files only; they go on logging
+        # to stderr too, which Ray shows in this process's output.
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+        os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "1")
         # Behind HAProxy, Serve holds each ingress replica open this long when it
         # stops (30 s by default), so that a load balancer in front can deregister
         # it; the only one here is Serve's own HAProxy, reloaded in well under a

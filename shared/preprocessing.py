@@ -260,8 +260,15 @@ def transform(plan: dict[str, Any], columns: dict[str, Any], strict: bool = True
     should not fail the job; a prediction is strict, and such a cell is a 422.
     """
     blocks: list[np.ndarray] = []
+    linear: list[dict[str, Any]] = []  # a run of plain numeric columns, encoded as one
     for column in plan["columns"]:
         name, role = column["name"], column["role"]
+        if _is_linear(column):
+            linear.append(column)
+            continue
+        if linear:
+            blocks.append(_linear_block(linear, columns))
+            linear = []
         values = columns[name]
         if role == "categorical":
             blocks.append(_categorical_block(column, values))
@@ -272,6 +279,8 @@ def transform(plan: dict[str, Any], columns: dict[str, Any], strict: bool = True
             else numbers(values, name)[:, None]
         )
         blocks.append(_numeric_block(column, raw))
+    if linear:
+        blocks.append(_linear_block(linear, columns))
     if not blocks:
         return np.zeros((0, 0), np.float32)
     # Written feature by feature into a (features, rows) array, then transposed once:
@@ -284,6 +293,62 @@ def transform(plan: dict[str, Any], columns: dict[str, Any], strict: bool = True
         out[at : at + block.shape[1]] = block.T
         at += block.shape[1]
     return np.ascontiguousarray(out.T)
+
+
+def _is_linear(column: dict[str, Any]) -> bool:
+    """A numeric column scaled as ``x * scale + offset``, without a gap indicator."""
+    if column["role"] != "numeric" or column["indicator"] or len(column["parts"]) != 1:
+        return False
+    return not column["parts"][0].get("quantiles")
+
+
+def _linear_block(group: list[dict[str, Any]], columns: dict[str, Any]) -> np.ndarray:
+    """Consecutive plain numeric columns as one (rows, columns) block: each NumPy pass
+    over all of them at once, where a pass per column made a one-row prediction of 64
+    numbers ~500 calls. The same values, and the same first bad cell (by column, then
+    row; infinity before a gap within a column), as ``_numeric_block`` column by column."""
+    names = [column["name"] for column in group]
+    parts = [column["parts"][0] for column in group]
+    values = [columns[name] for name in names]
+    if all(isinstance(v, np.ndarray) and v.dtype.kind in "fiub" for v in values):
+        raw = np.stack(values).astype(np.float64, copy=False)
+        _raise_first_bad(raw, parts, names)
+    else:  # cells to read one by one (strings, None): numbers() names a bad one
+        read: list[np.ndarray] = []
+        for v, name in zip(values, names, strict=True):
+            try:
+                read.append(numbers(v, name))
+            except ValueReadError:
+                if read:  # a gap in an earlier column comes first
+                    _raise_first_bad(np.stack(read), parts[: len(read)], names)
+                raise
+        raw = np.stack(read)
+        _raise_first_bad(raw, parts, names)
+    gaps = np.isnan(raw)
+    if gaps.any():
+        fills = np.array([np.nan if part["fill"] is None else part["fill"] for part in parts])
+        raw = np.where(gaps, fills[:, None], raw)
+    scale = np.array([part["scale"] for part in parts], np.float64)[:, None]
+    offset = np.array([part["offset"] for part in parts], np.float64)[:, None]
+    out = raw * scale + offset
+    # Column by column in memory, as transform writes it; (rows, columns) as a view.
+    return np.clip(out, -SCALED_CAP, SCALED_CAP, out=out).T
+
+
+def _raise_first_bad(raw: np.ndarray, parts: list[dict[str, Any]], names: list[str]) -> None:
+    """ValueReadError for the first column (then row) of ``raw`` (columns, rows) holding
+    infinity or a gap that its part has no fill for; within a column, infinity first."""
+    infinite = np.isinf(raw)
+    required = np.array([part["fill"] is None for part in parts])[:, None]
+    bad = infinite | (np.isnan(raw) & required)
+    if not bad.any():
+        return
+    j = int(np.flatnonzero(bad.any(axis=1))[0])
+    if infinite[j].any():
+        row = int(np.flatnonzero(infinite[j])[0])
+        raise ValueReadError(row, names[j], float(raw[j, row]), "numeric")
+    row = int(np.flatnonzero(bad[j])[0])
+    raise ValueReadError(row, names[j], None, "no-gaps")
 
 
 def _numeric_block(column: dict[str, Any], raw: np.ndarray) -> np.ndarray:

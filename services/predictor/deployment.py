@@ -75,19 +75,22 @@ class Predictor:
             encoded = bundle.encode(columns)
         except ValueReadError as exc:
             raise InvalidInputError(f"instance {exc.row}, {exc.detail}") from None
-        answer: dict[str, Any] = await self._predict_batch((model_id, encoded))
+        # The bundle travels with the rows: one lookup of the multiplexed model a request.
+        answer: dict[str, Any] = await self._predict_batch((model_id, bundle, encoded))
         if "error" in answer:
             raise answer["error"]
         return answer
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _predict_batch(self, requests: list[tuple[str, np.ndarray]]) -> list[dict[str, Any]]:
+    async def _predict_batch(
+        self, requests: list[tuple[str, ModelBundle, np.ndarray]]
+    ) -> list[dict[str, Any]]:
         answers: list[dict[str, Any]] = [{} for _ in requests]
-        for model_id in {model_id for model_id, _ in requests}:
-            mine = [i for i, (m, _) in enumerate(requests) if m == model_id]
+        for model_id in {model_id for model_id, _, _ in requests}:
+            mine = [i for i, (m, _, _) in enumerate(requests) if m == model_id]
             try:
-                bundle = await self.get_model(model_id)
-                rows = np.concatenate([requests[i][1] for i in mine])
+                bundle = requests[mine[0]][1]
+                rows = np.concatenate([requests[i][2] for i in mine])
                 predictions, probabilities = bundle.predict_encoded(rows)
             except Exception as exc:  # this model's requests fail, not the whole batch
                 for i in mine:
@@ -95,7 +98,7 @@ class Predictor:
                 continue
             start = 0
             for i in mine:
-                end = start + len(requests[i][1])
+                end = start + len(requests[i][2])
                 answers[i] = {
                     "predictions": predictions[start:end],
                     "probabilities": (

@@ -14,7 +14,14 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SkipValidation,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from services.edge.deps import IdempotencyKeyHeader, PrincipalDep
@@ -45,7 +52,9 @@ AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN, description="An alias: a-
 
 
 class PredictRequest(BaseModel):
-    instances: list[dict[str, Any] | list[Any]] = Field(
+    # Each instance's shape is checked by instances_to_columns, which names the
+    # instance; validating every cell here first was ~150 us a 64-row request.
+    instances: list[SkipValidation[dict[str, Any] | list[Any]]] = Field(
         description="Rows as {column: value} objects (numbers, strings for categories, "
         "ISO 8601 strings for dates, null for a gap), or lists of values in the order of "
         "the model's feature_names."

@@ -290,4 +290,11 @@ def test_the_head_runs_serves_haproxy_proxy(path: Path) -> None:
     # they belong to `ray start`, not `tunefleet up`.
     head = one_command(load(path), "head_start_ray_commands", r"ray start --head")
     assert env_value(head, "RAY_SERVE_ENABLE_HA_PROXY") == "1"
+    # Serve's throughput mode, which Ray pairs with it, wherever a replica may run.
+    worker = one_command(load(path), "worker_start_ray_commands", r"ray start --address")
+    assert env_value(head, "RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1"
+    assert env_value(worker, "RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1"
+    # ... with replicas' logs in `tunefleet up`'s output, as without it.
+    for command in (head, worker):
+        assert env_value(command, "RAY_SERVE_LOG_TO_STDERR") == "1"
     assert float(env_value(head, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S")) <= 5

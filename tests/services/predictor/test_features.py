@@ -57,6 +57,11 @@ def test_bad_instances_name_the_instance(instances: list[Any], message: str) -> 
         ([[1, 2, 3], [1, 2, float("inf")]], "row 1, column 'c': inf is not a finite number"),
         ([[10**400, 2, 3]], "row 0, column 'a': 1000"),
         ([[1, None, 3]], "row 0, column 'b' has no value; this model was trained before gaps"),
+        # Several bad cells: the first column's first, then its first row's.
+        ([[1, 2, float("inf")], [1, None, 3]], "row 1, column 'b' has no value"),
+        ([[1, 2, float("inf")], [1, float("inf"), 3]], "row 1, column 'b': inf"),
+        ([[1, None, 3], [1, float("inf"), 3]], "row 1, column 'b': inf"),
+        ([[1, None, "x"], [None, 2, 3]], "row 1, column 'a' has no value"),
     ],
 )
 def test_cells_a_plain_numeric_model_cannot_read_are_named(

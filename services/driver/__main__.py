@@ -12,14 +12,10 @@ import signal
 import sys
 from types import FrameType
 
-import ray
 import redis
 
-from services.driver.driver import Driver
 from shared.jobs import JobStore
-from shared.redis_client import connect
-from shared.registry import ModelRegistry
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger("services.driver")
 REDIS_PATIENCE_S = 60.0
@@ -49,6 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.check:
         return check(JobStore(redis.Redis.from_url(settings.redis_url, decode_responses=True)))
+    run(settings)
+    return 0
+
+
+def run(settings: Settings) -> None:
+    """Take jobs until a signal stops the driver."""
+    # Imported here: Ray, Tune and torch take seconds to import, which a health probe
+    # (--check, above) should not pay.
+    import ray
+
+    from services.driver.driver import Driver
+    from shared.redis_client import connect
+    from shared.registry import ModelRegistry
+
+    assert settings.redis_url is not None
     # A Redis restart (seconds) is ridden out; a longer outage leaves the job to be
     # reclaimed once Redis is back.
     client = connect(settings.redis_url, patience_s=REDIS_PATIENCE_S)
@@ -68,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     driver.run_forever()
-    return 0
 
 
 if __name__ == "__main__":

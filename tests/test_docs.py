@@ -48,3 +48,23 @@ def test_the_site_builds_strictly_with_every_field_route_command_and_setting(
     # The SDK's page is its docstrings: the Client's methods with their arguments.
     sdk = text("reference/sdk")
     assert "submit" in sdk and "continue_" in sdk and "ClientError" in sdk
+
+
+def test_every_code_block_of_the_markdown_is_closed() -> None:
+    # A block left open swallows the prose and headings after it (GitHub renders the
+    # README so): each fence with a language opens a block, and a bare fence closes it.
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for path in files:
+        open_at: int | None = None
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            fence = re.match(r"\s*```(\S*)\s*$", line)
+            if fence is None:
+                continue
+            if open_at is None:
+                open_at = number
+            else:
+                assert not fence.group(1), (
+                    f"{path.name}:{number}: a block opens inside the block of line {open_at}"
+                )
+                open_at = None
+        assert open_at is None, f"{path.name}:{open_at}: this code block is never closed"

@@ -32,8 +32,8 @@ def instances_to_columns(
         raise InvalidInputError('"instances" is empty; send at least one row')
     needed = [name for name in feature_names if roles.get(name, "numeric") != "ignore"]
     allowed = {*feature_names, *([target] if target else [])}
-    # An object's values in column order, read in C (a Python loop per cell was most of
-    # a 64-row request's own cost). itemgetter of one name gives a value, not a tuple.
+    # An object's values in column order, read in C rather than by a Python loop over
+    # its cells. itemgetter of one name gives a value, not a tuple.
     in_order = itemgetter(*feature_names) if len(feature_names) > 1 else None
     rows: list[Sequence[Any]] = []
     for index, instance in enumerate(instances):

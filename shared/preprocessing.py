@@ -312,7 +312,6 @@ def _linear_block(group: list[dict[str, Any]], columns: dict[str, Any]) -> np.nd
     values = [columns[name] for name in names]
     if all(isinstance(v, np.ndarray) and v.dtype.kind in "fiub" for v in values):
         raw = np.stack(values).astype(np.float64, copy=False)
-        _raise_first_bad(raw, parts, names)
     else:  # cells to read one by one (strings, None): numbers() names a bad one
         read: list[np.ndarray] = []
         for v, name in zip(values, names, strict=True):
@@ -320,11 +319,12 @@ def _linear_block(group: list[dict[str, Any]], columns: dict[str, Any]) -> np.nd
                 read.append(numbers(v, name))
             except ValueReadError:
                 if read:  # a gap in an earlier column comes first
-                    _raise_first_bad(np.stack(read), parts[: len(read)], names)
+                    earlier = np.stack(read)
+                    _raise_first_bad(earlier, np.isnan(earlier), parts[: len(read)], names)
                 raise
         raw = np.stack(read)
-        _raise_first_bad(raw, parts, names)
     gaps = np.isnan(raw)
+    _raise_first_bad(raw, gaps, parts, names)
     if gaps.any():
         fills = np.array([np.nan if part["fill"] is None else part["fill"] for part in parts])
         raw = np.where(gaps, fills[:, None], raw)
@@ -335,12 +335,15 @@ def _linear_block(group: list[dict[str, Any]], columns: dict[str, Any]) -> np.nd
     return np.clip(out, -SCALED_CAP, SCALED_CAP, out=out).T
 
 
-def _raise_first_bad(raw: np.ndarray, parts: list[dict[str, Any]], names: list[str]) -> None:
+def _raise_first_bad(
+    raw: np.ndarray, gaps: np.ndarray, parts: list[dict[str, Any]], names: list[str]
+) -> None:
     """ValueReadError for the first column (then row) of ``raw`` (columns, rows) holding
-    infinity or a gap that its part has no fill for; within a column, infinity first."""
+    infinity or a gap (``gaps``: its NaNs) that its part has no fill for; within a
+    column, infinity first."""
     infinite = np.isinf(raw)
     required = np.array([part["fill"] is None for part in parts])[:, None]
-    bad = infinite | (np.isnan(raw) & required)
+    bad = infinite | (gaps & required)
     if not bad.any():
         return
     j = int(np.flatnonzero(bad.any(axis=1))[0])

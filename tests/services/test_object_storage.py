@@ -160,9 +160,6 @@ def driver_env(
         "TUNEFLEET_S3_ENDPOINT_URL": endpoint,
         "TUNEFLEET_LEASE_S": str(LEASE_S),
         "TUNEFLEET_DRIVER_POLL_S": "0.2",
-        # Live at once, as the stacks of the tests are: a driver started while another
-        # one's paused workers hold the CPUs would wait its whole warm-up (60 s).
-        "TUNEFLEET_DRIVER_WARM_WAIT_S": "0",
     }
 
 

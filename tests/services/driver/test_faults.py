@@ -46,9 +46,6 @@ def drivers(
         "TUNEFLEET_HOME": str(tmp_path),
         "TUNEFLEET_LEASE_S": str(LEASE_S),
         "TUNEFLEET_DRIVER_POLL_S": "0.2",
-        # Live at once, as the stacks of the tests are: a driver started while another
-        # one's paused workers hold the CPUs would wait its whole warm-up (60 s).
-        "TUNEFLEET_DRIVER_WARM_WAIT_S": "0",
     }
     running = Drivers(env, tmp_path)
     yield running

@@ -68,9 +68,9 @@ class HandStep:
         self._out_bias = weight["out.bias"][:, :, None]
         self._grad_out_bias = grad["out.bias"]
         groups = range(len(pack.groups))
-        # (members, outputs, width): the output layer's weights and gradients transposed.
-        self._out_t = [weight[f"out.weight.{g}"].transpose(1, 2) for g in groups]
-        self._grad_out_t = [grad[f"out.weight.{g}"].transpose(1, 2) for g in groups]
+        # (members, outputs, width): the output layer's weights and their gradients.
+        self._out = [weight[f"out.weight.{g}"] for g in groups]
+        self._grad_out = [grad[f"out.weight.{g}"] for g in groups]
         self._logit_blocks = self._member_blocks(self.logits)
         self._grad_logit_blocks = self._member_blocks(self.grad_logits)
         self._grad_logit_blocks_t = [block.transpose(1, 2) for block in self._grad_logit_blocks]
@@ -150,7 +150,7 @@ class HandStep:
 
     def _logits(self) -> None:
         last = self._layers[-1]["output_blocks_t"]
-        for block, part, weight in zip(self._logit_blocks, last, self._out_t, strict=True):
+        for block, part, weight in zip(self._logit_blocks, last, self._out, strict=True):
             torch.bmm(weight, part, out=block)
         self.logits.add_(self._out_bias)
 
@@ -190,15 +190,13 @@ class HandStep:
             self._grad_logit_blocks,
             self._grad_logit_blocks_t,
             self._grad_output_blocks,
-            self._out_t,
-            self._grad_out_t,
+            self._out,
+            self._grad_out,
             strict=True,
         )
-        for part, grad_block, grad_block_t, grad_part, weight_t, grad_weight_t in blocks:
-            # Made as (members, outputs, width) and copied: as fast, where the batched
-            # matmul writing (members, width, outputs) is not.
-            grad_weight_t.copy_(torch.bmm(grad_block, part))
-            torch.bmm(grad_block_t, weight_t, out=grad_part)
+        for part, grad_block, grad_block_t, grad_part, weight, grad_weight in blocks:
+            torch.bmm(grad_block, part, out=grad_weight)
+            torch.bmm(grad_block_t, weight, out=grad_part)
 
     def _backward_hidden(self, layer: int, x: torch.Tensor) -> None:
         """From the gradient with respect to the layer's output (``grad_output``) to its

@@ -17,6 +17,14 @@ Dropout, cross-entropy or mean squared error): each member's gradient is the one
 autograd gives it alone, to rounding, but for the bias before BatchNorm (see
 ``_backward_hidden``). Packs with embedded columns train through autograd
 (PackedMLP.autograd_step).
+
+With many more rows a batch than inputs, the first layer's BatchNorm is taken from the
+inputs' statistics rather than from its own columns (``_hidden_folded``): its columns
+are linear in the inputs, so their means and variances, and every sum over the rows
+the backward pass needs, follow from the inputs' mean and (inputs, inputs) scatter
+matrix. BatchNorm then folds into the layer's matmul, and of the ~12 passes over the
+(rows, columns) activations that BatchNorm's statistics, normalisation and backward
+took, two are left.
 """
 
 from __future__ import annotations
@@ -28,6 +36,11 @@ import torch
 
 from services.driver.packed.network import BN_EPS, BN_MOMENTUM, PackedMLP
 
+# Rows a batch, per input of the first layer, from which its BatchNorm is folded (see
+# the module's docstring): below it, the (inputs, columns) passes the folded form makes
+# cost more than the (rows, columns) passes it saves.
+FOLD_ROWS_PER_INPUT = 3
+
 
 class HandStep:
     """Training steps of one pack on batches of ``rows`` rows.
@@ -37,11 +50,20 @@ class HandStep:
     rows a step's few dozen operations are what it costs, and making ~100 views a step
     was a tenth of it."""
 
-    def __init__(self, pack: PackedMLP, rows: int, regression: bool) -> None:
+    def __init__(
+        self, pack: PackedMLP, rows: int, regression: bool, fold_first: bool | None = None
+    ) -> None:
+        """``fold_first``: the first layer's BatchNorm from the inputs' statistics (see
+        the module's docstring); by default where a batch has ``FOLD_ROWS_PER_INPUT``
+        times as many rows as the layer has inputs."""
         if rows < 2:
             raise ValueError("BatchNorm in training needs at least 2 rows a batch")
         self.pack, self.rows, self.regression = pack, rows, regression
         width, count, layers = pack.total_width, len(pack.members), pack.hidden_layers
+        inputs = pack.n_features
+        if fold_first is None:
+            fold_first = rows >= FOLD_ROWS_PER_INPUT * inputs
+        self.fold_first = fold_first
 
         def new(*shape: int) -> torch.Tensor:
             return torch.empty(shape, device=pack.device)
@@ -65,6 +87,12 @@ class HandStep:
         grad = dict(zip(names, pack._views(pack.flat_grad), strict=True))
         self._layers = [self._layer_views(layer, weight, grad) for layer in range(layers)]
         self._w0, self._grad_w0 = weight["h0.weight"], grad["h0.weight"]
+        # The folded first layer's (inputs, columns) scratch: the scatter matrix times
+        # the weights, the weights times BatchNorm's scale, and a gradient's.
+        self._scatter_w = new(inputs, width)
+        self._scaled_w0 = new(inputs, width)
+        self._grad_scratch = new(inputs, width)
+        self._input_mean = torch.empty(0)
         self._out_bias = weight["out.bias"][:, :, None]
         self._grad_out_bias = grad["out.bias"]
         groups = range(len(pack.groups))
@@ -114,7 +142,7 @@ class HandStep:
     # -- forward ---------------------------------------------------------------------
 
     def _hidden(self, layer: int, x: torch.Tensor, rng: np.random.Generator | None) -> None:
-        views, centred, rows, pack = self._layers[layer], self.centred[layer], self.rows, self.pack
+        views, centred, rows = self._layers[layer], self.centred[layer], self.rows
         if layer == 0:
             torch.addmm(views["bias"], x, self._w0, out=centred)
         else:
@@ -134,8 +162,13 @@ class HandStep:
         rstd = (var + BN_EPS).rsqrt_()
         scale = views["bn_scale"] * rstd
         self.rstd[layer], self.scale[layer] = rstd, scale
-        output = torch.addcmul(views["bn_shift"], centred, scale, out=self.output[layer])
-        multiplier = self.multiplier[layer]
+        torch.addcmul(views["bn_shift"], centred, scale, out=self.output[layer])
+        self._activate(layer, rng)
+
+    def _activate(self, layer: int, rng: np.random.Generator | None) -> None:
+        """ReLU and dropout on the layer's BatchNorm output, in place, keeping their
+        product's multiplier for the backward pass."""
+        pack, output, multiplier = self.pack, self.output[layer], self.multiplier[layer]
         if pack._drops:
             # The autograd path's masks (the same numbers in the same order, so that a
             # pack of one draws an unpacked trial's), into the buffer.
@@ -147,6 +180,28 @@ class HandStep:
         else:
             torch.gt(output, 0, out=multiplier)
         output.mul_(multiplier)
+
+    def _hidden_folded(self, x: torch.Tensor, rng: np.random.Generator | None) -> None:
+        """The first layer with BatchNorm's statistics from the inputs': its columns are
+        ``x @ w + b``, so over the batch their means are ``mean(x) @ w + b`` and their
+        variances ``w' S w / rows`` per column, S the inputs' scatter matrix (centred
+        x' x). Normalised, the layer is one matmul: ``x @ (w * scale) + shift -
+        (mean(x) @ w) * scale``."""
+        views, rows, w = self._layers[0], self.rows, self._w0
+        mu = x.mean(dim=0)
+        centred_x = x - mu
+        scatter_w = torch.mm(centred_x.t() @ centred_x, w, out=self._scatter_w)
+        # A quadratic form, so never below zero but by rounding.
+        var = torch.linalg.vecdot(w, scatter_w, dim=0).div_(rows).clamp_(min=0.0)
+        mean_xw = mu @ w
+        views["running_mean"].lerp_(mean_xw + views["bias"], BN_MOMENTUM)
+        views["running_var"].lerp_(var * (rows / (rows - 1)), BN_MOMENTUM)
+        rstd = (var + BN_EPS).rsqrt_()
+        scale = views["bn_scale"] * rstd
+        self.rstd[0], self.scale[0], self._input_mean = rstd, scale, mu
+        shift = torch.addcmul(views["bn_shift"], mean_xw, scale, value=-1.0)
+        torch.addmm(shift, x, torch.mul(w, scale, out=self._scaled_w0), out=self.output[0])
+        self._activate(0, rng)
 
     def _logits(self) -> None:
         last = self._layers[-1]["output_blocks_t"]
@@ -236,6 +291,27 @@ class HandStep:
             torch.bmm(part_t, grad_block, out=grad_weight)
             torch.bmm(grad_block, weight_t, out=grad_part)
 
+    def _backward_folded(self, x: torch.Tensor) -> None:
+        """The folded first layer's backward pass (see ``_hidden_folded``): with ``g``
+        the gradient with respect to BatchNorm's output and ``G = x' g``, BatchNorm's
+        sum of ``g`` times the centred columns is ``sum(w * (G - mean(x) sum(g)))`` per
+        column, and the weights' gradient ``x' dx`` is ``G * scale + sum(x) offset' +
+        S w * slope``, with ``dx = scale * g + offset + slope * centred`` as in
+        ``_backward_hidden``."""
+        views, rows, w = self._layers[0], self.rows, self._w0
+        grad_bn = self.grad_output.mul_(self.multiplier[0])
+        rstd, scale, mu = self.rstd[0], self.scale[0], self._input_mean
+        grad_shift = torch.sum(grad_bn, dim=0, out=views["grad_bn_shift"])
+        x_grad = torch.mm(x.t(), grad_bn, out=self._grad_w0)  # G, then the gradient
+        centred_grad = torch.addr(x_grad, mu, grad_shift, alpha=-1.0, out=self._grad_scratch)
+        grad_scale = torch.mul(
+            torch.linalg.vecdot(w, centred_grad, dim=0), rstd, out=views["grad_bn_scale"]
+        )
+        slope = scale * rstd * grad_scale * (-1.0 / rows)
+        offset = scale * grad_shift * (-1.0 / rows)
+        x_grad.mul_(scale).addr_(mu * rows, offset).addcmul_(self._scatter_w, slope)
+        views["grad_bias"].zero_()  # as in _backward_hidden
+
     # -- a step ----------------------------------------------------------------------
 
     @torch.no_grad()
@@ -250,12 +326,18 @@ class HandStep:
         the classes one-hot (classes, rows; None for regression). Each member's mean
         loss over the batch, and its predicted classes (members, rows)."""
         for layer in range(self.pack.hidden_layers):
-            self._hidden(layer, x, rng)
+            if layer == 0 and self.fold_first:
+                self._hidden_folded(x, rng)
+            else:
+                self._hidden(layer, x, rng)
         self._logits()
         losses, predictions = self._loss(y, onehot)
         self._backward_output()
         for layer in reversed(range(self.pack.hidden_layers)):
-            self._backward_hidden(layer, x)
+            if layer == 0 and self.fold_first:
+                self._backward_folded(x)
+            else:
+                self._backward_hidden(layer, x)
         self.pack.adam_step()
         return losses, predictions
 

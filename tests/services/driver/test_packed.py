@@ -13,6 +13,7 @@ import torch
 
 from services.driver.packed.epoch import (
     PackState,
+    member_of,
     state_from_payload,
     state_to_payload,
     train_pack_epoch,
@@ -166,10 +167,14 @@ def test_regression_pack_matches_alone() -> None:
         assert got["val_r2"] == pytest.approx(metrics["val_r2"], abs=0.02)
 
 
+@pytest.mark.parametrize("fold_first", [False, True])
 @pytest.mark.parametrize(("hidden_layers", "regression"), [(1, False), (2, False), (2, True)])
-def test_the_written_out_step_has_autograds_gradients(hidden_layers: int, regression: bool) -> None:
+def test_the_written_out_step_has_autograds_gradients(
+    hidden_layers: int, regression: bool, fold_first: bool
+) -> None:
     # Every parameter's gradient from the hand-written step against autograd's through
-    # PackedMLP.forward, for members of three widths, on the same weights and batch.
+    # PackedMLP.forward, for members of three widths, on the same weights and batch;
+    # the first layer's BatchNorm from its own columns, and from the inputs' statistics.
     members = [Member(str(i), width, 0.0, 0.01, 0.0) for i, width in enumerate([8, 8, 24, 40])]
     outputs = 1 if regression else 3
     generator = torch.Generator().manual_seed(0)
@@ -187,7 +192,7 @@ def test_the_written_out_step_has_autograds_gradients(hidden_layers: int, regres
     by_autograd, by_hand = pack(), pack()
     by_autograd.autograd_step(x, y, regression, None)
     onehot = None if regression else torch.nn.functional.one_hot(y, outputs).t().float()
-    HandStep(by_hand, 16, regression)(x, y, onehot, None)
+    HandStep(by_hand, 16, regression, fold_first=fold_first)(x, y, onehot, None)
     views = zip(
         by_autograd.params,
         by_autograd._views(by_autograd.flat_grad),
@@ -202,6 +207,32 @@ def test_the_written_out_step_has_autograds_gradients(hidden_layers: int, regres
             assert torch.allclose(got, want, atol=1e-6, rtol=1e-4), spec.name
     for name, want in by_autograd.buffer_values.items():
         assert torch.allclose(by_hand.buffer_values[name], want, atol=1e-6, rtol=1e-5), name
+
+
+def test_a_folded_first_layer_trains_as_the_unfolded_one(wine: TrialPlan) -> None:
+    # Thirty steps with dropout and Adam, the first layer's BatchNorm from its own
+    # columns and from the inputs' statistics (as batches of 3 or more rows per input
+    # train): the same losses, predictions, weights and running statistics, to rounding.
+    members = [member_of(k, c) for k, c in PACK.items()]
+    x = torch.as_tensor(wine.data.x_train[:64], dtype=torch.float32)
+    y = torch.as_tensor(wine.data.y_train[:64]).long()
+    onehot = torch.nn.functional.one_hot(y, 3).t().float()
+    runs = []
+    for fold_first in (False, True):
+        pack = PackedMLP(members, x.shape[1], 3, 1)
+        pack.flat.copy_(torch.randn(pack.flat.shape, generator=torch.Generator().manual_seed(1)))
+        step, rng = HandStep(pack, 64, False, fold_first=fold_first), np.random.default_rng(5)
+        outcomes = [step(x, y, onehot, rng) for _ in range(30)]
+        runs.append((pack, outcomes))
+    (plain, plain_steps), (folded, folded_steps) = runs
+    for (loss, predicted), (loss_folded, predicted_folded) in zip(
+        plain_steps, folded_steps, strict=True
+    ):
+        assert torch.allclose(loss_folded, loss, rtol=1e-4)
+        assert torch.equal(predicted_folded, predicted)
+    assert torch.allclose(folded.flat, plain.flat, atol=1e-4)
+    for name, want in plain.buffer_values.items():
+        assert torch.allclose(folded.buffer_values[name], want, atol=1e-4, rtol=1e-4), name
 
 
 def test_saved_state_resumes_exactly(wine: TrialPlan) -> None:

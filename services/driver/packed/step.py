@@ -22,9 +22,9 @@ With many more rows a batch than inputs, the first layer's BatchNorm is taken fr
 inputs' statistics rather than from its own columns (``_hidden_folded``): its columns
 are linear in the inputs, so their means and variances, and every sum over the rows
 the backward pass needs, follow from the inputs' mean and (inputs, inputs) scatter
-matrix. BatchNorm then folds into the layer's matmul, and of the ~12 passes over the
-(rows, columns) activations that BatchNorm's statistics, normalisation and backward
-took, two are left.
+matrix. BatchNorm then folds into the layer's matmul: of the ten passes over the
+(rows, columns) activations that its statistics, normalisation and backward pass took,
+one is left (the sum of its output's gradient).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,23 @@ def test_a_folded_first_layer_trains_as_the_unfolded_one(wine: TrialPlan) -> Non
     assert torch.allclose(folded.flat, plain.flat, atol=1e-4)
     for name, want in plain.buffer_values.items():
         assert torch.allclose(folded.buffer_values[name], want, atol=1e-4, rtol=1e-4), name
+
+
+def test_a_state_handed_on_as_ray_hands_it_trains_on_exactly(wine: TrialPlan) -> None:
+    # Between epochs Ray pickles the state (its members' tensors as one): the next
+    # epoch's metrics and every member's weights and moments are as if it had not.
+    state = PackState.new(PACK)
+    for _ in range(2):
+        state, _ = train_pack_epoch(state, wine)
+    handed = pickle.loads(pickle.dumps(state))
+    for name in ("weights", "exp_avg", "exp_avg_sq"):
+        for trial_id, tensors in getattr(state, name).items():
+            got = getattr(handed, name)[trial_id]
+            assert list(got) == list(tensors)
+            assert all(torch.equal(got[key], tensor) for key, tensor in tensors.items())
+    (_, straight), (_, resumed) = train_pack_epoch(state, wine), train_pack_epoch(handed, wine)
+    for trial_id in PACK:
+        assert resumed[trial_id].metrics == straight[trial_id].metrics
 
 
 def test_saved_state_resumes_exactly(wine: TrialPlan) -> None:

@@ -46,7 +46,8 @@ def forms(rows: int) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
     h, g = torch.randn(rows, COLUMNS), torch.randn(rows, COLUMNS)
     scratch = torch.empty(rows, COLUMNS)
     block = h[:, : GROUP * WIDTH].view(rows, GROUP, WIDTH).transpose(0, 1)
-    weight = torch.randn(GROUP, WIDTH, CLASSES)
+    weight = torch.randn(GROUP, CLASSES, WIDTH)  # as the pack keeps it: nn.Linear's
+    weight_by_inputs = weight.transpose(1, 2).contiguous()  # (width, outputs) per member
     by_rows, by_outputs = torch.empty(GROUP, rows, CLASSES), torch.empty(GROUP, CLASSES, rows)
     logits = torch.randn(MEMBERS, CLASSES, rows)
     return {
@@ -59,8 +60,14 @@ def forms(rows: int) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
             lambda: torch.var_mean(h, dim=0, correction=0),
         ),
         "output layer: (members, outputs, rows) / (members, rows, outputs)": (
-            lambda: torch.bmm(weight.transpose(1, 2), block.transpose(1, 2), out=by_outputs),
-            lambda: torch.bmm(block, weight, out=by_rows),
+            lambda: torch.bmm(weight, block.transpose(1, 2), out=by_outputs),
+            lambda: torch.bmm(block, weight_by_inputs, out=by_rows),
+        ),
+        "output layer's weights: (outputs, width) / a view of (width, outputs)": (
+            lambda: torch.bmm(weight, block.transpose(1, 2), out=by_outputs),
+            lambda: torch.bmm(
+                weight_by_inputs.transpose(1, 2), block.transpose(1, 2), out=by_outputs
+            ),
         ),
         "predicted class: max / argmax": (
             lambda: torch.max(logits, dim=1),

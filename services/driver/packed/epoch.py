@@ -144,11 +144,14 @@ class PackState:
                 self.embedding_dim, self.epoch, self.step)  # fmt: skip
 
     # Pickled as Ray hands the state from one epoch's task to the next: the members'
-    # tensors (~1,000 for 40 members: weights and both Adam moments) as one, which took
-    # the round trip from ~135 ms to a few.
+    # float tensors (800 for 40 members of one hidden layer: weights and both Adam
+    # moments) as one, which took the round trip from ~135 ms to ~16. Unpickled, they
+    # are views of that one tensor: read them (load_member copies them); a state to be
+    # saved is made anew by each epoch (train_pack_epoch), not saved from these.
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
+        state["_member_ids"] = {name: list(state[name]) for name in _MEMBER_TENSORS}
         parts: list[torch.Tensor] = []
         # (field, trial id, name, shape of a part of the one tensor, or the tensor kept
         # as it is), in the dictionaries' order.
@@ -167,7 +170,8 @@ class PackState:
     def __setstate__(self, state: dict[str, Any]) -> None:
         flat, layout = state.pop("_member_tensors")
         tensors: dict[str, dict[str, dict[str, torch.Tensor]]] = {
-            name: {} for name in _MEMBER_TENSORS
+            name: {trial_id: {} for trial_id in trial_ids}
+            for name, trial_ids in state.pop("_member_ids").items()
         }
         offset = 0
         for name, trial_id, key, shape, kept in layout:
@@ -175,7 +179,7 @@ class PackState:
                 size = math.prod(shape)
                 kept = flat[offset : offset + size].view(shape)
                 offset += size
-            tensors[name].setdefault(trial_id, {})[key] = kept
+            tensors[name][trial_id][key] = kept
         self.__dict__.update(state, **tensors)
 
 

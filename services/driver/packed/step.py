@@ -71,7 +71,10 @@ class HandStep:
         # Per hidden layer: its input to BatchNorm, centred (then, going back, the
         # gradient with respect to it); the multiplier that is ReLU and dropout in one
         # (0, or 1 / keep); the layer's output.
-        self.centred = [new(rows, width) for _ in range(layers)]
+        self.centred = [
+            torch.empty(0) if layer == 0 and fold_first else new(rows, width)
+            for layer in range(layers)
+        ]
         self.multiplier = [new(rows, width) for _ in range(layers)]
         self.output = [new(rows, width) for _ in range(layers)]
         self.grad_output = new(rows, width)  # with respect to a layer's output
@@ -89,9 +92,8 @@ class HandStep:
         self._w0, self._grad_w0 = weight["h0.weight"], grad["h0.weight"]
         # The folded first layer's (inputs, columns) scratch: the scatter matrix times
         # the weights, the weights times BatchNorm's scale, and a gradient's.
-        self._scatter_w = new(inputs, width)
-        self._scaled_w0 = new(inputs, width)
-        self._grad_scratch = new(inputs, width)
+        scratch = (inputs, width) if fold_first else (0,)
+        self._scatter_w, self._scaled_w0, self._grad_scratch = (new(*scratch) for _ in range(3))
         self._input_mean = torch.empty(0)
         self._out_bias = weight["out.bias"][:, :, None]
         self._grad_out_bias = grad["out.bias"]
@@ -129,7 +131,8 @@ class HandStep:
             "grad_bn_shift": grad[f"bn{layer}.bias"],
             "running_mean": self.pack.buffer_values[f"bn{layer}.running_mean"],
             "running_var": self.pack.buffer_values[f"bn{layer}.running_var"],
-            "centred_blocks": self._blocks(self.centred[layer]),
+            # Beneath the first layer only: it makes its own with one matmul.
+            "centred_blocks": self._blocks(self.centred[layer]) if layer else [],
             "output_blocks": self._blocks(self.output[layer]),
         }
         views["output_blocks_t"] = [block.transpose(1, 2) for block in views["output_blocks"]]
